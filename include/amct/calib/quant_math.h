@@ -1,0 +1,26 @@
+// Shared quantization arithmetic (spec 6.1). Rounding is half-to-even
+// everywhere, as in AMCT (torch.round / np.round / ONNX Round).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace amct {
+
+constexpr float kFltEpsilon = 1.192092896e-07f;
+
+struct ScaleOffset {
+  float scale = 1.0f;
+  int32_t offset = 0;
+};
+
+inline float round_half_even(float x) { return std::nearbyint(x); }
+inline double round_half_even(double x) { return std::nearbyint(x); }
+
+inline int64_t quant_min(int num_bits) { return -(int64_t{1} << (num_bits - 1)); }
+inline int64_t quant_max(int num_bits) { return (int64_t{1} << (num_bits - 1)) - 1; }
+
+// calculate_scale_offset of spec 6.1 ("min-max"), including process_scale.
+ScaleOffset calculate_scale_offset(float max_value, float min_value, bool asymmetric, int num_bits);
+
+}  // namespace amct

@@ -1,0 +1,82 @@
+// The quantization configuration: AMCT's config JSON (spec 3.1-3.3) and the
+// simple config text-proto (spec 3.4-3.5), validated against the model.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "amct/layers.h"
+
+namespace amct {
+
+struct ActivationQuantParams {
+  int num_bits = 8;
+  std::string act_algo = "ifmr";  // "ifmr" or "hfmg"
+  // IFMR
+  double max_percentile = 0.999999;
+  double min_percentile = 0.999999;
+  double search_range_start = 0.7;
+  double search_range_end = 1.3;
+  double search_step = 0.01;
+  // HFMG
+  int num_of_bins = 4096;
+  // Resolved value: the layer's "asymmetric", else the root activation_offset.
+  bool asymmetric = true;
+};
+
+struct WeightQuantParams {
+  int num_bits = 8;
+  bool channel_wise = true;
+  std::string wts_algo = "arq_quantize";  // "arq_quantize" or "ada_quantize"
+  // ada_quantize only
+  double reg_param = 0.01;
+  double warm_start = 0.2;
+  int64_t num_iteration = 10000;
+  double beta_range_start = 20.0;
+  double beta_range_end = 2.0;
+};
+
+struct LayerQuantConfig {
+  std::string name;
+  bool quant_enable = true;
+  std::optional<double> dmq_balancer_param;
+  ActivationQuantParams activation;
+  WeightQuantParams weight;
+};
+
+struct QuantConfig {
+  int version = 1;
+  int64_t batch_num = 1;
+  bool activation_offset = true;
+  bool do_fusion = true;
+  std::string fakequant_precision_mode = "DEFAULT";  // or "FORCE_FP16_QUANT"
+  std::vector<std::string> skip_fusion_layers;
+  std::vector<LayerQuantConfig> layers;  // sorted by name
+
+  const LayerQuantConfig* find_layer(const std::string& name) const;
+};
+
+// create_quant_config from parameters (spec 2.1): every supported layer gets
+// the default block; skip_layers get quant_enable=false.
+QuantConfig make_default_config(const ModelInfo& model, const std::vector<std::string>& skip_layers,
+                                int64_t batch_num, bool activation_offset);
+
+// create_quant_config from a simple config file (spec 3.4), with its override
+// precedence and automatic adjustments.
+QuantConfig make_config_from_simple(const std::string& simple_config_path, const ModelInfo& model);
+
+// The JSON text exactly as AMCT writes it (indent 4, ',' and ':' separators,
+// schema key order, layers sorted by name).
+std::string config_to_json(const QuantConfig& config);
+
+// Parses and validates a config JSON file against the model (spec 3.1, 3.2).
+// Errors name the file, the layer and the key. Supported layers missing from
+// the file get defaults with quant_enable=false.
+QuantConfig parse_config_file(const std::string& path, const ModelInfo& model);
+
+// Parses config JSON text; `origin` names the source in error messages.
+QuantConfig parse_config_text(const std::string& text, const std::string& origin, const ModelInfo& model);
+
+}  // namespace amct
