@@ -1,0 +1,60 @@
+// Small helpers over onnx::ModelProto shared by the graph passes and writers:
+// loading/saving, initializer access, producers/consumers, attributes.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "onnx/onnx.pb.h"
+
+namespace amct {
+
+onnx::ModelProto load_onnx_model(const std::string& path);
+onnx::ModelProto parse_onnx_model(const std::string& bytes, const std::string& origin);
+// Serializes and writes atomically; graph outputs above 2 GB are refused with a clear error.
+void save_onnx_model(const onnx::ModelProto& model, const std::string& path);
+
+onnx::TensorProto* find_initializer(onnx::GraphProto& graph, const std::string& name);
+const onnx::TensorProto* find_initializer(const onnx::GraphProto& graph, const std::string& name);
+onnx::NodeProto* find_node(onnx::GraphProto& graph, const std::string& name);
+const onnx::NodeProto* find_node(const onnx::GraphProto& graph, const std::string& name);
+// The node producing `tensor`, or nullptr (graph input / initializer).
+onnx::NodeProto* find_producer(onnx::GraphProto& graph, const std::string& tensor);
+std::vector<onnx::NodeProto*> find_consumers(onnx::GraphProto& graph, const std::string& tensor);
+bool is_graph_output(const onnx::GraphProto& graph, const std::string& tensor);
+void remove_initializer(onnx::GraphProto& graph, const std::string& name);
+// Removes the nodes whose names are listed.
+void remove_nodes(onnx::GraphProto& graph, const std::vector<std::string>& names);
+// Reorders nodes so every node follows its producers (stable for ties).
+void topological_sort(onnx::GraphProto& graph);
+
+// Resolves a constant tensor: an initializer, or the output of a Constant
+// node, also through Identity nodes (the exporter may de-duplicate
+// identical constants that way). nullptr if `tensor` is not constant.
+const onnx::TensorProto* resolve_constant(const onnx::GraphProto& graph, const std::string& tensor);
+
+std::vector<int64_t> tensor_dims(const onnx::TensorProto& tensor);
+int64_t tensor_numel(const onnx::TensorProto& tensor);
+// Float values of a FLOAT/FLOAT16/DOUBLE tensor (raw_data or typed fields).
+std::vector<float> tensor_to_floats(const onnx::TensorProto& tensor);
+// Replaces the content by FLOAT data (raw_data), keeping name and dims unless given.
+void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values);
+void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values, const std::vector<int64_t>& dims);
+onnx::TensorProto make_float_tensor(const std::string& name, const std::vector<int64_t>& dims,
+                                    std::span<const float> values);
+
+const onnx::AttributeProto* find_attribute(const onnx::NodeProto& node, const std::string& name);
+int64_t get_int_attribute(const onnx::NodeProto& node, const std::string& name, int64_t fallback);
+std::vector<int64_t> get_ints_attribute(const onnx::NodeProto& node, const std::string& name);
+std::string get_string_attribute(const onnx::NodeProto& node, const std::string& name, const std::string& fallback);
+void set_int_attribute(onnx::NodeProto& node, const std::string& name, int64_t value);
+void set_float_attribute(onnx::NodeProto& node, const std::string& name, float value);
+void set_string_attribute(onnx::NodeProto& node, const std::string& name, const std::string& value);
+void remove_attribute(onnx::NodeProto& node, const std::string& name);
+
+// A node name not used by any node of the graph, built from `base`.
+std::string unique_node_name(const onnx::GraphProto& graph, const std::string& base);
+
+}  // namespace amct

@@ -1,0 +1,336 @@
+#include "amct/onnx_graph.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "amct/error.h"
+#include "amct/file_io.h"
+
+namespace amct {
+
+onnx::ModelProto parse_onnx_model(const std::string& bytes, const std::string& origin) {
+  onnx::ModelProto model;
+  if (bytes.empty() || !model.ParseFromString(bytes))
+    invalid("'" + origin + "' is not a valid ONNX model (protobuf parsing failed)");
+  if (!model.has_graph()) invalid("'" + origin + "' is not a valid ONNX model: it has no graph");
+  return model;
+}
+
+onnx::ModelProto load_onnx_model(const std::string& path) {
+  return parse_onnx_model(read_file(path, "ONNX model"), path);
+}
+
+void save_onnx_model(const onnx::ModelProto& model, const std::string& path) {
+  const size_t size = model.ByteSizeLong();
+  if (size >= (size_t{1} << 31) - 1)
+    fail(ErrorCode::kRuntime, "model for '" + path + "' is " + std::to_string(size) +
+                                  " bytes; models of 2 GB and more need ONNX external data, which is not supported yet");
+  std::string bytes;
+  if (!model.SerializeToString(&bytes)) fail(ErrorCode::kRuntime, "cannot serialize the ONNX model for '" + path + "'");
+  write_file_atomic(path, bytes, "ONNX model");
+}
+
+onnx::TensorProto* find_initializer(onnx::GraphProto& graph, const std::string& name) {
+  for (auto& t : *graph.mutable_initializer())
+    if (t.name() == name) return &t;
+  return nullptr;
+}
+
+const onnx::TensorProto* find_initializer(const onnx::GraphProto& graph, const std::string& name) {
+  for (const auto& t : graph.initializer())
+    if (t.name() == name) return &t;
+  return nullptr;
+}
+
+onnx::NodeProto* find_node(onnx::GraphProto& graph, const std::string& name) {
+  for (auto& n : *graph.mutable_node())
+    if (n.name() == name) return &n;
+  return nullptr;
+}
+
+const onnx::NodeProto* find_node(const onnx::GraphProto& graph, const std::string& name) {
+  for (const auto& n : graph.node())
+    if (n.name() == name) return &n;
+  return nullptr;
+}
+
+onnx::NodeProto* find_producer(onnx::GraphProto& graph, const std::string& tensor) {
+  if (tensor.empty()) return nullptr;
+  for (auto& n : *graph.mutable_node())
+    for (const auto& out : n.output())
+      if (out == tensor) return &n;
+  return nullptr;
+}
+
+std::vector<onnx::NodeProto*> find_consumers(onnx::GraphProto& graph, const std::string& tensor) {
+  std::vector<onnx::NodeProto*> consumers;
+  for (auto& n : *graph.mutable_node())
+    if (std::find(n.input().begin(), n.input().end(), tensor) != n.input().end()) consumers.push_back(&n);
+  return consumers;
+}
+
+bool is_graph_output(const onnx::GraphProto& graph, const std::string& tensor) {
+  for (const auto& o : graph.output())
+    if (o.name() == tensor) return true;
+  return false;
+}
+
+void remove_initializer(onnx::GraphProto& graph, const std::string& name) {
+  auto* inits = graph.mutable_initializer();
+  for (int i = 0; i < inits->size(); ++i) {
+    if (inits->Get(i).name() == name) {
+      inits->DeleteSubrange(i, 1);
+      return;
+    }
+  }
+}
+
+void remove_nodes(onnx::GraphProto& graph, const std::vector<std::string>& names) {
+  const std::unordered_set<std::string> doomed(names.begin(), names.end());
+  auto* nodes = graph.mutable_node();
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> kept;
+  for (auto& n : *nodes)
+    if (!doomed.count(n.name())) kept.Add(std::move(n));
+  nodes->Swap(&kept);
+}
+
+void topological_sort(onnx::GraphProto& graph) {
+  const int count = graph.node_size();
+  std::unordered_map<std::string, int> producer_of;
+  for (int i = 0; i < count; ++i)
+    for (const auto& out : graph.node(i).output())
+      if (!out.empty()) producer_of[out] = i;
+  std::vector<std::vector<int>> users(count);
+  std::vector<int> pending(count, 0);
+  for (int i = 0; i < count; ++i) {
+    std::set<int> deps;
+    for (const auto& in : graph.node(i).input()) {
+      auto it = producer_of.find(in);
+      if (it != producer_of.end() && it->second != i) deps.insert(it->second);
+    }
+    pending[i] = static_cast<int>(deps.size());
+    for (int d : deps) users[d].push_back(i);
+  }
+  // A min-heap on the original index keeps the original order where possible.
+  std::set<int> ready;
+  for (int i = 0; i < count; ++i)
+    if (pending[i] == 0) ready.insert(i);
+  std::vector<int> order;
+  while (!ready.empty()) {
+    const int i = *ready.begin();
+    ready.erase(ready.begin());
+    order.push_back(i);
+    for (int u : users[i])
+      if (--pending[u] == 0) ready.insert(u);
+  }
+  if (static_cast<int>(order.size()) != count) fail(ErrorCode::kRuntime, "the ONNX graph has a cycle");
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> sorted;
+  for (int i : order) *sorted.Add() = graph.node(i);
+  graph.mutable_node()->Swap(&sorted);
+}
+
+const onnx::TensorProto* resolve_constant(const onnx::GraphProto& graph, const std::string& tensor) {
+  std::string name = tensor;
+  for (int hops = 0; hops < 64; ++hops) {
+    if (const auto* init = find_initializer(graph, name)) return init;
+    const onnx::NodeProto* producer = nullptr;
+    for (const auto& n : graph.node())
+      for (const auto& out : n.output())
+        if (out == name) producer = &n;
+    if (!producer) return nullptr;
+    if (producer->op_type() == "Identity" && producer->input_size() == 1) {
+      name = producer->input(0);
+      continue;
+    }
+    if (producer->op_type() == "Constant") {
+      const auto* value = find_attribute(*producer, "value");
+      return value && value->has_t() ? &value->t() : nullptr;
+    }
+    return nullptr;
+  }
+  return nullptr;
+}
+
+std::vector<int64_t> tensor_dims(const onnx::TensorProto& tensor) {
+  return {tensor.dims().begin(), tensor.dims().end()};
+}
+
+int64_t tensor_numel(const onnx::TensorProto& tensor) {
+  int64_t n = 1;
+  for (auto d : tensor.dims()) n *= d;
+  return n;
+}
+
+namespace {
+
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exponent = (h >> 10) & 0x1f;
+  uint32_t mantissa = h & 0x3ff;
+  uint32_t bits;
+  if (exponent == 0) {
+    if (mantissa == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      exponent = 127 - 15 + 1;
+      while (!(mantissa & 0x400)) {
+        mantissa <<= 1;
+        --exponent;
+      }
+      bits = sign | (exponent << 23) | ((mantissa & 0x3ff) << 13);
+    }
+  } else if (exponent == 0x1f) {
+    bits = sign | 0x7f800000 | (mantissa << 13);
+  } else {
+    bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
+  }
+  float out;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+}
+
+}  // namespace
+
+std::vector<float> tensor_to_floats(const onnx::TensorProto& tensor) {
+  const int64_t n = tensor_numel(tensor);
+  std::vector<float> out(static_cast<size_t>(n));
+  const bool raw = tensor.has_raw_data();
+  switch (tensor.data_type()) {
+    case onnx::TensorProto::FLOAT:
+      if (raw) {
+        if (tensor.raw_data().size() != out.size() * sizeof(float))
+          invalid("tensor '" + tensor.name() + "' has " + std::to_string(tensor.raw_data().size()) +
+                  " bytes of data for " + std::to_string(n) + " floats");
+        std::memcpy(out.data(), tensor.raw_data().data(), out.size() * sizeof(float));
+      } else {
+        if (tensor.float_data_size() != n) invalid("tensor '" + tensor.name() + "' has the wrong number of values");
+        std::copy(tensor.float_data().begin(), tensor.float_data().end(), out.begin());
+      }
+      return out;
+    case onnx::TensorProto::FLOAT16:
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        if (raw) {
+          std::memcpy(&h, tensor.raw_data().data() + 2 * i, 2);
+        } else {
+          h = static_cast<uint16_t>(tensor.int32_data(static_cast<int>(i)));
+        }
+        out[static_cast<size_t>(i)] = half_to_float(h);
+      }
+      return out;
+    case onnx::TensorProto::DOUBLE:
+      for (int64_t i = 0; i < n; ++i) {
+        double d;
+        if (raw) {
+          std::memcpy(&d, tensor.raw_data().data() + 8 * i, 8);
+        } else {
+          d = tensor.double_data(static_cast<int>(i));
+        }
+        out[static_cast<size_t>(i)] = static_cast<float>(d);
+      }
+      return out;
+    default:
+      invalid("tensor '" + tensor.name() + "' has ONNX data type " + std::to_string(tensor.data_type()) +
+              ", expected a floating-point tensor");
+  }
+}
+
+void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values) {
+  set_float_tensor(tensor, values, tensor_dims(tensor));
+}
+
+void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values, const std::vector<int64_t>& dims) {
+  const std::string name = tensor.name();
+  tensor.Clear();
+  tensor.set_name(name);
+  for (auto d : dims) tensor.add_dims(d);
+  tensor.set_data_type(onnx::TensorProto::FLOAT);
+  tensor.set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
+}
+
+onnx::TensorProto make_float_tensor(const std::string& name, const std::vector<int64_t>& dims,
+                                    std::span<const float> values) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  set_float_tensor(t, values, dims);
+  return t;
+}
+
+const onnx::AttributeProto* find_attribute(const onnx::NodeProto& node, const std::string& name) {
+  for (const auto& a : node.attribute())
+    if (a.name() == name) return &a;
+  return nullptr;
+}
+
+int64_t get_int_attribute(const onnx::NodeProto& node, const std::string& name, int64_t fallback) {
+  const auto* a = find_attribute(node, name);
+  return a ? a->i() : fallback;
+}
+
+std::vector<int64_t> get_ints_attribute(const onnx::NodeProto& node, const std::string& name) {
+  const auto* a = find_attribute(node, name);
+  if (!a) return {};
+  return {a->ints().begin(), a->ints().end()};
+}
+
+std::string get_string_attribute(const onnx::NodeProto& node, const std::string& name, const std::string& fallback) {
+  const auto* a = find_attribute(node, name);
+  return a ? a->s() : fallback;
+}
+
+namespace {
+onnx::AttributeProto* attribute_slot(onnx::NodeProto& node, const std::string& name) {
+  for (auto& a : *node.mutable_attribute())
+    if (a.name() == name) {
+      a.Clear();
+      a.set_name(name);
+      return &a;
+    }
+  auto* a = node.add_attribute();
+  a->set_name(name);
+  return a;
+}
+}  // namespace
+
+void set_int_attribute(onnx::NodeProto& node, const std::string& name, int64_t value) {
+  auto* a = attribute_slot(node, name);
+  a->set_type(onnx::AttributeProto::INT);
+  a->set_i(value);
+}
+
+void set_float_attribute(onnx::NodeProto& node, const std::string& name, float value) {
+  auto* a = attribute_slot(node, name);
+  a->set_type(onnx::AttributeProto::FLOAT);
+  a->set_f(value);
+}
+
+void set_string_attribute(onnx::NodeProto& node, const std::string& name, const std::string& value) {
+  auto* a = attribute_slot(node, name);
+  a->set_type(onnx::AttributeProto::STRING);
+  a->set_s(value);
+}
+
+void remove_attribute(onnx::NodeProto& node, const std::string& name) {
+  auto* attrs = node.mutable_attribute();
+  for (int i = 0; i < attrs->size(); ++i)
+    if (attrs->Get(i).name() == name) {
+      attrs->DeleteSubrange(i, 1);
+      return;
+    }
+}
+
+std::string unique_node_name(const onnx::GraphProto& graph, const std::string& base) {
+  std::unordered_set<std::string> used;
+  for (const auto& n : graph.node()) used.insert(n.name());
+  if (!used.count(base)) return base;
+  for (int i = 1;; ++i) {
+    std::string candidate = base + std::to_string(i);
+    if (!used.count(candidate)) return candidate;
+  }
+}
+
+}  // namespace amct
