@@ -1,0 +1,55 @@
+# make demo: install what is missing, quantize a real model end to end.
+# make test: install what is missing, run the C++ and Python test suites.
+# Both are idempotent: installed packages and builds are reused.
+
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+JOBS ?= $(shell nproc)
+CPP_BUILD := build/cpp
+DEB_PACKAGES := libprotobuf-dev protobuf-compiler nlohmann-json3-dev libgtest-dev cmake ninja-build g++
+# torch first, pinned to the CPU wheel on local disk: anything that pulls
+# torch in before it would download a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+PY_PACKAGES := numpy onnx onnxruntime onnxscript nanobind scikit-build-core pytest
+
+.PHONY: demo test deps cpp-test py-test install bench clean
+
+demo: install
+	$(PYTHON) examples/demo.py
+
+test: cpp-test py-test
+
+deps: .stamps/deb .stamps/pip
+
+.stamps/deb:
+	@mkdir -p .stamps
+	@if ! dpkg -s $(DEB_PACKAGES) >/dev/null 2>&1; then \
+	  echo "installing Debian packages: $(DEB_PACKAGES)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES); \
+	fi
+	@touch $@
+
+.stamps/pip: .stamps/deb
+	@mkdir -p .stamps
+	@$(PYTHON) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null || $(PIP) install -q $(TORCH_PIN)
+	@$(PYTHON) -c "import numpy, onnx, onnxruntime, onnxscript, nanobind, scikit_build_core, pytest" 2>/dev/null || $(PIP) install -q $(PY_PACKAGES)
+	@touch $@
+
+$(CPP_BUILD)/build.ninja: .stamps/deb .stamps/pip CMakeLists.txt
+	cmake -S . -B $(CPP_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+cpp-test: $(CPP_BUILD)/build.ninja
+	cmake --build $(CPP_BUILD) -j $(JOBS)
+	./$(CPP_BUILD)/amct_tests
+
+install: deps
+	$(PIP) install -q --no-build-isolation --no-deps .
+
+py-test: install
+	$(PYTHON) -m pytest -q tests/python
+
+bench: install
+	$(PYTHON) benchmarks/calibration_cost.py
+
+clean:
+	rm -rf build .stamps

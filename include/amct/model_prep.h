@@ -1,0 +1,43 @@
+// Preparing an exported model for quantization: node names become torch
+// module names, weight transposes are folded, and every module of a
+// quantizable class gets a verdict (spec 1.2, 1.3, 4.2).
+#pragma once
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "amct/layers.h"
+#include "onnx/onnx.pb.h"
+
+namespace amct {
+
+struct PreparedModel {
+  onnx::ModelProto model;
+  ModelInfo info;
+};
+
+// The module list the Python front end sends: a JSON array of objects with the
+// fields of ModuleInfo.
+std::vector<ModuleInfo> parse_module_list(const std::string& json);
+
+// Refuses a model that already holds AMCT's (or our) quantization modules.
+void check_no_quantization_modules(const std::vector<ModuleInfo>& modules);
+
+// Parses the exported ONNX and runs the preparation passes.
+PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInfo> modules);
+
+// --- the passes, one per file under src/graph/passes/ ---
+
+// Renames the node that implements each module (its Conv, Gemm, MatMul,
+// AveragePool, BatchNormalization ...) to the module name, using the
+// exporter's per-node module scopes. Returns the modules whose op appears
+// more than once (a module called twice), which cannot be quantized.
+std::set<std::string> name_nodes_by_module(onnx::GraphProto& graph, const std::vector<ModuleInfo>& modules);
+
+// MatMul weights that reach the node through a Transpose of an initializer
+// become a pre-transposed initializer, so every MatMul layer has a constant
+// [K, N] weight as its second input.
+void fold_weight_transposes(onnx::GraphProto& graph);
+
+}  // namespace amct

@@ -1,0 +1,58 @@
+// quantize_model's engine (spec 2.3): Conv+BN fusion, ARQ weight
+// quantization, the modified ONNX and the weight part of the record file.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "amct/config.h"
+#include "amct/layers.h"
+#include "amct/record.h"
+#include "onnx/onnx.pb.h"
+
+namespace amct {
+
+struct FusedBatchNorm {
+  std::string conv;
+  std::string batchnorm;
+};
+
+// Folds eval-mode BatchNormalization nodes into the Conv that feeds them
+// (spec 4.5). BN constants are resolved through Identity nodes, so freshly
+// initialised BNs whose constants the exporter de-duplicated fuse too.
+// Returns the pairs fused; `notes` receives why a candidate pair was not.
+std::vector<FusedBatchNorm> fuse_conv_batchnorm(onnx::GraphProto& graph, const ModelInfo& info,
+                                                const std::vector<std::string>& skip_fusion_layers,
+                                                std::vector<std::string>& notes);
+
+// A quantized layer's new parameters, in the torch module's own layout, for
+// the calibration model.
+struct QuantizedLayer {
+  std::string name;
+  std::string module_type;
+  std::vector<int64_t> weight_shape;  // empty for AvgPool2d
+  std::vector<float> weight;          // fake-quantized (and BN-fused)
+  std::vector<float> bias;            // BN-fused bias; empty when the layer has none
+};
+
+struct QuantizeResult {
+  QuantConfig config;
+  std::vector<QuantizedLayer> layers;  // quant-enabled layers in named_modules() order
+  std::vector<FusedBatchNorm> fused;
+  std::vector<std::string> notes;      // things the user should know (skipped fusions, float layers)
+  ScaleOffsetRecord record;            // weight factors, as written to the record file
+};
+
+// Runs the whole weight side of quantize_model and writes modified_onnx_file
+// and record_file (atomically, after every check has passed).
+QuantizeResult quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
+                              const std::string& record_file, const std::string& onnx_bytes,
+                              std::vector<ModuleInfo> modules);
+
+// create_quant_config (spec 2.1): the config JSON from parameters, or from a
+// simple config file when `simple_config_file` is not empty.
+void create_quant_config(const std::string& config_file, const std::string& onnx_bytes,
+                         std::vector<ModuleInfo> modules, const std::vector<std::string>& skip_layers,
+                         int64_t batch_num, bool activation_offset, const std::string& simple_config_file);
+
+}  // namespace amct

@@ -1,0 +1,16 @@
+"""amct_pytorch: AMCT-compatible post-training quantization with a C++ engine.
+
+The public API mirrors AMCT's::
+
+    import amct_pytorch as amct
+    amct.create_quant_config(config_file, model, input_data)
+    calib = amct.quantize_model(config_file, modified_onnx, record_file, model, input_data)
+    for batch in batches:
+        calib(batch)
+    amct.save_model(modified_onnx, record_file, save_path)
+"""
+
+from amct_pytorch.api import create_quant_config, quantize_model, save_model
+
+__all__ = ["create_quant_config", "quantize_model", "save_model"]
+__version__ = "0.1.0"

@@ -1,0 +1,74 @@
+"""AMCT's public PTQ functions. Argument checks live here; everything that
+parses a file, computes a statistic or rewrites a graph is in the C++ core."""
+
+import copy
+import os
+
+import torch
+
+from amct_pytorch import _amct
+from amct_pytorch.calibration import build_calibration_model
+from amct_pytorch.export import describe_modules, export_onnx
+
+
+def _check_type(func, name, value, expected, allow_none=False):
+    if value is None and allow_none:
+        return
+    if not isinstance(value, expected):
+        names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+        raise TypeError(f"{func}(): argument {name} must be {names}, got {type(value).__name__}")
+
+
+def _copy_model(model):
+    # A calibration model holds a C++ calibrator that cannot be copied: refuse
+    # models with quantization modules before trying.
+    _amct.check_no_quantization_modules(describe_modules(model))
+    try:
+        return copy.deepcopy(model)
+    except Exception as error:
+        raise RuntimeError(f"the model cannot be deep-copied, so it cannot be quantized without modifying it: {error}") from error
+
+
+def create_quant_config(config_file, model, input_data, skip_layers=None, batch_num=1, activation_offset=True,
+                        config_defination=None):
+    """Writes the quantization config JSON for `model` (AMCT spec 2.1)."""
+    func = "create_quant_config"
+    _check_type(func, "config_file", config_file, str)
+    _check_type(func, "model", model, torch.nn.Module)
+    _check_type(func, "skip_layers", skip_layers, list, allow_none=True)
+    _check_type(func, "batch_num", batch_num, int)
+    _check_type(func, "activation_offset", activation_offset, bool)
+    _check_type(func, "config_defination", config_defination, str, allow_none=True)
+    if skip_layers is not None and not all(isinstance(s, str) for s in skip_layers):
+        raise TypeError(f"{func}(): skip_layers must be a list of module names (str)")
+    if batch_num <= 0:
+        raise ValueError(f"{func}(): batch_num must be greater than zero, got {batch_num}")
+    work = _copy_model(model)
+    onnx_bytes = export_onnx(work, input_data)
+    _amct.create_quant_config(os.fspath(config_file), onnx_bytes, describe_modules(work), list(skip_layers or []),
+                              batch_num, activation_offset, config_defination or "")
+
+
+def quantize_model(config_file, modfied_onnx_file, record_file, model, input_data, input_names=None,
+                   output_names=None, dynamic_axes=None):
+    """Returns the calibration model; writes the modified ONNX and the weight
+    part of the record file (AMCT spec 2.3). The user's model is not modified."""
+    func = "quantize_model"
+    _check_type(func, "config_file", config_file, str)
+    _check_type(func, "modfied_onnx_file", modfied_onnx_file, str)
+    _check_type(func, "record_file", record_file, str)
+    _check_type(func, "model", model, torch.nn.Module)
+    work = _copy_model(model)
+    onnx_bytes = export_onnx(work, input_data, input_names, output_names, dynamic_axes)
+    result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, onnx_bytes, describe_modules(work))
+    return build_calibration_model(work, result)
+
+
+def save_model(modfied_onnx_file, record_file, save_path):
+    """Writes <save_path>_deploy_model.onnx and <save_path>_fake_quant_model.onnx
+    from the modified ONNX and the calibrated record (AMCT spec 2.5)."""
+    func = "save_model"
+    _check_type(func, "modfied_onnx_file", modfied_onnx_file, str)
+    _check_type(func, "record_file", record_file, str)
+    _check_type(func, "save_path", save_path, str)
+    _amct.save_model(modfied_onnx_file, record_file, save_path)

@@ -1,0 +1,115 @@
+"""Export of the user's model to ONNX, and the description of its modules.
+
+torch 2.13's default exporter is the dynamo-based one; it records for every
+ONNX node the module scopes it came from, which the C++ core uses to name
+nodes after torch modules. The exporter's graph optimizer is turned off so
+that BatchNorm nodes and parameter names survive for our own passes.
+"""
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+
+import torch
+
+
+def as_input_tuple(input_data):
+    """AMCT takes a tensor (treated as a 1-tuple) or a tuple of inputs."""
+    if isinstance(input_data, torch.Tensor):
+        return (input_data,)
+    if isinstance(input_data, tuple):
+        return input_data
+    raise TypeError(
+        f"input_data must be a torch.Tensor or a tuple of inputs, got {type(input_data).__name__}")
+
+
+def check_export_settings(input_names, output_names, dynamic_axes):
+    """The checks AMCT applies to the export settings (spec 2.6)."""
+    for arg_name, names in (("input_names", input_names), ("output_names", output_names)):
+        if names is None:
+            continue
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise TypeError(f"{arg_name} must be a list of strings, got {names!r}")
+    if dynamic_axes is None:
+        return
+    if not isinstance(dynamic_axes, dict):
+        raise TypeError(f"dynamic_axes must be a dict, got {type(dynamic_axes).__name__}")
+    for key, axes in dynamic_axes.items():
+        if not isinstance(key, str):
+            raise TypeError(f"dynamic_axes keys must be tensor names (str), got {key!r}")
+        if isinstance(axes, dict):
+            indices = list(axes.keys())
+            if not all(isinstance(v, str) for v in axes.values()):
+                raise TypeError(f"dynamic_axes['{key}'] must map axis indices to names (str), got {axes!r}")
+        elif isinstance(axes, (list, tuple)):
+            indices = list(axes)
+        else:
+            raise TypeError(f"dynamic_axes['{key}'] must be a dict {{axis: name}} or a list of axes, got {axes!r}")
+        for axis in indices:
+            if not isinstance(axis, int) or isinstance(axis, bool):
+                raise TypeError(f"dynamic_axes['{key}']: axis {axis!r} must be an int")
+            if axis < 0:
+                raise ValueError(f"dynamic_axes['{key}']: axis {axis} cannot be negative")
+
+
+def export_onnx(model, input_data, input_names=None, output_names=None, dynamic_axes=None):
+    """Serialized ONNX of `model` traced on `input_data`."""
+    args = as_input_tuple(input_data)
+    kwargs = None
+    if args and isinstance(args[-1], dict):
+        args, kwargs = args[:-1], args[-1]
+    check_export_settings(input_names, output_names, dynamic_axes)
+    quiet = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), _quiet_loggers():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, args, kwargs=kwargs, input_names=input_names, output_names=output_names,
+                dynamic_axes=dynamic_axes, dynamo=True, optimize=False, external_data=False)
+    except Exception as error:  # the exporter raises many types; report them uniformly
+        raise RuntimeError(f"the model cannot be exported to ONNX: {type(error).__name__}: {error}") from error
+    data = program.model_proto.SerializeToString()
+    if not data:
+        raise RuntimeError("the model cannot be exported to ONNX: the exporter produced an empty model")
+    return data
+
+
+@contextlib.contextmanager
+def _quiet_loggers():
+    names = ["torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch._export"]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def describe_modules(model):
+    """JSON list of named_modules() with the attributes the core's checks need."""
+    items = []
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        bias = getattr(module, "bias", None)
+        item = {
+            "name": name,
+            "type": type(module).__name__,
+            "has_weight": isinstance(weight, torch.Tensor),
+            "has_bias": isinstance(bias, torch.Tensor),
+            "weight_id": id(weight) if isinstance(weight, torch.Tensor) else 0,
+            "training": bool(module.training),
+            "dtype": "float16" if isinstance(weight, torch.Tensor) and weight.dtype == torch.float16 else "float",
+        }
+        for attr in ("padding_mode", "affine", "track_running_stats", "num_layers", "bidirectional"):
+            if hasattr(module, attr):
+                item[attr] = getattr(module, attr)
+        if hasattr(module, "dilation"):
+            dilation = module.dilation
+            item["dilation"] = list(dilation) if isinstance(dilation, (tuple, list)) else [dilation]
+        items.append(item)
+    return json.dumps(items)

@@ -1,0 +1,129 @@
+// The nanobind extension amct_pytorch._amct: exposes the C++ core. No logic
+// lives here: arguments are converted, the core is called, errors are mapped
+// to Python exceptions in one place.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include "amct/calibrator.h"
+#include "amct/error.h"
+#include "amct/model_prep.h"
+#include "amct/quantize.h"
+#include "amct/save_model.h"
+
+namespace nb = nanobind;
+
+namespace {
+
+using FloatArray = nb::ndarray<nb::numpy, float>;
+
+FloatArray to_numpy(std::vector<float> values, const std::vector<int64_t>& shape) {
+  auto* owned = new std::vector<float>(std::move(values));
+  nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
+  std::vector<size_t> dims(shape.begin(), shape.end());
+  return FloatArray(owned->data(), dims.size(), dims.data(), owner);
+}
+
+void translate_error(const std::exception_ptr& error, void*) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const amct::Error& e) {
+    PyObject* type = PyExc_RuntimeError;
+    switch (e.code()) {
+      case amct::ErrorCode::kInvalidArgument: type = PyExc_ValueError; break;
+      case amct::ErrorCode::kTypeError: type = PyExc_TypeError; break;
+      case amct::ErrorCode::kNotFound: type = PyExc_FileNotFoundError; break;
+      case amct::ErrorCode::kIoError: type = PyExc_OSError; break;
+      case amct::ErrorCode::kRuntime: type = PyExc_RuntimeError; break;
+    }
+    PyErr_SetString(type, e.what());
+  }
+}
+
+std::string bytes_to_string(const nb::bytes& data) { return std::string(data.c_str(), data.size()); }
+
+nb::dict quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
+                        const std::string& record_file, const nb::bytes& onnx_bytes, const std::string& modules_json) {
+  amct::QuantizeResult result = amct::quantize_model(config_file, modified_onnx_file, record_file,
+                                                     bytes_to_string(onnx_bytes), amct::parse_module_list(modules_json));
+  nb::list layers;
+  std::vector<std::string> names;
+  for (auto& layer : result.layers) {
+    nb::dict item;
+    item["name"] = layer.name;
+    item["module_type"] = layer.module_type;
+    item["weight"] = layer.weight.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.weight), layer.weight_shape));
+    const int64_t bias_len = static_cast<int64_t>(layer.bias.size());
+    item["bias"] = layer.bias.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.bias), {bias_len}));
+    layers.append(item);
+    names.push_back(layer.name);
+  }
+  nb::list fused;
+  for (const auto& pair : result.fused) fused.append(nb::make_tuple(pair.conv, pair.batchnorm));
+  nb::dict out;
+  out["layers"] = layers;
+  out["fused_batchnorms"] = fused;
+  out["notes"] = result.notes;
+  out["calibrator"] = nb::cast(new amct::Calibrator(record_file, std::move(result.record), result.config, names),
+                               nb::rv_policy::take_ownership);
+  return out;
+}
+
+}  // namespace
+
+NB_MODULE(_amct, m) {
+  m.doc() = "C++ core of amct_pytorch";
+  nb::register_exception_translator(translate_error);
+
+  m.def(
+      "check_no_quantization_modules",
+      [](const std::string& modules_json) {
+        amct::check_no_quantization_modules(amct::parse_module_list(modules_json));
+      },
+      nb::arg("modules_json"));
+
+  m.def(
+      "create_quant_config",
+      [](const std::string& config_file, const nb::bytes& onnx_bytes, const std::string& modules_json,
+         const std::vector<std::string>& skip_layers, int64_t batch_num, bool activation_offset,
+         const std::string& simple_config_file) {
+        amct::create_quant_config(config_file, bytes_to_string(onnx_bytes), amct::parse_module_list(modules_json),
+                                  skip_layers, batch_num, activation_offset, simple_config_file);
+      },
+      nb::arg("config_file"), nb::arg("onnx_bytes"), nb::arg("modules_json"), nb::arg("skip_layers"),
+      nb::arg("batch_num"), nb::arg("activation_offset"), nb::arg("simple_config_file"));
+
+  m.def("quantize_model", &quantize_model, nb::arg("config_file"), nb::arg("modified_onnx_file"),
+        nb::arg("record_file"), nb::arg("onnx_bytes"), nb::arg("modules_json"));
+
+  m.def(
+      "save_model",
+      [](const std::string& modified_onnx_file, const std::string& record_file, const std::string& save_path,
+         bool deploy, bool fake_quant) {
+        amct::SaveOptions options;
+        options.deploy = deploy;
+        options.fake_quant = fake_quant;
+        return amct::save_model(modified_onnx_file, record_file, save_path, options);
+      },
+      nb::arg("modified_onnx_file"), nb::arg("record_file"), nb::arg("save_path"), nb::arg("deploy") = true,
+      nb::arg("fake_quant") = true);
+
+  nb::class_<amct::Calibrator>(m, "Calibrator")
+      .def_prop_ro("layer_count", &amct::Calibrator::layer_count)
+      .def_prop_ro("batch_num", &amct::Calibrator::batch_num)
+      .def_prop_ro("finished", &amct::Calibrator::finished)
+      .def_prop_ro("state_bytes", &amct::Calibrator::state_bytes)
+      .def("layer_name", &amct::Calibrator::layer_name)
+      .def("batches_seen", &amct::Calibrator::batches_seen)
+      .def(
+          "observe",
+          [](amct::Calibrator& self, size_t index,
+             nb::ndarray<const float, nb::c_contig, nb::device::cpu> activation) {
+            std::span<const float> data(activation.data(), activation.size());
+            nb::gil_scoped_release release;
+            return self.observe(index, data);
+          },
+          nb::arg("index"), nb::arg("activation"),
+          "Feeds one batch of a layer's input (a contiguous float32 CPU tensor, not copied).");
+}

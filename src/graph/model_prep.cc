@@ -1,0 +1,152 @@
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "amct/error.h"
+#include "amct/model_prep.h"
+#include "amct/onnx_graph.h"
+
+namespace amct {
+namespace {
+
+// Module classes that belong to AMCT's (or our) quantization machinery: a
+// model holding one was already prepared for quantization.
+const std::vector<std::string>& quantization_module_types() {
+  static const std::vector<std::string> types = {
+      "IFMR",           "HFMG",        "Recorder",         "AscendQuant",   "AscendDeQuant",
+      "RetrainQuant",   "RNNRetrainQuant", "MarkedQuantizableModule", "QuantIdentity", "SelectiveMaskGen",
+      "DMQBalancer",    "Conv2dQAT",   "LinearQAT",        "LSTMQAT",       "GRUQAT",
+      "OFMRQuant",      "ConvTranspose1dQAT", "CalibrationWrapper"};
+  return types;
+}
+
+bool is_conv_type(const std::string& type) {
+  return type == "Conv1d" || type == "Conv2d" || type == "Conv3d" || type.rfind("ConvTranspose", 0) == 0;
+}
+
+// Fills the shape facts of a layer from its node and weight.
+void describe_layer(const onnx::GraphProto& graph, const onnx::NodeProto& node, LayerInfo& layer) {
+  const onnx::TensorProto* weight = node.input_size() > 1 ? resolve_constant(graph, node.input(1)) : nullptr;
+  if (node.op_type() == "Conv" || node.op_type() == "ConvTranspose") {
+    layer.groups = get_int_attribute(node, "group", 1);
+    layer.has_bias = node.input_size() > 2 && !node.input(2).empty();
+    if (weight && weight->dims_size() >= 3) {
+      if (node.op_type() == "Conv") {
+        layer.cout = weight->dims(0);
+        layer.cin = weight->dims(1) * layer.groups;
+      } else {
+        layer.cin = weight->dims(0);
+        layer.cout = weight->dims(1) * layer.groups;
+      }
+    }
+  } else if (node.op_type() == "Gemm") {
+    layer.has_bias = node.input_size() > 2 && !node.input(2).empty();
+    if (weight && weight->dims_size() == 2) {
+      const bool trans_b = get_int_attribute(node, "transB", 0) != 0;
+      layer.cin = weight->dims(trans_b ? 1 : 0);
+      layer.cout = weight->dims(trans_b ? 0 : 1);
+    }
+  } else if (node.op_type() == "MatMul" && weight && weight->dims_size() == 2) {
+    layer.cin = weight->dims(0);
+    layer.cout = weight->dims(1);
+  }
+}
+
+// Why a module of a quantizable class cannot be quantized ("" if it can).
+std::string support_problem(const onnx::GraphProto& graph, const ModuleInfo& module, const std::set<std::string>& reused,
+                            const std::map<int64_t, int>& weight_users) {
+  if (module.type == "LSTM" || module.type == "GRU")
+    return module.type + " layers are not supported yet; the layer stays in float";
+  if (is_conv_type(module.type) && module.padding_mode != "zeros")
+    return "padding_mode '" + module.padding_mode + "' is not supported (only 'zeros')";
+  if (module.type == "Conv3d" && !module.dilation.empty() && module.dilation[0] != 1)
+    return "Conv3d with dilation[0] != 1 is not supported";
+  if (reused.count(module.name)) return "the module is called more than once in forward()";
+  const onnx::NodeProto* node = find_node(graph, module.name);
+  if (!node) return "the module is not executed by forward() on input_data";
+  if (module.has_weight && weight_users.count(module.weight_id) && weight_users.at(module.weight_id) > 1)
+    return "its weight is shared with another layer";
+  if (node->op_type() == "Gemm" && get_int_attribute(*node, "transA", 0) != 0) return "Gemm with transA=1";
+  if (node->op_type() == "Gemm" || node->op_type() == "MatMul" || node->op_type() == "Conv" ||
+      node->op_type() == "ConvTranspose") {
+    const onnx::TensorProto* weight = node->input_size() > 1 ? resolve_constant(graph, node->input(1)) : nullptr;
+    if (!weight) return "its weight is not a constant of the exported graph";
+    if ((node->op_type() == "Gemm" || node->op_type() == "MatMul") && weight->dims_size() != 2)
+      return "its weight is not a 2-D constant";
+    if ((node->op_type() == "Conv" || node->op_type() == "ConvTranspose") &&
+        (weight->dims_size() < 3 || weight->dims_size() > 5))
+      return "only 1-D, 2-D and 3-D kernels are supported";
+  }
+  return "";
+}
+
+}  // namespace
+
+std::vector<ModuleInfo> parse_module_list(const std::string& json_text) {
+  std::vector<ModuleInfo> modules;
+  const auto json = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_array()) invalid("internal: the module list must be a JSON array");
+  for (const auto& item : json) {
+    ModuleInfo m;
+    m.name = item.value("name", "");
+    m.type = item.value("type", "");
+    m.padding_mode = item.value("padding_mode", "zeros");
+    m.dilation = item.value("dilation", std::vector<int64_t>{});
+    m.weight_id = item.value("weight_id", int64_t{0});
+    m.has_weight = item.value("has_weight", false);
+    m.has_bias = item.value("has_bias", false);
+    m.training = item.value("training", false);
+    m.affine = item.value("affine", true);
+    m.track_running_stats = item.value("track_running_stats", true);
+    m.dtype = item.value("dtype", "float");
+    m.num_layers = item.value("num_layers", int64_t{1});
+    m.bidirectional = item.value("bidirectional", false);
+    modules.push_back(std::move(m));
+  }
+  return modules;
+}
+
+void check_no_quantization_modules(const std::vector<ModuleInfo>& modules) {
+  std::string found;
+  for (const auto& m : modules) {
+    const auto& types = quantization_module_types();
+    if (std::find(types.begin(), types.end(), m.type) != types.end())
+      found += (found.empty() ? "" : ", ") + (m.name.empty() ? std::string("<root>") : m.name) + ": " + m.type;
+  }
+  if (!found.empty())
+    fail(ErrorCode::kRuntime,
+         "the model already contains quantization modules {" + found +
+             "}; pass the original float model, not a calibration model");
+}
+
+PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInfo> modules) {
+  PreparedModel prepared;
+  prepared.model = parse_onnx_model(onnx_bytes, "exported model");
+  onnx::GraphProto& graph = *prepared.model.mutable_graph();
+
+  const std::set<std::string> reused = name_nodes_by_module(graph, modules);
+  fold_weight_transposes(graph);
+
+  std::map<int64_t, int> weight_users;
+  for (const auto& m : modules)
+    if (m.has_weight && (is_conv_type(m.type) || m.type == "Linear")) ++weight_users[m.weight_id];
+
+  for (const auto& m : modules) {
+    if (!is_quantizable_type(m.type)) continue;
+    LayerInfo layer;
+    layer.name = m.name;
+    layer.module_type = m.type;
+    layer.has_bias = m.has_bias;
+    if (const onnx::NodeProto* node = find_node(graph, m.name)) {
+      layer.op_type = node->op_type();
+      describe_layer(graph, *node, layer);
+    }
+    layer.unsupported_reason = support_problem(graph, m, reused, weight_users);
+    layer.supported = layer.unsupported_reason.empty();
+    prepared.info.layers.push_back(std::move(layer));
+  }
+  prepared.info.modules = std::move(modules);
+  return prepared;
+}
+
+}  // namespace amct
