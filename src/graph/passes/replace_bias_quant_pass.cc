@@ -1,0 +1,36 @@
+// ReplaceBiasQuant (spec 7.4): INT32 biases become FLOAT tensors with the same
+// integers, matching the integer-domain accumulator of the fake-quant layer;
+// the INT4-activation Cast "<L>.bias_quant" is no longer needed.
+#include <string>
+#include <vector>
+
+#include "amct/onnx_graph.h"
+#include "amct/save_passes.h"
+
+namespace amct {
+namespace {
+
+void remove_bias_cast(onnx::GraphProto& graph, const QuantLayer& layer) {
+  const onnx::NodeProto* cast = find_node(graph, layer.name + ".bias_quant");
+  if (!cast) return;
+  rename_input_uses(graph, cast->output(0), cast->input(0));
+  remove_nodes(graph, {layer.name + ".bias_quant"});
+}
+
+void bias_to_float(onnx::TensorProto& bias) {
+  std::vector<float> values(bias.int32_data().begin(), bias.int32_data().end());
+  set_float_tensor(bias, values);
+}
+
+}  // namespace
+
+void replace_bias_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
+  for (const auto& layer : plan.layers) {
+    remove_bias_cast(graph, layer);
+    const std::string bias_name = layer_bias_name(graph, layer_node(graph, layer));
+    onnx::TensorProto* bias = bias_name.empty() ? nullptr : find_initializer(graph, bias_name);
+    if (bias && bias->data_type() == onnx::TensorProto::INT32) bias_to_float(*bias);
+  }
+}
+
+}  // namespace amct

@@ -1,0 +1,33 @@
+// The one ordered list of save_model passes (spec 2.5 steps 4, 6 and 7).
+// AMCT's DMQ, MultQuant, INT4 packing, RNN and AntiQuant passes have no work
+// here: the record check refuses DMQ factors, INT4 weights and RNN layers.
+#include "amct/save_passes.h"
+
+namespace amct {
+namespace {
+
+constexpr SavePass kPasses[] = {
+    {"GemmTransBOptimize", SaveStage::kCommon, gemm_trans_b_pass},
+    {"InsertQuant", SaveStage::kCommon, insert_quant_pass},
+    {"InsertWeightQuant", SaveStage::kCommon, insert_weight_quant_pass},
+    {"InsertDequant", SaveStage::kCommon, insert_dequant_pass},
+    {"InsertBiasQuant", SaveStage::kCommon, insert_bias_quant_pass},
+    {"QuantFusion", SaveStage::kCommon, quant_fusion_pass},
+    {"RemoveOpDataType", SaveStage::kDeploy, remove_op_data_type_pass},
+    {"ReplaceQuant", SaveStage::kFakeQuant, replace_quant_pass},
+    {"WeightFakequant", SaveStage::kFakeQuant, weight_fakequant_pass},
+    {"ReplaceDequant", SaveStage::kFakeQuant, replace_dequant_pass},
+    {"ReplaceBiasQuant", SaveStage::kFakeQuant, replace_bias_quant_pass},
+    {"RemoveOpDataType", SaveStage::kFakeQuant, remove_op_data_type_pass},
+};
+
+}  // namespace
+
+std::span<const SavePass> save_passes() { return kPasses; }
+
+void run_save_passes(onnx::GraphProto& graph, const QuantPlan& plan, SaveStage stage) {
+  for (const SavePass& pass : kPasses)
+    if (pass.stage == stage) pass.run(graph, plan);
+}
+
+}  // namespace amct

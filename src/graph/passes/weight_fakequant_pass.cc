@@ -1,0 +1,29 @@
+// WeightFakequant (spec 7.4): INT8 weights become FLOAT tensors holding the
+// same integers (w_int - offset_w, and offset_w is always 0), so the layer
+// computes in the integer domain; the scale is applied by the dequant Mul.
+#include <vector>
+
+#include "amct/onnx_graph.h"
+#include "amct/save_passes.h"
+
+namespace amct {
+namespace {
+
+void integers_to_float(onnx::TensorProto& weight) {
+  const std::string& raw = weight.raw_data();
+  std::vector<float> values(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) values[i] = static_cast<float>(static_cast<int8_t>(raw[i]));
+  set_float_tensor(weight, values);
+}
+
+}  // namespace
+
+void weight_fakequant_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
+  for (const auto& layer : plan.layers) {
+    if (layer.op_type == "AveragePool") continue;
+    onnx::TensorProto* weight = find_initializer(graph, layer_node(graph, layer).input(1));
+    if (weight && weight->data_type() == onnx::TensorProto::INT8) integers_to_float(*weight);
+  }
+}
+
+}  // namespace amct
