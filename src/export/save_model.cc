@@ -1,0 +1,114 @@
+// save_model (spec 2.5): checks the record against the modified ONNX, runs the
+// save passes and writes the deploy and fake-quant models. Both models are
+// built and checked in memory before the first byte is written.
+#include "amct/save_model.h"
+
+#include <filesystem>
+#include <optional>
+
+#include "amct/error.h"
+#include "amct/file_io.h"
+#include "amct/onnx_graph.h"
+#include "amct/record_check.h"
+#include "amct/save_passes.h"
+
+namespace amct {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kMaxPrefixLength = 241;
+// protobuf cannot serialize a message of 2 GiB or more.
+constexpr size_t kMaxModelBytes = (size_t{1} << 31) - 1;
+
+void check_input_file_name(const std::string& path, const std::string& what) {
+  if (path.empty()) invalid(what + ": an empty string is not a valid file name");
+  if (path.back() == '/') invalid(what + " '" + path + "' must name a file, not a directory");
+}
+
+// The parent directory and file-name prefix of save_path.
+std::pair<std::string, std::string> split_save_path(const std::string& save_path) {
+  const size_t slash = save_path.rfind('/');
+  if (slash == std::string::npos) return {"", save_path};
+  return {save_path.substr(0, slash + 1), save_path.substr(slash + 1)};
+}
+
+// AMCT's parser drops graph inputs that are initializers; keeping them would
+// declare the now-integer weights as float inputs of the outputs.
+void drop_initializer_inputs(onnx::GraphProto& graph) {
+  auto* inputs = graph.mutable_input();
+  for (int i = inputs->size() - 1; i >= 0; --i)
+    if (find_initializer(graph, inputs->Get(i).name())) inputs->DeleteSubrange(i, 1);
+}
+
+int64_t default_opset(const onnx::ModelProto& model) {
+  for (const auto& opset : model.opset_import())
+    if (opset.domain().empty() || opset.domain() == "ai.onnx") return opset.version();
+  return 0;
+}
+
+onnx::ModelProto finish(onnx::ModelProto model, const QuantPlan& plan, SaveStage stage) {
+  run_save_passes(*model.mutable_graph(), plan, stage);
+  topological_sort(*model.mutable_graph());
+  const size_t bytes = model.ByteSizeLong();
+  if (bytes >= kMaxModelBytes)
+    fail(ErrorCode::kRuntime, "the " + std::string(stage == SaveStage::kDeploy ? "deploy" : "fake-quant") +
+                                  " model would be " + std::to_string(bytes) +
+                                  " bytes; models of 2 GB and more need ONNX external data, which is not supported yet");
+  return model;
+}
+
+}  // namespace
+
+std::string output_model_path(const std::string& save_path, const std::string& kind) {
+  if (kind != "deploy" && kind != "fake_quant")
+    invalid("unknown output model kind '" + kind + "'; expected \"deploy\" or \"fake_quant\"");
+  const auto [dir, prefix] = split_save_path(save_path);
+  if (prefix.size() > kMaxPrefixLength)
+    invalid("save_path '" + save_path + "': the file-name prefix has " + std::to_string(prefix.size()) +
+            " characters; expected at most " + std::to_string(kMaxPrefixLength));
+  return dir + (prefix.empty() ? "" : prefix + "_") + kind + "_model.onnx";
+}
+
+std::vector<std::string> save_model(const std::string& modified_onnx_file, const std::string& record_file,
+                                    const std::string& save_path, const SaveOptions& options) {
+  check_input_file_name(modified_onnx_file, "modified ONNX file");
+  check_input_file_name(record_file, "record file");
+  if (!options.deploy && !options.fake_quant) invalid("save_model: no output model selected");
+  const std::string deploy_path = output_model_path(save_path, "deploy");
+  const std::string fake_quant_path = output_model_path(save_path, "fake_quant");
+
+  onnx::ModelProto model = load_onnx_model(modified_onnx_file);
+  const QuantPlan plan = read_quant_plan(record_file, model.graph(), modified_onnx_file);
+  if (options.fake_quant && default_opset(model) < 11)
+    invalid("modified ONNX file '" + modified_onnx_file + "' uses opset " + std::to_string(default_opset(model)) +
+            "; the fake-quant model needs opset 11 or later (Clip with min/max inputs)");
+
+  drop_initializer_inputs(*model.mutable_graph());
+  run_save_passes(*model.mutable_graph(), plan, SaveStage::kCommon);
+
+  std::optional<onnx::ModelProto> fake_quant;
+  if (options.fake_quant) fake_quant = finish(model, plan, SaveStage::kFakeQuant);
+  std::optional<onnx::ModelProto> deploy;
+  if (options.deploy) deploy = finish(std::move(model), plan, SaveStage::kDeploy);
+
+  std::vector<std::string> written;
+  try {
+    if (deploy) {
+      save_onnx_model(*deploy, deploy_path);
+      written.push_back(deploy_path);
+    }
+    if (fake_quant) {
+      save_onnx_model(*fake_quant, fake_quant_path);
+      written.push_back(fake_quant_path);
+    }
+  } catch (const Error&) {
+    // One output without the other would look like a finished run.
+    std::error_code ignored;
+    for (const auto& path : written) fs::remove(path, ignored);
+    throw;
+  }
+  return written;
+}
+
+}  // namespace amct
