@@ -1,0 +1,89 @@
+// amct save-model: the save_model API on files, for use without Python.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "amct/save_model.h"
+#include "commands.h"
+
+namespace amct::cli {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: amct save-model --model MODIFIED.onnx --record RECORD.txt --save-path DIR/PREFIX\n"
+    "                       [--outputs deploy,fake_quant]\n"
+    "\n"
+    "Writes DIR/PREFIX_deploy_model.onnx (AscendQuant/AscendDequant) and\n"
+    "DIR/PREFIX_fake_quant_model.onnx (standard ONNX ops) from the modified ONNX\n"
+    "of quantize_model and its calibrated record file. A save path ending in '/'\n"
+    "writes DIR/deploy_model.onnx and DIR/fake_quant_model.onnx.\n"
+    "\n"
+    "options:\n"
+    "  --model PATH       modified ONNX model written by quantize_model\n"
+    "  --record PATH      record file after calibration\n"
+    "  --save-path PATH   output directory and file-name prefix\n"
+    "  --outputs LIST     comma-separated: deploy, fake_quant (default: both)\n"
+    "  -h, --help         show this help\n";
+
+SaveOptions parse_outputs(const std::string& list) {
+  SaveOptions options{false, false};
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, comma - start);
+    if (item == "deploy") {
+      options.deploy = true;
+    } else if (item == "fake_quant") {
+      options.fake_quant = true;
+    } else {
+      throw UsageError("--outputs: unknown output '" + item + "'; expected deploy and/or fake_quant");
+    }
+    start = comma + 1;
+  }
+  return options;
+}
+
+// --name VALUE or --name=VALUE for the options listed in `values`.
+std::map<std::string, std::string> parse_options(std::span<const std::string> args) {
+  std::map<std::string, std::string> values;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string name = args[i];
+    std::string value;
+    const size_t equals = name.find('=');
+    if (equals != std::string::npos) {
+      value = name.substr(equals + 1);
+      name.resize(equals);
+    } else if (name == "--model" || name == "--record" || name == "--save-path" || name == "--outputs") {
+      if (i + 1 == args.size()) throw UsageError(name + " needs a value");
+      value = args[++i];
+    }
+    if (name != "--model" && name != "--record" && name != "--save-path" && name != "--outputs")
+      throw UsageError("unknown argument '" + args[i] + "'");
+    if (values.count(name)) throw UsageError(name + " is given more than once");
+    values[name] = value;
+  }
+  return values;
+}
+
+int run(std::span<const std::string> args) {
+  for (const auto& arg : args)
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  const auto values = parse_options(args);
+  for (const char* required : {"--model", "--record", "--save-path"})
+    if (!values.count(required)) throw UsageError(std::string(required) + " is required");
+  const SaveOptions options = values.count("--outputs") ? parse_outputs(values.at("--outputs")) : SaveOptions{};
+  for (const auto& path : save_model(values.at("--model"), values.at("--record"), values.at("--save-path"), options))
+    std::printf("%s\n", path.c_str());
+  return 0;
+}
+
+}  // namespace
+
+const Command kSaveModelCommand = {"save-model", "write the deploy and fake-quant models from a calibrated record",
+                                   kUsage, run};
+
+}  // namespace amct::cli
