@@ -2,8 +2,10 @@
 // and the validating reader (3.1, 3.2).
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <map>
 #include <optional>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -88,11 +90,11 @@ int64_t read_int(const std::string& key, const Json& value) {
   return value.get<int64_t>();
 }
 
-// For fields that only take a few small values: a huge number must fail the
-// membership check instead of wrapping into range.
+// For fields that only take a few small values (bit widths, bin counts).
 int read_small_int(const std::string& key, const Json& value) {
   const int64_t number = read_int(key, value);
-  return number < INT_MIN || number > INT_MAX ? INT_MIN : static_cast<int>(number);
+  if (number < INT_MIN || number > INT_MAX) invalid("The " + key + " " + std::to_string(number) + " is out of range");
+  return static_cast<int>(number);
 }
 
 double read_number(const std::string& key, const Json& value) {
@@ -107,7 +109,8 @@ std::string read_string(const std::string& key, const Json& value) {
 
 std::pair<double, double> read_pair(const std::string& key, const Json& value) {
   if (!value.is_array()) wrong_type(key, "list", value);
-  if (value.size() != 2) invalid("The " + key + " must be a list of two numbers, but has " + std::to_string(value.size()) + " items");
+  if (value.size() != 2)
+    invalid("The " + key + " must be a list of two numbers, but has " + std::to_string(value.size()) + " items");
   return {read_number(key + "[0]", value[0]), read_number(key + "[1]", value[1])};
 }
 

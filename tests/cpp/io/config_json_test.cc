@@ -166,6 +166,8 @@ struct BadConfig {
   ErrorCode code = ErrorCode::kInvalidArgument;
 };
 
+void PrintTo(const BadConfig& bad, std::ostream* out) { *out << bad.json; }
+
 class ConfigParseErrors : public testing::TestWithParam<BadConfig> {};
 
 TEST_P(ConfigParseErrors, NamesFileLayerAndKey) {
@@ -238,7 +240,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{R"({"fc": {"activation_quant_params": {"num_of_bins": 100}}})",
                   "num_of_bins 100 must be in [1024, 2048, 4096, 8192] in layer fc"},
         BadConfig{R"({"fc": {"activation_quant_params": {"num_of_bins": 4294968320}}})",
-                  "num_of_bins -2147483648 must be in [1024, 2048, 4096, 8192] in layer fc"},
+                  "The num_of_bins 4294968320 is out of range in activation_quant_params in layer fc"},
         BadConfig{R"({"fc": {"dmq_balancer_param": 0.9}})",
                   "The dmq_balancer_param must be in range [0.2, 0.8], but is 0.9 in layer fc"},
         BadConfig{R"({"fc": {"dmq_balancer_param": "0.5"}})",
