@@ -285,7 +285,9 @@ QuantConfig read_config(const Json& root, const ModelInfo& model) {
       continue;
     }
     LayerQuantConfig resolved = found->second.config;
-    // A symmetric-only layer never falls back to activation_offset.
+    // Conv3d only supports symmetric activations, so it resolves to false
+    // instead of falling back to activation_offset (a quantized Conv3d that
+    // says true was rejected in read_layer).
     resolved.activation.asymmetric = !config_schema::is_symmetric_only(layer->module_type) &&
                                      found->second.asymmetric.value_or(config.activation_offset);
     config.layers.push_back(std::move(resolved));

@@ -289,6 +289,9 @@ QuantConfig build_config(const pb::AMCTConfig& proto, const ModelInfo& model) {
   if (std::none_of(supported.begin(), supported.end(), [&](const LayerInfo* layer) { return is_quantized(*layer); }))
     invalid("Except skip_layers or skip_types, no layer need to quantize.");
 
+  config_schema::check_batch_num(config.batch_num);
+  config_schema::check_skip_fusion_layers(config.skip_fusion_layers, model);
+
   const std::optional<std::string> common_algo = common_act_algo(proto);
   const std::optional<bool> common_asym = common_asymmetric(proto);
   for (const LayerInfo* layer : supported) {
@@ -311,8 +314,6 @@ QuantConfig build_config(const pb::AMCTConfig& proto, const ModelInfo& model) {
       layer_config.weight = config_schema::default_layer_config(*layer, true, true).weight;
     config.layers.push_back(std::move(layer_config));
   }
-  config_schema::check_batch_num(config.batch_num);
-  config_schema::check_skip_fusion_layers(config.skip_fusion_layers, model);
 
   std::sort(config.layers.begin(), config.layers.end(),
             [](const LayerQuantConfig& a, const LayerQuantConfig& b) { return a.name < b.name; });
