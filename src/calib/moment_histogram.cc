@@ -1,0 +1,137 @@
+#include "amct/calib/moment_histogram.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace amct {
+namespace {
+
+// add() resolves each value's in-bin position to 2^-16 of a bin and packs a
+// value into one 64-bit increment: count in bits 40..63, position in bits
+// 0..39. One read-modify-write per value instead of two float ones.
+constexpr int kPositionBits = 16;
+constexpr uint64_t kCountUnit = uint64_t{1} << 40;
+constexpr uint64_t kPositionMask = kCountUnit - 1;
+// Each packed field overflows past 2^24 values per bin; a segment feeds two
+// accumulators, each at most 2^23 values.
+constexpr size_t kSegment = size_t{1} << 24;
+
+// Bins finer than the spacing of float32 values near the largest magnitude
+// resolve nothing; this bound also keeps grid indices below 2^25, so they and
+// the scaled positions are exact in double.
+int finest_exponent(double abs_max) {
+  constexpr int kSubnormalExponent = -149;
+  if (abs_max == 0.0) return kSubnormalExponent;
+  return std::max(std::ilogb(abs_max) - 23, kSubnormalExponent);
+}
+
+double grid_index(float x, int exponent) { return std::floor(std::ldexp(static_cast<double>(x), -exponent)); }
+
+// Two accumulators, fed alternately, so that runs of equal values (the zeros
+// after a ReLU) do not serialize on one memory location.
+void bin_packed(const float* values, size_t n, double scale, double origin, uint64_t* even, uint64_t* odd) {
+  auto packed = [&](float x) {
+    const auto fixed = static_cast<int32_t>(static_cast<double>(x) * scale - origin);
+    return std::pair<int32_t, uint64_t>(fixed >> kPositionBits,
+                                        kCountUnit + static_cast<uint64_t>(fixed & ((1 << kPositionBits) - 1)));
+  };
+  size_t i = 0;
+  for (; i + 1 < n; i += 2) {
+    const auto [bin_a, inc_a] = packed(values[i]);
+    const auto [bin_b, inc_b] = packed(values[i + 1]);
+    even[bin_a] += inc_a;
+    odd[bin_b] += inc_b;
+  }
+  if (i < n) {
+    const auto [bin, inc] = packed(values[i]);
+    even[bin] += inc;
+  }
+}
+
+}  // namespace
+
+MomentHistogram::MomentHistogram() : counts_(kBins, 0.0), position_sums_(kBins, 0.0) {}
+
+double MomentHistogram::bin_width() const { return std::ldexp(1.0, exponent_); }
+
+size_t MomentHistogram::state_bytes() const {
+  return sizeof(*this) + (counts_.capacity() + position_sums_.capacity()) * sizeof(double);
+}
+
+void MomentHistogram::add(std::span<const float> values, float min, float max) {
+  cover(min, max);
+  thread_local std::vector<uint64_t> even(kBins, 0);
+  thread_local std::vector<uint64_t> odd(kBins, 0);
+  const double scale = std::ldexp(1.0, kPositionBits - exponent_);
+  const double origin = std::ldexp(static_cast<double>(first_), kPositionBits);
+  const double position_unit = std::ldexp(1.0, -kPositionBits);
+  for (size_t start = 0; start < values.size(); start += kSegment) {
+    const size_t n = std::min(kSegment, values.size() - start);
+    bin_packed(values.data() + start, n, scale, origin, even.data(), odd.data());
+    for (auto* acc : {&even, &odd})
+      for (int64_t j = 0; j < kBins; ++j) {
+        const uint64_t packed = (*acc)[j];
+        if (packed == 0) continue;
+        counts_[j] += static_cast<double>(packed >> 40);
+        position_sums_[j] += static_cast<double>(packed & kPositionMask) * position_unit;
+        (*acc)[j] = 0;
+      }
+  }
+}
+
+void MomentHistogram::add_reference(std::span<const float> values, float min, float max) {
+  cover(min, max);
+  const double inv_width = std::ldexp(1.0, -exponent_);
+  for (const float x : values) {
+    const double position = static_cast<double>(x) * inv_width - static_cast<double>(first_);
+    const double bin = std::floor(position);
+    counts_[static_cast<size_t>(bin)] += 1.0;
+    position_sums_[static_cast<size_t>(bin)] += position - bin;
+  }
+}
+
+void MomentHistogram::cover(float min, float max) {
+  const float lo = empty_ ? min : std::min(min, min_);
+  const float hi = empty_ ? max : std::max(max, max_);
+  min_ = lo;
+  max_ = hi;
+  if (!empty_ && grid_index(lo, exponent_) >= static_cast<double>(first_) &&
+      grid_index(hi, exponent_) < static_cast<double>(first_ + kBins))
+    return;
+  int exponent = finest_exponent(std::max(std::fabs(static_cast<double>(lo)), std::fabs(static_cast<double>(hi))));
+  if (!empty_) exponent = std::max(exponent, exponent_);
+  auto span = [&](int e) { return static_cast<int64_t>(grid_index(hi, e) - grid_index(lo, e)) + 1; };
+  while (span(exponent) > kBins) ++exponent;
+  // Centring leaves headroom on both sides, so a later batch that exceeds the
+  // range a little costs a shift rather than a halving of the resolution.
+  const int64_t first = static_cast<int64_t>(grid_index(lo, exponent)) - (kBins - span(exponent)) / 2;
+  if (empty_) {
+    exponent_ = exponent;
+    first_ = first;
+    empty_ = false;
+  } else {
+    regrid(exponent, first);
+  }
+}
+
+void MomentHistogram::regrid(int exponent, int64_t first) {
+  const int shift = exponent - exponent_;
+  std::vector<double> counts(kBins, 0.0);
+  std::vector<double> sums(kBins, 0.0);
+  for (int64_t j = 0; j < kBins; ++j) {
+    if (counts_[j] == 0.0) continue;
+    const auto index = static_cast<double>(first_ + j);
+    const double coarse = std::floor(std::ldexp(index, -shift));
+    // Old bins between the coarse bin's start and this one, in old widths.
+    const double skipped = index - std::ldexp(coarse, shift);
+    const auto target = static_cast<size_t>(static_cast<int64_t>(coarse) - first);
+    counts[target] += counts_[j];
+    sums[target] += std::ldexp(position_sums_[j] + counts_[j] * skipped, -shift);
+  }
+  counts_.swap(counts);
+  position_sums_.swap(sums);
+  exponent_ = exponent;
+  first_ = first;
+}
+
+}  // namespace amct

@@ -1,0 +1,98 @@
+#include "amct/calib/moment_histogram.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <vector>
+
+namespace amct {
+namespace {
+
+std::vector<float> gaussian(size_t n, float mean, float sigma, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(mean, sigma);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+void add(MomentHistogram& h, const std::vector<float>& v, bool reference) {
+  const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+  if (reference)
+    h.add_reference(v, *lo, *hi);
+  else
+    h.add(v, *lo, *hi);
+}
+
+// The packed kernel resolves positions to 2^-16 of a bin and truncates.
+void expect_close(const MomentHistogram& a, const MomentHistogram& b) {
+  ASSERT_EQ(a.bin_width(), b.bin_width());
+  ASSERT_EQ(a.first_index(), b.first_index());
+  for (int64_t j = 0; j < MomentHistogram::kBins; ++j) {
+    ASSERT_EQ(a.counts()[j], b.counts()[j]) << "bin " << j;
+    EXPECT_NEAR(a.position_sums()[j], b.position_sums()[j], 1e-9 + a.counts()[j] * std::ldexp(1.0, -16));
+  }
+}
+
+TEST(CalibMomentHistogram, KernelMatchesReference) {
+  MomentHistogram fast;
+  MomentHistogram plain;
+  for (uint32_t batch = 0; batch < 4; ++batch) {
+    std::vector<float> v = gaussian(30001, 0.3f * static_cast<float>(batch), 1.0f + static_cast<float>(batch), batch);
+    for (size_t i = 0; i < v.size(); i += 3) v[i] = std::max(v[i], 0.0f);
+    add(fast, v, false);
+    add(plain, v, true);
+    expect_close(fast, plain);
+  }
+}
+
+TEST(CalibMomentHistogram, GrowingRangeMatchesSinglePass) {
+  const std::vector<float> narrow = gaussian(20000, 0.0f, 0.5f, 1);
+  const std::vector<float> wide = gaussian(20000, 3.0f, 40.0f, 2);
+  MomentHistogram streamed;
+  add(streamed, narrow, true);
+  const double narrow_width = streamed.bin_width();
+  add(streamed, wide, true);
+  EXPECT_GT(streamed.bin_width(), narrow_width);
+
+  std::vector<float> all = narrow;
+  all.insert(all.end(), wide.begin(), wide.end());
+  MomentHistogram once;
+  add(once, all, true);
+  ASSERT_EQ(streamed.bin_width(), once.bin_width());
+  ASSERT_EQ(streamed.first_index(), once.first_index());
+  for (int64_t j = 0; j < MomentHistogram::kBins; ++j) {
+    ASSERT_EQ(streamed.counts()[j], once.counts()[j]) << "bin " << j;
+    EXPECT_NEAR(streamed.position_sums()[j], once.position_sums()[j], 1e-9 * (1.0 + once.counts()[j]));
+  }
+}
+
+TEST(CalibMomentHistogram, PositionsAreInBinUnits) {
+  MomentHistogram h;
+  add(h, {0.0f, 0.25f, 0.75f, 1.0f}, false);
+  const double w = h.bin_width();
+  double count = 0.0;
+  double sum = 0.0;
+  for (int64_t j = 0; j < MomentHistogram::kBins; ++j) {
+    count += h.counts()[j];
+    sum += (static_cast<double>(h.first_index() + j) * h.counts()[j] + h.position_sums()[j]) * w;
+  }
+  EXPECT_EQ(count, 4.0);
+  EXPECT_NEAR(sum, 2.0, 1e-12);
+}
+
+TEST(CalibMomentHistogram, ConstantThenSpreadData) {
+  MomentHistogram h;
+  add(h, std::vector<float>(100, 0.0f), false);
+  add(h, std::vector<float>(100, 5.0f), false);
+  add(h, {-1e6f, 1e6f}, false);
+  double count = 0.0;
+  for (const double c : h.counts()) count += c;
+  EXPECT_EQ(count, 202.0);
+  EXPECT_GE(h.bin_width() * MomentHistogram::kBins, 2e6);
+}
+
+}  // namespace
+}  // namespace amct
