@@ -1,6 +1,7 @@
 #include "amct/record_check.h"
 
 #include <cmath>
+#include <cstdio>
 #include <set>
 
 #include "amct/calib/quant_math.h"
@@ -37,9 +38,7 @@ class EntryChecker {
   [[noreturn]] void reject(const std::string& message) const { invalid(where_ + message); }
   [[noreturn]] void reject_runtime(const std::string& message) const { fail(ErrorCode::kRuntime, where_ + message); }
 
-  int bits(const SingleLayerRecord& value, const std::string& field, std::initializer_list<int> allowed) const {
-    const auto* descriptor = value.GetDescriptor()->FindFieldByName(field);
-    const std::string text = value.GetReflection()->GetString(value, descriptor);
+  int bits(const std::string& field, const std::string& text, std::initializer_list<int> allowed) const {
     const int b = bits_of(text, allowed);
     if (b == 0) reject(field + " is \"" + text + "\"; expected one of " + allowed_list(allowed));
     return b;
@@ -82,6 +81,9 @@ void check_factors(const SingleLayerRecord& value, const EntryChecker& check, Qu
                                       : " (" + layer.op_type + " layers are quantized per tensor)"));
 
   check.positive_finite(value.scale_d(), "scale_d");
+  // AscendQuant multiplies by 1/scale_d, which must be a finite float32 too.
+  if (!std::isfinite(static_cast<float>(1.0 / value.scale_d())))
+    check.reject("scale_d is " + float_text(value.scale_d()) + "; its reciprocal overflows float32");
   for (float s : value.scale_w()) check.positive_finite(s, "scale_w");
   for (int32_t o : value.offset_w())
     if (o != 0) check.reject("offset_w contains " + std::to_string(o) + "; expected 0 (weights are symmetric)");
@@ -100,9 +102,9 @@ void check_factors(const SingleLayerRecord& value, const EntryChecker& check, Qu
 
 void check_types(const SingleLayerRecord& value, const EntryChecker& check, QuantLayer& layer) {
   // Unset act_type / wts_type mean 8 bits; a dst_type overrides both (spec 5.4).
-  layer.act_bits = value.has_act_type() ? check.bits(value, "act_type", {4, 8, 16}) : 8;
-  layer.weight_bits = value.has_wts_type() ? check.bits(value, "wts_type", {4, 6, 7, 8}) : 8;
-  if (value.has_dst_type()) layer.act_bits = layer.weight_bits = check.bits(value, "dst_type", {4, 8});
+  layer.act_bits = value.has_act_type() ? check.bits("act_type", value.act_type(), {4, 8, 16}) : 8;
+  layer.weight_bits = value.has_wts_type() ? check.bits("wts_type", value.wts_type(), {4, 6, 7, 8}) : 8;
+  if (value.has_dst_type()) layer.act_bits = layer.weight_bits = check.bits("dst_type", value.dst_type(), {4, 8});
   const std::string& mode = value.fakequant_precision_mode();
   if (mode != "DEFAULT" && mode != "FORCE_FP16_QUANT")
     check.reject("fakequant_precision_mode is \"" + mode + "\"; expected \"DEFAULT\" or \"FORCE_FP16_QUANT\"");

@@ -67,6 +67,8 @@ INSTANTIATE_TEST_SUITE_P(
                   {"'conv1'", "scale_w", "greater than 0"}},
         BadRecord{"ZeroScaleD", record_entry("fc", "    scale_d: 0\n    offset_d: 0\n    scale_w: 0.5\n    offset_w: 0\n"),
                   {"'fc'", "scale_d"}},
+        BadRecord{"TinyScaleD", record_entry("fc", "    scale_d: 1e-45\n    offset_d: 0\n    scale_w: 0.5\n    offset_w: 0\n"),
+                  {"'fc'", "scale_d", "reciprocal"}},
         BadRecord{"OffsetOutOfRange", record_entry("conv1", "    scale_d: 0.1\n    offset_d: 128\n    scale_w: 0.01\n    offset_w: 0\n"),
                   {"'conv1'", "offset_d", "[-128, 127]"}},
         BadRecord{"Int16OffsetOutOfRange",
