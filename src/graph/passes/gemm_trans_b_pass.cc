@@ -5,6 +5,7 @@
 
 #include "amct/onnx_graph.h"
 #include "amct/save_passes.h"
+#include "amct/weight_layout.h"
 
 namespace amct {
 namespace {
@@ -17,11 +18,7 @@ void transpose_weight(onnx::GraphProto& graph, onnx::NodeProto& gemm) {
   onnx::TensorProto& weight = exclusive_initializer(graph, gemm, 1, gemm.name() + ".weight", "weight");
   const int64_t rows = weight.dims(0);
   const int64_t cols = weight.dims(1);
-  const std::vector<float> values = tensor_to_floats(weight);
-  std::vector<float> transposed(values.size());
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) transposed[c * rows + r] = values[r * cols + c];
-  set_float_tensor(weight, transposed, {cols, rows});
+  set_float_tensor(weight, transpose_2d(tensor_to_floats(weight), rows, cols), {cols, rows});
   set_int_attribute(gemm, "transB", 0);
 }
 
