@@ -211,9 +211,9 @@ ParsedLayer read_layer(const std::string& name, const Json& entry, const LayerIn
   ParsedLayer parsed;
   LayerQuantConfig& config = parsed.config;
   config.name = name;
-  // AMCT's quant set is the layers whose entry says quant_enable: true, so an
-  // entry without the key is not quantized.
-  config.quant_enable = false;
+  // A hand-written entry without quant_enable asks for quantization (AMCT's
+  // own sample configs list layers with only their algorithm parameters).
+  config.quant_enable = true;
   bool channel_wise_set = false;
   within("layer " + name, [&] {
     for (const auto& [key, value] : entry.items()) {

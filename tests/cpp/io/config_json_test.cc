@@ -130,7 +130,7 @@ TEST(ConfigParse, FillsDefaultsForMissingEntriesAndKeys) {
   EXPECT_TRUE(conv1->weight.channel_wise);
 
   const LayerQuantConfig* fc = config.find_layer("fc");
-  EXPECT_FALSE(fc->quant_enable);  // an entry without quant_enable is not quantized
+  EXPECT_TRUE(fc->quant_enable);  // an entry without quant_enable is quantized
   EXPECT_EQ(fc->activation.act_algo, "hfmg");
   EXPECT_EQ(fc->activation.num_of_bins, 2048);
 
