@@ -52,9 +52,10 @@ onnx::ModelProto finish(onnx::ModelProto model, const QuantPlan& plan, SaveStage
   topological_sort(*model.mutable_graph());
   const size_t bytes = model.ByteSizeLong();
   if (bytes >= kMaxModelBytes)
-    fail(ErrorCode::kRuntime, "the " + std::string(stage == SaveStage::kDeploy ? "deploy" : "fake-quant") +
+    fail(ErrorCode::kRuntime, std::string("the ") + (stage == SaveStage::kDeploy ? "deploy" : "fake-quant") +
                                   " model would be " + std::to_string(bytes) +
-                                  " bytes; models of 2 GB and more need ONNX external data, which is not supported yet");
+                                  " bytes; models of 2 GB and more need ONNX external data, "
+                                  "which is not supported yet");
   return model;
 }
 

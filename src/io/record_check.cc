@@ -33,7 +33,8 @@ std::string float_text(double value) {
 // Checks one record entry; every message names the record file and the layer.
 class EntryChecker {
  public:
-  EntryChecker(const std::string& origin, const std::string& layer) : where_("record file '" + origin + "', layer '" + layer + "': ") {}
+  EntryChecker(const std::string& origin, const std::string& layer)
+      : where_("record file '" + origin + "', layer '" + layer + "': ") {}
 
   [[noreturn]] void reject(const std::string& message) const { invalid(where_ + message); }
   [[noreturn]] void reject_runtime(const std::string& message) const { fail(ErrorCode::kRuntime, where_ + message); }
@@ -66,8 +67,10 @@ void check_factors(const SingleLayerRecord& value, const EntryChecker& check, Qu
     check.reject_runtime(std::string(value.has_scale_d() ? "offset_d" : "scale_d") +
                          " is missing: calibration has not finished for this layer (save_model was called before "
                          "the calibration model ran batch_num batches)");
-  if (value.shift_bit_size() > 0) check.reject("shift_bit is not supported for PyTorch models; delete it from the record");
-  if (value.scale_w_size() == 0) check.reject("scale_w is missing; expected the weight scales written by quantize_model");
+  if (value.shift_bit_size() > 0)
+    check.reject("shift_bit is not supported for PyTorch models; delete it from the record");
+  if (value.scale_w_size() == 0)
+    check.reject("scale_w is missing; expected the weight scales written by quantize_model");
   if (value.offset_w_size() != value.scale_w_size())
     check.reject("offset_w has " + std::to_string(value.offset_w_size()) + " values; expected as many as scale_w (" +
                  std::to_string(value.scale_w_size()) + ")");
@@ -144,7 +147,8 @@ std::string unquantizable_reason(const onnx::GraphProto& graph, const onnx::Node
   const int rank = weight ? weight->dims_size() : 0;
   if (op == "Conv" || op == "ConvTranspose") {
     if (!weight) return "its weight (input 1) is not a constant";
-    if (rank < 3 || rank > 5) return "its weight has rank " + std::to_string(rank) + "; expected a 1-D, 2-D or 3-D kernel";
+    if (rank < 3 || rank > 5)
+      return "its weight has rank " + std::to_string(rank) + "; expected a 1-D, 2-D or 3-D kernel";
     if (op == "ConvTranspose" && weight->dims(0) % get_int_attribute(node, "group", 1) != 0)
       return "its weight's first dimension is not divisible by group";
     return "";

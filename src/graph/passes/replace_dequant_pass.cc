@@ -49,7 +49,8 @@ void build_fake_dequant(onnx::GraphProto& graph, const DequantNode& d, const Qua
 void replace_dequant_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
   std::vector<DequantNode> dequants;
   for (const auto& node : graph.node())
-    if (node.op_type() == "AscendDequant") dequants.push_back({node.name(), node.input(0), node.output(0), node.input(1)});
+    if (node.op_type() == "AscendDequant")
+      dequants.push_back({node.name(), node.input(0), node.output(0), node.input(1)});
   std::vector<std::string> replaced;
   for (const auto& d : dequants) {
     build_fake_dequant(graph, d, layer_of_node(plan, d.name, ".dequant"));

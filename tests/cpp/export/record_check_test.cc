@@ -100,7 +100,9 @@ INSTANTIATE_TEST_SUITE_P(
                   {"'conv1'", "fakequant_precision_mode"}},
         BadRecord{"DuplicateLayer", record_entry("fc", kGemmOk) + record_entry("fc", kGemmOk), {"'fc'", "more than one"}},
         BadRecord{"MissingKey", "record {\n  value {\n" + kGemmOk + "  }\n}\n", {"key"}},
-        BadRecord{"LaterBadEntry", record_entry("fc", kGemmOk) + record_entry("pool", "    scale_d: -1\n    offset_d: 0\n    scale_w: 1.0\n    offset_w: 0\n"),
+        BadRecord{"LaterBadEntry",
+                  record_entry("fc", kGemmOk) +
+                      record_entry("pool", "    scale_d: -1\n    offset_d: 0\n    scale_w: 1.0\n    offset_w: 0\n"),
                   {"'pool'", "scale_d"}}),
     [](const ::testing::TestParamInfo<BadRecord>& info) { return std::string(info.param.name); });
 
@@ -127,9 +129,10 @@ TEST(RecordCheck, MissingFilesAreNotFound) {
 TEST(RecordCheck, ParsesFactorsBitsAndDataType) {
   onnx::ModelProto model = checked_model();
   set_string_attribute(*find_node(*model.mutable_graph(), "conv1"), "op_data_type", "float16");
-  const auto record = parse_record_text(record_entry("conv1", kConvOk + "    act_type: \"INT16\"\n    wts_type: \"INT7\"\n") +
-                                            record_entry("pool", "    scale_d: 0.5\n    offset_d: -4\n    scale_w: 1.0\n    offset_w: 0\n"),
-                                        "r.txt");
+  const std::string text =
+      record_entry("conv1", kConvOk + "    act_type: \"INT16\"\n    wts_type: \"INT7\"\n") +
+      record_entry("pool", "    scale_d: 0.5\n    offset_d: -4\n    scale_w: 1.0\n    offset_w: 0\n");
+  const auto record = parse_record_text(text, "r.txt");
   const QuantPlan plan = check_record(record, model.graph(), "r.txt", "m.onnx");
   ASSERT_EQ(plan.layers.size(), 2u);
   const QuantLayer& conv = plan.layers[0];
