@@ -1,0 +1,63 @@
+// HFMG activation calibration (spec 6.7): a torch.histc histogram merged over
+// batches, then a search over shrinking bin ranges for the lowest estimated
+// quantization error.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "amct/calib/activation_collector.h"
+#include "amct/calib/quant_math.h"
+#include "amct/config.h"
+
+namespace amct {
+
+// Adds torch.histc(values, bins=counts.size(), min=lo, max=hi) to counts, with
+// torch's CPU float32 arithmetic: values equal to hi go to the last bin, and
+// lo == hi widens the range to [lo - 1, hi + 1]. Values must lie in [lo, hi].
+void hfmg_histc(std::span<const float> values, double lo, double hi, std::span<int64_t> counts);
+// hfmg_histc one element at a time, the test reference for its kernel.
+void hfmg_histc_reference(std::span<const float> values, double lo, double hi, std::span<int64_t> counts);
+
+// Step 2 of spec 6.7: redistributes a histogram over [old_min, old_max] into
+// `out` (same bin count, overwritten) over [new_min, new_max] ⊇ the old range.
+void hfmg_redistribute(std::span<const int64_t> counts, double old_min, double old_max, double new_min, double new_max,
+                       std::span<int64_t> out);
+
+struct HfmgCandidate {
+  int64_t left = 0;   // first source bin kept
+  int64_t right = 0;  // last source bin kept
+};
+
+// Step 3 of spec 6.7: the candidate bin ranges, in search order.
+std::vector<HfmgCandidate> hfmg_search_range(std::span<const int64_t> counts);
+
+// Step 4 of spec 6.7: the estimated quantization error of one candidate.
+float hfmg_candidate_loss(std::span<const int64_t> counts, double bin_width, HfmgCandidate candidate, int num_bits);
+
+// Steps 3-5 of spec 6.7 for a histogram over [min, max].
+ScaleOffset hfmg_scale_offset(std::span<const int64_t> counts, float min, float max, bool asymmetric, int num_bits);
+
+class HfmgCollector final : public ActivationCollector {
+ public:
+  explicit HfmgCollector(const ActivationQuantParams& params);
+
+  void observe(std::span<const float> batch) override;
+  ScaleOffset finalize() const override;
+  size_t state_bytes() const override;
+
+ private:
+  ActivationQuantParams params_;
+  bool empty_ = true;
+  float min_ = 0.0f;
+  float max_ = 0.0f;
+  std::vector<int64_t> counts_;
+  // Working histograms for the next batch and the regridded old counts, kept so
+  // observe() does not allocate.
+  std::vector<int64_t> batch_counts_;
+  std::vector<int64_t> regridded_;
+};
+
+}  // namespace amct

@@ -1,0 +1,227 @@
+#include "amct/calib/hfmg.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "amct/calib/value_range.h"
+#include "amct/error.h"
+
+namespace amct {
+namespace {
+
+struct HistcEdges {
+  float lo;
+  float hi;
+};
+
+// torch.histc picks its outer edges in double, widening an empty range, and
+// bins against them as float32 (the dtype of its bin_edges tensor).
+HistcEdges histc_edges(double lo, double hi) {
+  if (lo == hi) {
+    lo -= 1.0;
+    hi += 1.0;
+  }
+  return {static_cast<float>(lo), static_cast<float>(hi)};
+}
+
+// Bin of each value, -1 for values torch skips (outside the edges, nan). The
+// index arithmetic is torch's, in float32; kept apart from the scatter so it
+// vectorizes.
+__attribute__((target_clones("avx2", "default"))) void histc_bins(const float* values, size_t n, HistcEdges edges,
+                                                                  int32_t bins, int32_t* out) {
+  const auto bins_f = static_cast<float>(bins);
+  const float width = edges.hi - edges.lo;
+  for (size_t i = 0; i < n; ++i) {
+    const float x = values[i];
+    const bool inside = x >= edges.lo && x <= edges.hi;
+    const auto pos = static_cast<int32_t>(inside ? (x - edges.lo) * bins_f / width : 0.0f);
+    out[i] = inside ? std::min(pos, bins - 1) : -1;
+  }
+}
+
+bool isclose(double a, double b) {
+  return std::fabs(a - b) <= std::max(1e-9 * std::max(std::fabs(a), std::fabs(b)), static_cast<double>(kFltEpsilon));
+}
+
+// density·(e³ - a³)/3: the squared error of a uniform density over [a, e]
+// measured from the centre of its destination bin.
+float uniform_norm(float density, float a, float e) { return density * (e * e * e - a * a * a) / 3.0f; }
+
+int64_t checked_bins(int64_t bins) {
+  if (bins < 3) invalid("HFMG num_of_bins must be at least 3, got " + std::to_string(bins));
+  return bins;
+}
+
+}  // namespace
+
+void hfmg_histc(std::span<const float> values, double lo, double hi, std::span<int64_t> counts) {
+  constexpr size_t kChunk = 1024;
+  const HistcEdges edges = histc_edges(lo, hi);
+  const auto bins = static_cast<int32_t>(counts.size());
+  int32_t positions[kChunk];
+  for (size_t start = 0; start < values.size(); start += kChunk) {
+    const size_t n = std::min(kChunk, values.size() - start);
+    histc_bins(values.data() + start, n, edges, bins, positions);
+    for (size_t i = 0; i < n; ++i)
+      if (positions[i] >= 0) ++counts[static_cast<size_t>(positions[i])];
+  }
+}
+
+void hfmg_histc_reference(std::span<const float> values, double lo, double hi, std::span<int64_t> counts) {
+  const HistcEdges edges = histc_edges(lo, hi);
+  const auto bins = static_cast<int64_t>(counts.size());
+  for (const float x : values) {
+    if (!(x >= edges.lo && x <= edges.hi)) continue;
+    auto pos = static_cast<int64_t>((x - edges.lo) * static_cast<float>(bins) / (edges.hi - edges.lo));
+    if (pos == bins) pos -= 1;
+    ++counts[static_cast<size_t>(pos)];
+  }
+}
+
+void hfmg_redistribute(std::span<const int64_t> counts, double old_min, double old_max, double new_min, double new_max,
+                       std::span<int64_t> out) {
+  const auto bins = static_cast<int64_t>(counts.size());
+  const double old_width = (old_max - old_min) / static_cast<double>(bins);
+  const double new_width = (new_max - new_min) / static_cast<double>(bins);
+  std::fill(out.begin(), out.end(), 0);
+  auto new_bin = [&](double x) {
+    return std::clamp(static_cast<int64_t>(std::floor((x - new_min) / new_width)), int64_t{0}, bins - 1);
+  };
+  for (int64_t i = 0; i < bins; ++i) {
+    const int64_t count = counts[static_cast<size_t>(i)];
+    if (count == 0) continue;
+    const double lo = old_min + static_cast<double>(i) * old_width;
+    const double hi = lo + old_width;
+    const int64_t first = new_bin(lo);
+    const int64_t last = new_bin(hi);
+    if (first == last) {
+      out[static_cast<size_t>(first)] += count;
+      continue;
+    }
+    // The old bin straddles one new edge: split its count by overlap length,
+    // truncating as Python's int() does.
+    const double edge = new_min + static_cast<double>(first + 1) * new_width;
+    const auto lower = static_cast<int64_t>(static_cast<double>(count) * (edge - lo) / (hi - lo));
+    out[static_cast<size_t>(first)] += lower;
+    out[static_cast<size_t>(last)] += count - lower;
+  }
+}
+
+std::vector<HfmgCandidate> hfmg_search_range(std::span<const int64_t> counts) {
+  const auto bins = static_cast<int64_t>(counts.size());
+  int64_t total = 0;
+  for (const int64_t c : counts) total += c;
+  const int64_t step = std::max<int64_t>(static_cast<int64_t>(std::ceil(static_cast<double>(total) / 100000.0)), 1);
+  const int64_t min_bins = (bins + 3) / 4;
+  std::vector<HfmgCandidate> candidates;
+  int64_t left = 0;
+  int64_t right = bins - 1;
+  while (right - left > min_bins) {
+    // Walk in from each end until `step` values are passed, then trim the
+    // end that needed more bins for them (the sparser tail).
+    int64_t inner_left = left;
+    int64_t passed = 0;
+    while (passed < step && inner_left < right) passed += counts[static_cast<size_t>(inner_left++)];
+    int64_t inner_right = right;
+    passed = 0;
+    while (passed < step && inner_right > inner_left) passed += counts[static_cast<size_t>(inner_right--)];
+    if (right - inner_right >= inner_left - left)
+      right = inner_right;
+    else
+      left = inner_left;
+    candidates.push_back({left, right});
+  }
+  return candidates;
+}
+
+float hfmg_candidate_loss(std::span<const int64_t> counts, double bin_width, HfmgCandidate candidate, int num_bits) {
+  const int64_t dst_bins = int64_t{1} << num_bits;
+  const double dst_width_d = bin_width * static_cast<double>(candidate.right - candidate.left + 1) /
+                             static_cast<double>(dst_bins);
+  if (dst_width_d < static_cast<double>(kFltEpsilon)) return 0.0f;
+  const auto width = static_cast<float>(bin_width);
+  const auto dst_width = static_cast<float>(dst_width_d);
+  const float half = dst_width / 2.0f;
+  const auto last_dst = static_cast<float>(dst_bins - 1);
+  double loss = 0.0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (counts[i] == 0) continue;
+    const float density = static_cast<float>(counts[i]) / width;
+    const float begin = static_cast<float>(static_cast<int64_t>(i) - candidate.left) * width;
+    const float end = begin + width;
+    const float dst_begin = std::clamp(std::floor(begin / dst_width), 0.0f, last_dst);
+    const float dst_end = std::clamp(std::floor(end / dst_width), 0.0f, last_dst);
+    const float center = dst_begin * dst_width + half;
+    if (dst_begin == dst_end) {
+      loss += uniform_norm(density, begin - center, end - center);
+    } else {
+      loss += uniform_norm(density, begin - center, half) +
+              (dst_end - dst_begin - 1.0f) * uniform_norm(density, -half, half) +
+              uniform_norm(density, -half, end - (dst_end * dst_width + half));
+    }
+  }
+  return static_cast<float>(loss);
+}
+
+ScaleOffset hfmg_scale_offset(std::span<const int64_t> counts, float min, float max, bool asymmetric, int num_bits) {
+  check_num_bits(num_bits);
+  const auto bins = checked_bins(static_cast<int64_t>(counts.size()));
+  const double bin_width = (static_cast<double>(max) - static_cast<double>(min)) / static_cast<double>(bins);
+  const std::vector<HfmgCandidate> candidates = hfmg_search_range(counts);
+  HfmgCandidate best = candidates.front();
+  float best_loss = INFINITY;
+  for (const HfmgCandidate& candidate : candidates) {
+    const float loss = hfmg_candidate_loss(counts, bin_width, candidate, num_bits);
+    if (loss < best_loss) {
+      best_loss = loss;
+      best = candidate;
+    }
+  }
+  const double clip_min = static_cast<double>(min) + static_cast<double>(best.left) * bin_width;
+  const double clip_max = static_cast<double>(min) + static_cast<double>(best.right + 1) * bin_width;
+  return calculate_scale_offset(static_cast<float>(clip_max), static_cast<float>(clip_min), asymmetric, num_bits);
+}
+
+HfmgCollector::HfmgCollector(const ActivationQuantParams& params) : params_(params) {
+  check_num_bits(params.num_bits);
+  const auto bins = static_cast<size_t>(checked_bins(params.num_of_bins));
+  counts_.assign(bins, 0);
+  batch_counts_.assign(bins, 0);
+  regridded_.assign(bins, 0);
+}
+
+void HfmgCollector::observe(std::span<const float> batch) {
+  if (batch.empty()) return;
+  const ValueRange range = scan_value_range(batch);
+  if (!range.finite) fail(ErrorCode::kRuntime, "activation contains inf or nan");
+  if (empty_) {
+    min_ = range.min;
+    max_ = range.max;
+    hfmg_histc(batch, min_, max_, counts_);
+    empty_ = false;
+    return;
+  }
+  const float new_min = std::min(min_, range.min);
+  const float new_max = std::max(max_, range.max);
+  std::fill(batch_counts_.begin(), batch_counts_.end(), 0);
+  hfmg_histc(batch, new_min, new_max, batch_counts_);
+  if (!isclose(new_min, min_) || !isclose(new_max, max_)) {
+    hfmg_redistribute(counts_, min_, max_, new_min, new_max, regridded_);
+    counts_.swap(regridded_);
+  }
+  for (size_t i = 0; i < counts_.size(); ++i) counts_[i] += batch_counts_[i];
+  min_ = new_min;
+  max_ = new_max;
+}
+
+ScaleOffset HfmgCollector::finalize() const {
+  if (empty_) fail(ErrorCode::kRuntime, "HFMG calibration observed no activation values");
+  return hfmg_scale_offset(counts_, min_, max_, params_.asymmetric, params_.num_bits);
+}
+
+size_t HfmgCollector::state_bytes() const {
+  return sizeof(*this) + (counts_.capacity() + batch_counts_.capacity() + regridded_.capacity()) * sizeof(int64_t);
+}
+
+}  // namespace amct
