@@ -59,13 +59,21 @@ void hfmg_histc(std::span<const float> values, double lo, double hi, std::span<i
   constexpr size_t kChunk = 1024;
   const HistcEdges edges = histc_edges(lo, hi);
   const auto bins = static_cast<int32_t>(counts.size());
+  // Odd positions count into a second histogram, so that runs of one value
+  // (the zeros after a ReLU) do not serialize on one counter.
+  thread_local std::vector<int64_t> odd;
+  odd.assign(counts.size(), 0);
   int32_t positions[kChunk];
   for (size_t start = 0; start < values.size(); start += kChunk) {
     const size_t n = std::min(kChunk, values.size() - start);
     histc_bins(values.data() + start, n, edges, bins, positions);
-    for (size_t i = 0; i < n; ++i)
+    for (size_t i = 0; i + 1 < n; i += 2) {
       if (positions[i] >= 0) ++counts[static_cast<size_t>(positions[i])];
+      if (positions[i + 1] >= 0) ++odd[static_cast<size_t>(positions[i + 1])];
+    }
+    if (n % 2 == 1 && positions[n - 1] >= 0) ++counts[static_cast<size_t>(positions[n - 1])];
   }
+  for (size_t j = 0; j < counts.size(); ++j) counts[j] += odd[j];
 }
 
 void hfmg_histc_reference(std::span<const float> values, double lo, double hi, std::span<int64_t> counts) {

@@ -1,8 +1,9 @@
+#include "amct/calib/ifmr.h"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
 
-#include "amct/calib/ifmr.h"
 #include "amct/calib/value_range.h"
 #include "amct/error.h"
 
