@@ -16,14 +16,23 @@ from onnx import TensorProto, helper, numpy_helper
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def has_save_model(cli):
+    """An older installed amct may predate the save-model command."""
+    try:
+        return subprocess.run([cli, "save-model", "--help"], capture_output=True, check=False).returncode == 0
+    except OSError:
+        return False
+
+
 def find_cli():
     if os.environ.get("AMCT_CLI"):
         return os.environ["AMCT_CLI"]
-    found = shutil.which("amct")
-    if found:
-        return found
     built = [p for p in glob.glob(os.path.join(REPO, "build", "*", "amct")) if os.access(p, os.X_OK)]
-    return max(built, key=os.path.getmtime) if built else None
+    newest_build = max(built, key=os.path.getmtime) if built else None
+    for candidate in (shutil.which("amct"), newest_build):
+        if candidate and has_save_model(candidate):
+            return candidate
+    return None
 
 
 CLI = find_cli()

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "amct/error.h"
+#include "amct/save_passes.h"
 #include "save_test_support.h"
 
 namespace amct::test {
@@ -133,6 +134,19 @@ TEST(SaveModelFailure, BiasOverflowNamesTheLayerAndWritesNothing) {
     EXPECT_NE(std::string(e.what()).find("INT32"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(std::filesystem::exists(dir + "/out"));
+}
+
+TEST(SaveModelPasses, RunInAmctOrderPerStage) {
+  std::vector<std::string> common, deploy, fake_quant;
+  for (const SavePass& pass : save_passes()) {
+    auto& list = pass.stage == SaveStage::kCommon ? common : pass.stage == SaveStage::kDeploy ? deploy : fake_quant;
+    list.emplace_back(pass.name);
+  }
+  EXPECT_EQ(common, (std::vector<std::string>{"GemmTransBOptimize", "InsertQuant", "InsertWeightQuant", "InsertDequant",
+                                              "InsertBiasQuant", "QuantFusion"}));
+  EXPECT_EQ(deploy, (std::vector<std::string>{"RemoveOpDataType"}));
+  EXPECT_EQ(fake_quant, (std::vector<std::string>{"ReplaceQuant", "WeightFakequant", "ReplaceDequant",
+                                                  "ReplaceBiasQuant", "RemoveOpDataType"}));
 }
 
 TEST(SaveModelPaths, AmctOutputNames) {
