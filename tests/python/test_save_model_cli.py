@@ -19,7 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def has_save_model(cli):
     """An older installed amct may predate the save-model command."""
     try:
-        return subprocess.run([cli, "save-model", "--help"], capture_output=True, check=False).returncode == 0
+        result = subprocess.run([cli, "save-model", "--help"], capture_output=True, text=True, check=False)
+        return result.returncode == 0 and "--save-path" in result.stdout
     except OSError:
         return False
 
