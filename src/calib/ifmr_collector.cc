@@ -62,11 +62,9 @@ void IfmrCollector::observe(std::span<const float> batch) {
     const int64_t lower = ifmr_percentile_rank(expected, params_.min_percentile);
     if (upper > 1 && upper <= kMaxExactRank) largest_.emplace(upper, /*largest=*/true);
     if (lower > 1 && lower <= kMaxExactRank) smallest_.emplace(lower, /*largest=*/false);
-    min_ = range.min;
-    max_ = range.max;
   }
-  min_ = std::min(min_, range.min);
-  max_ = std::max(max_, range.max);
+  min_ = seen_ == 0 ? range.min : std::min(min_, range.min);
+  max_ = seen_ == 0 ? range.max : std::max(max_, range.max);
   histogram_.add(batch, range.min, range.max);
   if (largest_) largest_->observe(batch);
   if (smallest_) smallest_->observe(batch);
