@@ -14,7 +14,7 @@ PY_PACKAGES := numpy onnx onnxruntime onnxscript nanobind scikit-build-core pyte
 
 .PHONY: demo test deps cpp-test py-test install bench clean
 
-demo: install
+demo: install .stamps/demo-data
 	$(PYTHON) examples/demo.py
 
 test: cpp-test py-test
@@ -53,3 +53,7 @@ bench: install
 
 clean:
 	rm -rf build .stamps
+
+.stamps/demo-data: .stamps/deb
+	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist)
+	@touch $@

@@ -40,4 +40,8 @@ std::set<std::string> name_nodes_by_module(onnx::GraphProto& graph, const std::v
 // [K, N] weight as its second input.
 void fold_weight_transposes(onnx::GraphProto& graph);
 
+// Constant sub-graphs that compute a Conv/ConvTranspose/Gemm bias (the
+// exporter's zero bias of a bias-less conv) become initializers.
+void materialize_constant_bias(onnx::GraphProto& graph);
+
 }  // namespace amct

@@ -25,8 +25,12 @@ onnx::NodeProto* find_producer(onnx::GraphProto& graph, const std::string& tenso
 std::vector<onnx::NodeProto*> find_consumers(onnx::GraphProto& graph, const std::string& tensor);
 bool is_graph_output(const onnx::GraphProto& graph, const std::string& tensor);
 void remove_initializer(onnx::GraphProto& graph, const std::string& name);
+// Removes initializers that no node reads and that are no graph output.
+void remove_unread_initializers(onnx::GraphProto& graph);
 // Removes the nodes whose names are listed.
 void remove_nodes(onnx::GraphProto& graph, const std::vector<std::string>& names);
+// Removes nodes none of whose outputs is read or is a graph output, repeatedly.
+void remove_dead_nodes(onnx::GraphProto& graph);
 // Reorders nodes so every node follows its producers (stable for ties).
 void topological_sort(onnx::GraphProto& graph);
 

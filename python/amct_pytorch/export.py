@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import warnings
 
 import torch
@@ -69,7 +70,8 @@ def export_onnx(model, input_data, input_names=None, output_names=None, dynamic_
                 model, args, kwargs=kwargs, input_names=input_names, output_names=output_names,
                 dynamic_axes=dynamic_axes, dynamo=True, optimize=False, external_data=False)
     except Exception as error:  # the exporter raises many types; report them uniformly
-        raise RuntimeError(f"the model cannot be exported to ONNX: {type(error).__name__}: {error}") from error
+        detail = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # the exporter colours its messages
+        raise RuntimeError(f"the model cannot be exported to ONNX: {type(error).__name__}: {detail}") from error
     data = program.model_proto.SerializeToString()
     if not data:
         raise RuntimeError("the model cannot be exported to ONNX: the exporter produced an empty model")

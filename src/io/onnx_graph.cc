@@ -89,6 +89,18 @@ void remove_initializer(onnx::GraphProto& graph, const std::string& name) {
   }
 }
 
+void remove_unread_initializers(onnx::GraphProto& graph) {
+  std::unordered_set<std::string> read;
+  for (const auto& n : graph.node())
+    for (const auto& in : n.input()) read.insert(in);
+  for (const auto& o : graph.output()) read.insert(o.name());
+  auto* inits = graph.mutable_initializer();
+  google::protobuf::RepeatedPtrField<onnx::TensorProto> kept;
+  for (auto& t : *inits)
+    if (read.count(t.name())) kept.Add(std::move(t));
+  inits->Swap(&kept);
+}
+
 void remove_nodes(onnx::GraphProto& graph, const std::vector<std::string>& names) {
   const std::unordered_set<std::string> doomed(names.begin(), names.end());
   auto* nodes = graph.mutable_node();
@@ -96,6 +108,22 @@ void remove_nodes(onnx::GraphProto& graph, const std::vector<std::string>& names
   for (auto& n : *nodes)
     if (!doomed.count(n.name())) kept.Add(std::move(n));
   nodes->Swap(&kept);
+}
+
+void remove_dead_nodes(onnx::GraphProto& graph) {
+  for (bool changed = true; changed;) {
+    std::unordered_set<std::string> read;
+    for (const auto& n : graph.node())
+      for (const auto& in : n.input()) read.insert(in);
+    for (const auto& o : graph.output()) read.insert(o.name());
+    std::vector<std::string> dead;
+    for (const auto& n : graph.node()) {
+      const bool used = std::any_of(n.output().begin(), n.output().end(), [&](const auto& out) { return read.count(out) > 0; });
+      if (!used) dead.push_back(n.name());
+    }
+    changed = !dead.empty();
+    remove_nodes(graph, dead);
+  }
 }
 
 void topological_sort(onnx::GraphProto& graph) {

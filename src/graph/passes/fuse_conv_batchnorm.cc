@@ -96,15 +96,10 @@ std::vector<FusedBatchNorm> fuse_conv_batchnorm(onnx::GraphProto& graph, const M
     fused.push_back({conv->name(), bn.name()});
   }
 
-  // Drop the BN nodes, then BN constants nobody reads any more.
-  std::vector<std::string> bn_inputs;
-  for (const auto& name : removed_nodes) {
-    const onnx::NodeProto* bn = find_node(graph, name);
-    for (int i = 1; i < bn->input_size(); ++i) bn_inputs.push_back(bn->input(i));
-  }
+  // Drop the BN nodes, then the constants nobody reads any more.
   remove_nodes(graph, removed_nodes);
-  for (const auto& tensor : bn_inputs)
-    if (find_consumers(graph, tensor).empty()) remove_initializer(graph, tensor);
+  remove_dead_nodes(graph);
+  remove_unread_initializers(graph);
   return fused;
 }
 

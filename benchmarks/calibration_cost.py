@@ -1,0 +1,110 @@
+"""Calibration cost and memory of amct vs plain float forwards.
+
+Workload of the issue: a 6-conv CNN, batches of 16x3x64x64. For each
+batch_num in (1, 8, 32), a fresh subprocess runs (a) plain float forwards
+over the batches and (b) the whole calibration (create_quant_config,
+quantize_model, the calibration forwards, save_model), and reports wall
+times and peak RSS. Ratios are printed side by side from the same process,
+since absolute times on shared machines are noisy.
+
+    python benchmarks/calibration_cost.py [--batches 1 8 32] [--algo ifmr|hfmg]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+
+class SixConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        chans = [3, 32, 32, 64, 64, 128, 128]
+        layers = []
+        for i in range(6):
+            layers += [nn.Conv2d(chans[i], chans[i + 1], 3, padding=1), nn.BatchNorm2d(chans[i + 1]), nn.ReLU()]
+            if i % 2 == 1:
+                layers.append(nn.MaxPool2d(2))
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+def rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(batch_num, algo):
+    import amct_pytorch as amct
+
+    torch.manual_seed(0)
+    model = SixConvNet().eval()
+    gen = torch.Generator().manual_seed(1)
+    batches = [torch.randn(16, 3, 64, 64, generator=gen) for _ in range(batch_num)]
+    with torch.no_grad():
+        model(batches[0])  # warm-up
+        start = time.perf_counter()
+        for b in batches:
+            model(b)
+        float_s = time.perf_counter() - start
+    base_rss = rss_mb()
+
+    work = tempfile.mkdtemp()
+    config = os.path.join(work, "c.json")
+    start = time.perf_counter()
+    amct.create_quant_config(config, model, batches[0], batch_num=batch_num)
+    if algo == "hfmg":
+        cfg = json.load(open(config))
+        for value in cfg.values():
+            if isinstance(value, dict):
+                value["activation_quant_params"] = {"num_bits": 8, "act_algo": "hfmg", "asymmetric": True,
+                                                    "num_of_bins": 4096}
+        json.dump(cfg, open(config, "w"))
+    calib = amct.quantize_model(config, os.path.join(work, "m.onnx"), os.path.join(work, "r.txt"), model, batches[0])
+    setup_s = time.perf_counter() - start
+    with torch.no_grad():
+        start = time.perf_counter()
+        for b in batches:
+            calib(b)
+        calib_s = time.perf_counter() - start
+    start = time.perf_counter()
+    amct.save_model(os.path.join(work, "m.onnx"), os.path.join(work, "r.txt"), os.path.join(work, "out", "m"))
+    save_s = time.perf_counter() - start
+    return {"batch_num": batch_num, "float_s": float_s, "calib_s": calib_s, "setup_s": setup_s, "save_s": save_s,
+            "rss_before_mb": base_rss, "peak_rss_mb": rss_mb()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--algo", choices=["ifmr", "hfmg"], default="ifmr")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    if args.child:
+        print(json.dumps(measure(args.child, args.algo)))
+        return
+    rows = []
+    for n in args.batches:
+        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--algo", args.algo], check=True,
+                             capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    print(f"amct calibration ({args.algo}), 6-conv CNN, batches 16x3x64x64, {torch.get_num_threads()} threads")
+    print(f"{'batch_num':>9} {'float fwd s':>11} {'calib fwd s':>11} {'calib/float':>11} "
+          f"{'setup s':>8} {'save s':>7} {'peak RSS MB':>11}")
+    for r in rows:
+        print(f"{r['batch_num']:>9} {r['float_s']:>11.3f} {r['calib_s']:>11.3f} {r['calib_s'] / r['float_s']:>11.2f} "
+              f"{r['setup_s']:>8.2f} {r['save_s']:>7.2f} {r['peak_rss_mb']:>11.0f}")
+
+
+if __name__ == "__main__":
+    main()
