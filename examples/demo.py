@@ -6,10 +6,12 @@ Run with `make demo`. The trained weights are cached in .cache/ so a second
 run only quantizes."""
 
 import gzip
+import logging
 import os
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import onnxruntime as ort
@@ -87,6 +89,8 @@ def accuracy_ort(path, images, labels):
 
 
 def main():
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
     if not os.path.isdir(DATA_DIR):
         sys.exit(f"{DATA_DIR} is missing: install the Debian package dataset-fashion-mnist")
     torch.set_num_threads(os.cpu_count() or 1)
@@ -129,7 +133,8 @@ def main():
 
     float_onnx = os.path.join(work, "float_model.onnx")
     torch.onnx.export(model, (calib[0],), float_onnx, input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=True, verbose=False)
+                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=True, verbose=False,
+                      external_data=False)
     fake_quant = save_path + "_fake_quant_model.onnx"
     deploy = save_path + "_deploy_model.onnx"
     float_acc = accuracy_ort(float_onnx, test_x, test_y)
