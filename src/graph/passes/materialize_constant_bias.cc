@@ -1,7 +1,8 @@
 // torch 2.13's exporter gives a bias-less conv a computed zero bias
 // (Shape(weight) -> Expand -> CastLike -> Expand). The fusion and weight
 // passes need every weight and bias as an initializer, so such constant
-// sub-graphs feeding a layer's bias are evaluated here.
+// sub-graphs feeding a layer's bias are evaluated here; an all-zero bias is
+// removed.
 #include <algorithm>
 #include <optional>
 
@@ -132,6 +133,12 @@ void materialize_constant_bias(onnx::GraphProto& graph) {
     const auto value = evaluate(graph, node.input(2), 0);
     if (!value || !value->is_float) continue;
     std::vector<float> values(value->values.begin(), value->values.end());
+    // A zero bias is what torch computes for bias=False: drop it, as AMCT's
+    // exports have no bias there (Conv+BN fusion adds one when it needs it).
+    if (std::all_of(values.begin(), values.end(), [](float v) { return v == 0.0f; }) && node.input_size() == 3) {
+      node.mutable_input()->RemoveLast();
+      continue;
+    }
     const std::string name = node.name() + ".bias";
     if (find_initializer(graph, name)) continue;
     *graph.add_initializer() = make_float_tensor(name, value->dims, values);

@@ -23,6 +23,11 @@ bool is_primary_op(const std::string& module_type, const std::string& op_type) {
   if (module_type == "AvgPool2d") return op_type == "AveragePool";
   if (module_type.rfind("BatchNorm", 0) == 0) return op_type == "BatchNormalization";
   if (module_type == "LSTM" || module_type == "GRU") return op_type == module_type;
+  // Activation modules are named too, as AMCT does, so outputs read like the model.
+  if (module_type == "ReLU") return op_type == "Relu";
+  if (module_type == "ReLU6") return op_type == "Clip";
+  if (module_type == "LeakyReLU") return op_type == "LeakyRelu";
+  if (module_type == "Sigmoid" || module_type == "Tanh" || module_type == "Softmax") return op_type == module_type;
   return false;
 }
 
@@ -76,17 +81,23 @@ std::set<std::string> name_nodes_by_module(onnx::GraphProto& graph, const std::v
   // Exporter names never collide with module paths in practice, but make sure
   // a module name is free before a node takes it.
   std::unordered_set<std::string> taken_names;
-  for (const auto& [module, nodes] : nodes_of_module) taken_names.insert(module);
+  for (const auto& m : modules) taken_names.insert(m.name);
   for (auto& node : *graph.mutable_node()) {
     if (node.name().empty() || taken_names.count(node.name())) {
       node.set_name(unique_node_name(graph, "node_" + node.op_type()));
     }
   }
 
+  // First every module's node, then the extra calls of reused modules, so an
+  // extra call never takes the name of another module ("conv" + "1").
   std::set<std::string> reused;
+  for (auto& [module, nodes] : nodes_of_module) nodes.front()->set_name(module);
   for (auto& [module, nodes] : nodes_of_module) {
-    nodes.front()->set_name(module);
-    for (size_t i = 1; i < nodes.size(); ++i) nodes[i]->set_name(unique_node_name(graph, module));
+    for (size_t i = 1; i < nodes.size(); ++i) {
+      std::string name = unique_node_name(graph, module);
+      for (int k = 1; taken_names.count(name); ++k) name = unique_node_name(graph, module + "_call" + std::to_string(k));
+      nodes[i]->set_name(name);
+    }
     if (nodes.size() > 1) reused.insert(module);
   }
   return reused;
