@@ -15,8 +15,9 @@
 namespace amct {
 
 // kCommon passes run once; the deploy and fake-quant passes then run on two
-// copies of the result.
-enum class SaveStage { kCommon, kDeploy, kFakeQuant };
+// copies of the result. kQdq passes run on their own copy of the modified
+// model, taken before the common passes (they need the float weights).
+enum class SaveStage { kCommon, kDeploy, kFakeQuant, kQdq };
 
 using SavePassFn = void (*)(onnx::GraphProto& graph, const QuantPlan& plan);
 
@@ -42,7 +43,13 @@ void replace_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void weight_fakequant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void replace_dequant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void replace_bias_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
-// Both outputs (spec 7.5).
+// QDQ model (QuantizeLinear/DequantizeLinear, see save_model.h). They run in
+// this order; each later pass reads the op types the earlier ones left.
+void qdq_deconv_to_conv_pass(onnx::GraphProto& graph, const QuantPlan& plan);
+void qdq_output_pass(onnx::GraphProto& graph, const QuantPlan& plan);
+void qdq_input_pass(onnx::GraphProto& graph, const QuantPlan& plan);
+void qdq_weight_pass(onnx::GraphProto& graph, const QuantPlan& plan);
+// All outputs (spec 7.5).
 void remove_op_data_type_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 
 // ---- helpers shared by the passes ----
@@ -83,5 +90,41 @@ onnx::NodeProto& add_node(onnx::GraphProto& graph, const std::string& op_type, c
                           const std::vector<std::string>& inputs, const std::vector<std::string>& outputs);
 onnx::NodeProto& add_scalar_constant(onnx::GraphProto& graph, const std::string& name, float value);
 void remove_value_info(onnx::GraphProto& graph, const std::string& tensor);
+
+// ---- helpers shared by the QDQ passes ----
+
+// Whether the QDQ model quantizes `layer`: 8-bit activations on a float32
+// layer. Other layers stay float there (ONNX Runtime has no integer kernel
+// for INT16/INT4 activations; float16 layers would need float16 scales).
+bool qdq_quantizes(const QuantLayer& layer);
+
+// Names of the scale (FLOAT scalar scale_d) and zero point (UINT8 scalar
+// offset_d + 128) initializers of a layer's input, created on first use.
+// UINT8 with the shifted zero point computes the same integers as AMCT's
+// INT8 ones, and lets ONNX Runtime on x86 fuse Add and shared inputs.
+struct QdqParams {
+  std::string scale;
+  std::string zero_point;
+};
+QdqParams qdq_input_params(onnx::GraphProto& graph, const QuantLayer& layer);
+
+// Per output channel values of a per-tensor or per-channel factor list,
+// repeated to `channels` entries (a regrouped ConvTranspose has several Conv
+// channels per deconvolution channel).
+std::vector<float> qdq_channel_values(const std::vector<float>& values, int64_t channels);
+
+// The node whose output 0 is the float result of layer L in the QDQ graph
+// before its output is requantized: the bias Add of a MatMul, else the layer
+// node (a regrouped ConvTranspose is requantized before its DepthToSpace, so
+// that ONNX Runtime sees Conv -> QuantizeLinear).
+onnx::NodeProto& qdq_result_node(onnx::GraphProto& graph, onnx::NodeProto& layer);
+
+// Renames the output `index` of `producer` to `renamed` and returns the old
+// name, so a chain of new nodes can end in it: consumers, graph outputs and
+// value_info of the old name stay valid.
+std::string take_output(onnx::GraphProto& graph, onnx::NodeProto& producer, int index, const std::string& renamed);
+
+// Adds an initializer and returns its name.
+const std::string& add_initializer(onnx::GraphProto& graph, onnx::TensorProto tensor);
 
 }  // namespace amct

@@ -100,14 +100,15 @@ NB_MODULE(_amct, m) {
   m.def(
       "save_model",
       [](const std::string& modified_onnx_file, const std::string& record_file, const std::string& save_path,
-         bool deploy, bool fake_quant) {
+         bool deploy, bool fake_quant, bool qdq) {
         amct::SaveOptions options;
         options.deploy = deploy;
         options.fake_quant = fake_quant;
+        options.qdq = qdq;
         return amct::save_model(modified_onnx_file, record_file, save_path, options);
       },
       nb::arg("modified_onnx_file"), nb::arg("record_file"), nb::arg("save_path"), nb::arg("deploy") = true,
-      nb::arg("fake_quant") = true);
+      nb::arg("fake_quant") = true, nb::arg("qdq") = true);
 
   nb::class_<amct::Calibrator>(m, "Calibrator")
       .def_prop_ro("layer_count", &amct::Calibrator::layer_count)

@@ -1,6 +1,6 @@
 // save_model (spec 2.5): checks the record against the modified ONNX, runs the
-// save passes and writes the deploy and fake-quant models. Both models are
-// built and checked in memory before the first byte is written.
+// save passes and writes the deploy, fake-quant and QDQ models. All models
+// are built and checked in memory before the first byte is written.
 #include "amct/save_model.h"
 
 #include <filesystem>
@@ -41,6 +41,16 @@ void drop_initializer_inputs(onnx::GraphProto& graph) {
     if (find_initializer(graph, inputs->Get(i).name())) inputs->DeleteSubrange(i, 1);
 }
 
+const char* stage_name(SaveStage stage) {
+  switch (stage) {
+    case SaveStage::kDeploy: return "deploy";
+    case SaveStage::kFakeQuant: return "fake-quant";
+    case SaveStage::kQdq: return "QDQ";
+    case SaveStage::kCommon: break;
+  }
+  return "common";
+}
+
 int64_t default_opset(const onnx::ModelProto& model) {
   for (const auto& opset : model.opset_import())
     if (opset.domain().empty() || opset.domain() == "ai.onnx") return opset.version();
@@ -52,7 +62,7 @@ onnx::ModelProto finish(onnx::ModelProto model, const QuantPlan& plan, SaveStage
   topological_sort(*model.mutable_graph());
   const size_t bytes = model.ByteSizeLong();
   if (bytes >= kMaxModelBytes)
-    fail(ErrorCode::kRuntime, std::string("the ") + (stage == SaveStage::kDeploy ? "deploy" : "fake-quant") +
+    fail(ErrorCode::kRuntime, std::string("the ") + stage_name(stage) +
                                   " model would be " + std::to_string(bytes) +
                                   " bytes; models of 2 GB and more need ONNX external data, "
                                   "which is not supported yet");
@@ -62,8 +72,8 @@ onnx::ModelProto finish(onnx::ModelProto model, const QuantPlan& plan, SaveStage
 }  // namespace
 
 std::string output_model_path(const std::string& save_path, const std::string& kind) {
-  if (kind != "deploy" && kind != "fake_quant")
-    invalid("unknown output model kind '" + kind + "'; expected \"deploy\" or \"fake_quant\"");
+  if (kind != "deploy" && kind != "fake_quant" && kind != "qdq")
+    invalid("unknown output model kind '" + kind + "'; expected \"deploy\", \"fake_quant\" or \"qdq\"");
   const auto [dir, prefix] = split_save_path(save_path);
   if (prefix.size() > kMaxPrefixLength)
     invalid("save_path '" + save_path + "': the file-name prefix has " + std::to_string(prefix.size()) +
@@ -75,9 +85,10 @@ std::vector<std::string> save_model(const std::string& modified_onnx_file, const
                                     const std::string& save_path, const SaveOptions& options) {
   check_input_file_name(modified_onnx_file, "modified ONNX file");
   check_input_file_name(record_file, "record file");
-  if (!options.deploy && !options.fake_quant) invalid("save_model: no output model selected");
+  if (!options.deploy && !options.fake_quant && !options.qdq) invalid("save_model: no output model selected");
   const std::string deploy_path = output_model_path(save_path, "deploy");
   const std::string fake_quant_path = output_model_path(save_path, "fake_quant");
+  const std::string qdq_path = output_model_path(save_path, "qdq");
 
   onnx::ModelProto model = load_onnx_model(modified_onnx_file);
   const QuantPlan plan = read_quant_plan(record_file, model.graph(), modified_onnx_file);
@@ -85,7 +96,13 @@ std::vector<std::string> save_model(const std::string& modified_onnx_file, const
     invalid("modified ONNX file '" + modified_onnx_file + "' uses opset " + std::to_string(default_opset(model)) +
             "; the fake-quant model needs opset 11 or later (Clip with min/max inputs)");
 
+  if (options.qdq && default_opset(model) < 13)
+    invalid("modified ONNX file '" + modified_onnx_file + "' uses opset " + std::to_string(default_opset(model)) +
+            "; the QDQ model needs opset 13 or later (per-axis DequantizeLinear); leave \"qdq\" out of the outputs");
+
   drop_initializer_inputs(*model.mutable_graph());
+  std::optional<onnx::ModelProto> qdq;
+  if (options.qdq) qdq = finish(model, plan, SaveStage::kQdq);
   run_save_passes(*model.mutable_graph(), plan, SaveStage::kCommon);
 
   std::optional<onnx::ModelProto> fake_quant;
@@ -103,8 +120,12 @@ std::vector<std::string> save_model(const std::string& modified_onnx_file, const
       save_onnx_model(*fake_quant, fake_quant_path);
       written.push_back(fake_quant_path);
     }
+    if (qdq) {
+      save_onnx_model(*qdq, qdq_path);
+      written.push_back(qdq_path);
+    }
   } catch (const Error&) {
-    // One output without the other would look like a finished run.
+    // Some outputs without the others would look like a finished run.
     std::error_code ignored;
     for (const auto& path : written) fs::remove(path, ignored);
     throw;

@@ -12,22 +12,24 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: amct save-model --model MODIFIED.onnx --record RECORD.txt --save-path DIR/PREFIX\n"
-    "                       [--outputs deploy,fake_quant]\n"
+    "                       [--outputs deploy,fake_quant,qdq]\n"
     "\n"
-    "Writes DIR/PREFIX_deploy_model.onnx (AscendQuant/AscendDequant) and\n"
-    "DIR/PREFIX_fake_quant_model.onnx (standard ONNX ops) from the modified ONNX\n"
+    "Writes DIR/PREFIX_deploy_model.onnx (AscendQuant/AscendDequant),\n"
+    "DIR/PREFIX_fake_quant_model.onnx (standard ONNX ops) and\n"
+    "DIR/PREFIX_qdq_model.onnx (QuantizeLinear/DequantizeLinear with INT8\n"
+    "weights, run by ONNX Runtime with integer kernels) from the modified ONNX\n"
     "of quantize_model and its calibrated record file. A save path ending in '/'\n"
-    "writes DIR/deploy_model.onnx and DIR/fake_quant_model.onnx.\n"
+    "writes DIR/deploy_model.onnx, DIR/fake_quant_model.onnx and DIR/qdq_model.onnx.\n"
     "\n"
     "options:\n"
     "  --model PATH       modified ONNX model written by quantize_model\n"
     "  --record PATH      record file after calibration\n"
     "  --save-path PATH   output directory and file-name prefix\n"
-    "  --outputs LIST     comma-separated: deploy, fake_quant (default: both)\n"
+    "  --outputs LIST     comma-separated: deploy, fake_quant, qdq (default: all)\n"
     "  -h, --help         show this help\n";
 
 SaveOptions parse_outputs(const std::string& list) {
-  SaveOptions options{false, false};
+  SaveOptions options{false, false, false};
   size_t start = 0;
   while (start <= list.size()) {
     const size_t comma = std::min(list.find(',', start), list.size());
@@ -36,8 +38,10 @@ SaveOptions parse_outputs(const std::string& list) {
       options.deploy = true;
     } else if (item == "fake_quant") {
       options.fake_quant = true;
+    } else if (item == "qdq") {
+      options.qdq = true;
     } else {
-      throw UsageError("--outputs: unknown output '" + item + "'; expected deploy and/or fake_quant");
+      throw UsageError("--outputs: unknown output '" + item + "'; expected deploy, fake_quant and/or qdq");
     }
     start = comma + 1;
   }
@@ -83,7 +87,7 @@ int run(std::span<const std::string> args) {
 
 }  // namespace
 
-const Command kSaveModelCommand = {"save-model", "write the deploy and fake-quant models from a calibrated record",
+const Command kSaveModelCommand = {"save-model", "write the deploy, fake-quant and QDQ models from a calibrated record",
                                    kUsage, run};
 
 }  // namespace amct::cli

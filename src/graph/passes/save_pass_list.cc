@@ -1,4 +1,5 @@
-// The one ordered list of save_model passes (spec 2.5 steps 4, 6 and 7).
+// The one ordered list of save_model passes (spec 2.5 steps 4, 6 and 7, and
+// the QDQ model).
 // AMCT's DMQ, MultQuant, INT4 packing, RNN and AntiQuant passes have no work
 // here: the record check refuses DMQ factors, INT4 weights and RNN layers.
 #include "amct/save_passes.h"
@@ -19,6 +20,11 @@ constexpr SavePass kPasses[] = {
     {"ReplaceDequant", SaveStage::kFakeQuant, replace_dequant_pass},
     {"ReplaceBiasQuant", SaveStage::kFakeQuant, replace_bias_quant_pass},
     {"RemoveOpDataType", SaveStage::kFakeQuant, remove_op_data_type_pass},
+    {"QdqDeconvToConv", SaveStage::kQdq, qdq_deconv_to_conv_pass},
+    {"QdqOutput", SaveStage::kQdq, qdq_output_pass},
+    {"QdqInput", SaveStage::kQdq, qdq_input_pass},
+    {"QdqWeight", SaveStage::kQdq, qdq_weight_pass},
+    {"RemoveOpDataType", SaveStage::kQdq, remove_op_data_type_pass},
 };
 
 }  // namespace

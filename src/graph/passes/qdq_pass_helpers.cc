@@ -1,0 +1,54 @@
+// Helpers shared by the QDQ passes (qdq_*_pass.cc).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "amct/onnx_graph.h"
+#include "amct/save_passes.h"
+
+namespace amct {
+
+bool qdq_quantizes(const QuantLayer& layer) { return layer.act_bits == 8 && !layer.float16; }
+
+QdqParams qdq_input_params(onnx::GraphProto& graph, const QuantLayer& layer) {
+  QdqParams params{layer.name + ".input_quant.scale", layer.name + ".input_quant.zero_point"};
+  if (find_initializer(graph, params.scale)) return params;
+  add_initializer(graph, make_float_tensor(params.scale, {}, std::span<const float>(&layer.data_scale, 1)));
+  onnx::TensorProto zero_point;
+  zero_point.set_name(params.zero_point);
+  zero_point.set_data_type(onnx::TensorProto::UINT8);
+  // offset_d is in [-128, 127] (record check), so this is in [0, 255].
+  zero_point.set_raw_data(std::string(1, static_cast<char>(static_cast<uint8_t>(layer.data_offset + 128))));
+  add_initializer(graph, std::move(zero_point));
+  return params;
+}
+
+std::vector<float> qdq_channel_values(const std::vector<float>& values, int64_t channels) {
+  if (values.size() == 1) return values;
+  const int64_t repeat = channels / static_cast<int64_t>(values.size());
+  std::vector<float> out(static_cast<size_t>(channels));
+  for (int64_t c = 0; c < channels; ++c) out[static_cast<size_t>(c)] = values[static_cast<size_t>(c / repeat)];
+  return out;
+}
+
+onnx::NodeProto& qdq_result_node(onnx::GraphProto& graph, onnx::NodeProto& layer) {
+  if (layer.op_type() == "MatMul")
+    if (onnx::NodeProto* add = matmul_bias_add(graph, layer)) return *add;
+  return layer;
+}
+
+std::string take_output(onnx::GraphProto& graph, onnx::NodeProto& producer, int index, const std::string& renamed) {
+  std::string original = producer.output(index);
+  producer.set_output(index, renamed);
+  // The type of the old name now describes the end of the new chain.
+  remove_value_info(graph, renamed);
+  return original;
+}
+
+const std::string& add_initializer(onnx::GraphProto& graph, onnx::TensorProto tensor) {
+  auto* added = graph.add_initializer();
+  *added = std::move(tensor);
+  return added->name();
+}
+
+}  // namespace amct
