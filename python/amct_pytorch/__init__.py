@@ -11,6 +11,7 @@ The public API mirrors AMCT's::
 """
 
 from amct_pytorch.api import create_quant_config, quantize_model, save_model
+from amct_pytorch.compare import compare
 
-__all__ = ["create_quant_config", "quantize_model", "save_model"]
+__all__ = ["create_quant_config", "quantize_model", "save_model", "compare"]
 __version__ = "0.1.0"

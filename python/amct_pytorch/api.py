@@ -64,11 +64,22 @@ def quantize_model(config_file, modfied_onnx_file, record_file, model, input_dat
     return build_calibration_model(work, result)
 
 
-def save_model(modfied_onnx_file, record_file, save_path):
-    """Writes <save_path>_deploy_model.onnx and <save_path>_fake_quant_model.onnx
-    from the modified ONNX and the calibrated record (AMCT spec 2.5)."""
+_SAVE_OUTPUTS = ("deploy", "fake_quant", "qdq")
+
+
+def save_model(modfied_onnx_file, record_file, save_path, outputs=_SAVE_OUTPUTS):
+    """Writes <save_path>_deploy_model.onnx, <save_path>_fake_quant_model.onnx
+    (AMCT spec 2.5) and <save_path>_qdq_model.onnx (standard QDQ ONNX) from the
+    modified ONNX and the calibrated record. `outputs` picks a subset of
+    ("deploy", "fake_quant", "qdq"). Returns the paths written."""
     func = "save_model"
     _check_type(func, "modfied_onnx_file", modfied_onnx_file, str)
     _check_type(func, "record_file", record_file, str)
     _check_type(func, "save_path", save_path, str)
-    _amct.save_model(modfied_onnx_file, record_file, save_path)
+    if isinstance(outputs, str):
+        outputs = (outputs,)
+    unknown = [o for o in outputs if o not in _SAVE_OUTPUTS]
+    if unknown:
+        raise ValueError(f"{func}: unknown output {unknown[0]!r}; expected a subset of {_SAVE_OUTPUTS}")
+    return _amct.save_model(modfied_onnx_file, record_file, save_path, deploy="deploy" in outputs,
+                            fake_quant="fake_quant" in outputs, qdq="qdq" in outputs)

@@ -3,12 +3,15 @@
 // to Python exceptions in one place.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include "amct/calibrator.h"
 #include "amct/error.h"
 #include "amct/model_prep.h"
+#include "amct/onnx_graph.h"
+#include "amct/qdq_parity.h"
 #include "amct/quantize.h"
 #include "amct/save_model.h"
 
@@ -109,6 +112,48 @@ NB_MODULE(_amct, m) {
       },
       nb::arg("modified_onnx_file"), nb::arg("record_file"), nb::arg("save_path"), nb::arg("deploy") = true,
       nb::arg("fake_quant") = true, nb::arg("qdq") = true);
+
+  m.def(
+      "parity_metrics",
+      [](nb::ndarray<const float, nb::c_contig, nb::device::cpu> reference,
+         nb::ndarray<const float, nb::c_contig, nb::device::cpu> other, const std::string& what) {
+        amct::ParityMetrics metrics;
+        {
+          nb::gil_scoped_release release;
+          metrics = amct::parity_metrics(std::span<const float>(reference.data(), reference.size()),
+                                         std::span<const float>(other.data(), other.size()), what);
+        }
+        nb::dict out;
+        out["cosine"] = metrics.cosine;
+        out["sqnr_db"] = metrics.sqnr_db;
+        out["max_abs_error"] = metrics.max_abs_error;
+        out["step"] = metrics.step;
+        out["within_step"] = metrics.within_step;
+        out["count"] = metrics.count;
+        return out;
+      },
+      nb::arg("reference"), nb::arg("other"), nb::arg("what"),
+      "Cosine, SQNR (dB), max abs error and the share within one 8-bit step of two float32 arrays (not copied).");
+
+  m.def(
+      "fake_quant_layers",
+      [](const std::string& fake_quant_file) { return amct::fake_quant_layers(amct::load_onnx_model(fake_quant_file)); },
+      nb::arg("fake_quant_file"), "Names of the layers a fake-quant model quantizes.");
+
+  m.def(
+      "expose_layer_outputs",
+      [](const std::string& model_file, const std::vector<std::string>& layers) {
+        onnx::ModelProto model = amct::load_onnx_model(model_file);
+        const auto tensors = amct::layer_result_tensors(model, layers);
+        amct::expose_tensors(model, tensors);
+        std::vector<std::pair<std::string, std::string>> pairs;
+        for (const auto& t : tensors) pairs.emplace_back(t.layer, t.tensor);
+        const std::string bytes = model.SerializeAsString();
+        return nb::make_tuple(nb::bytes(bytes.data(), bytes.size()), pairs);
+      },
+      nb::arg("model_file"), nb::arg("layers"),
+      "The model with each listed layer's float result added as a graph output (serialized), and "
+      "(layer, tensor) pairs for the layers found.");
 
   nb::class_<amct::Calibrator>(m, "Calibrator")
       .def_prop_ro("layer_count", &amct::Calibrator::layer_count)

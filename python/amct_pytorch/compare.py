@@ -1,0 +1,159 @@
+"""Parity check between the float, fake-quant and QDQ models (``amct compare``).
+
+Runs each model in ONNX Runtime on the same inputs and reports, per model
+output and per quantized layer, cosine similarity, SQNR (dB), max abs error
+and the share of elements within one 8-bit step of the reference
+((max - min) / 255 of the reference tensor). The metrics and the graph edit
+that exposes layer results are C++ (amct_pytorch._amct); this module only
+runs ONNX Runtime and formats.
+
+Command line::
+
+    python3 -m amct_pytorch.compare --fake-quant FQ.onnx --qdq QDQ.onnx \\
+        [--float FLOAT.onnx] [--input NAME=x.npy ...] [--batch N] [--json OUT.json]
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+from amct_pytorch import _amct
+
+_DTYPES = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
+def _session(model):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+
+
+def random_inputs(model_file, batch=2, seed=0):
+    """Standard-normal float inputs (zeros for integer ones) for the model's
+    inputs; dynamic dimensions take `batch`."""
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for arg in _session(model_file).get_inputs():
+        shape = [d if isinstance(d, int) else batch for d in arg.shape]
+        dtype = _DTYPES.get(arg.type, np.float32)
+        inputs[arg.name] = (rng.standard_normal(shape).astype(dtype) if dtype == np.float32
+                            else np.zeros(shape, dtype))
+    return inputs
+
+
+def _run_session(model, inputs):
+    session = _session(model)
+    feed = {arg.name: inputs[arg.name] for arg in session.get_inputs()}
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+
+
+def _run(model_file, layers, inputs):
+    """Outputs by name and layer results by layer name. Two sessions: extra
+    graph outputs stop ONNX Runtime from fusing the layers they come from, so
+    the model outputs are taken from the model as it is."""
+    outputs = _run_session(model_file, inputs)
+    if not layers:
+        return outputs, {}
+    model_bytes, pairs = _amct.expose_layer_outputs(model_file, layers)
+    values = _run_session(model_bytes, inputs)
+    return outputs, {layer: values[tensor] for layer, tensor in pairs}
+
+
+def _metrics(reference, other, what):
+    ref = np.ascontiguousarray(reference, dtype=np.float32).ravel()
+    oth = np.ascontiguousarray(other, dtype=np.float32).ravel()
+    return _amct.parity_metrics(ref, oth, what)
+
+
+def compare(fake_quant_model, qdq_model, inputs, float_model=None, layers=True):
+    """Returns {"outputs": {name: {pair: metrics}}, "layers": {layer: {pair: metrics}}}
+    where pair is "qdq_vs_fake_quant", "fake_quant_vs_float" or "qdq_vs_float".
+
+    inputs: a dict of input name -> array. float_model is optional; its
+    layers are compared where it has nodes of the same names."""
+    names = _amct.fake_quant_layers(fake_quant_model) if layers else []
+    results = {"fake_quant": _run(fake_quant_model, names, inputs), "qdq": _run(qdq_model, names, inputs)}
+    if float_model:
+        results["float"] = _run(float_model, names, inputs)
+    graph_outputs = [o.name for o in _session(fake_quant_model).get_outputs()]
+    pairs = [("qdq_vs_fake_quant", "fake_quant", "qdq"), ("fake_quant_vs_float", "float", "fake_quant"),
+             ("qdq_vs_float", "float", "qdq")]
+    report = {"outputs": {}, "layers": {}}
+    for index, name in enumerate(graph_outputs):
+        entry = {}
+        for label, ref, other in pairs:
+            if ref in results and other in results:
+                # Outputs are matched by position: exporters may name them differently.
+                ref_value = list(results[ref][0].values())[index]
+                entry[label] = _metrics(ref_value, list(results[other][0].values())[index], f"output '{name}' {label}")
+        report["outputs"][name] = entry
+    for layer in names:
+        entry = {}
+        for label, ref, other in pairs:
+            if ref in results and other in results and layer in results[ref][1] and layer in results[other][1]:
+                entry[label] = _metrics(results[ref][1][layer], results[other][1][layer], f"layer '{layer}' {label}")
+        report["layers"][layer] = entry
+    return report
+
+
+def format_table(report):
+    """The report as a fixed-width text table."""
+    lines = [f"{'kind':<7}{'name':<32}{'pair':<22}{'cosine':>12}{'SQNR dB':>10}{'max abs':>12}{'<=1 step':>10}"]
+    for kind in ("outputs", "layers"):
+        for name, entry in report[kind].items():
+            for label, m in entry.items():
+                sqnr = "inf" if math.isinf(m["sqnr_db"]) else f"{m['sqnr_db']:.2f}"
+                lines.append(f"{kind[:-1]:<7}{name[:31]:<32}{label:<22}{m['cosine']:>12.8f}{sqnr:>10}"
+                             f"{m['max_abs_error']:>12.4g}{m['within_step'] * 100:>9.3f}%")
+    return "\n".join(lines)
+
+
+def _json_safe(report):
+    def fix(value):
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        return None if isinstance(value, float) and math.isinf(value) else value
+    return fix(report)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="amct compare",
+        description="Run the fake-quant and QDQ models (and optionally the float model) in ONNX Runtime on the "
+                    "same inputs; report cosine, SQNR (dB), max abs error and the share of elements within one "
+                    "8-bit step, per output and per quantized layer. SQNR inf (null in JSON) means identical.")
+    parser.add_argument("--fake-quant", required=True, help="<prefix>_fake_quant_model.onnx")
+    parser.add_argument("--qdq", required=True, help="<prefix>_qdq_model.onnx")
+    parser.add_argument("--float", dest="float_model", help="float ONNX model (optional)")
+    parser.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                        help="an input array; without any, standard-normal inputs with --batch for dynamic axes")
+    parser.add_argument("--batch", type=int, default=2, help="batch size of random inputs (default 2)")
+    parser.add_argument("--json", help="also write the report as JSON to this file")
+    parser.add_argument("--no-layers", action="store_true", help="compare model outputs only")
+    args = parser.parse_args(argv)
+
+    if args.input:
+        inputs = {}
+        for item in args.input:
+            name, sep, path = item.partition("=")
+            if not sep:
+                parser.error(f"--input '{item}': expected NAME=FILE.npy")
+            inputs[name] = np.load(path)
+    else:
+        inputs = random_inputs(args.fake_quant, args.batch)
+    report = compare(args.fake_quant, args.qdq, inputs, args.float_model, layers=not args.no_layers)
+    print(format_table(report))
+    if args.json:
+        # Written next to the target, then renamed: no half-written report.
+        with open(args.json + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(_json_safe(report), f, indent=2)
+        os.replace(args.json + ".tmp", args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
