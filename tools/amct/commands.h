@@ -24,5 +24,6 @@ struct Command {
 };
 
 extern const Command kSaveModelCommand;
+extern const Command kCompareCommand;
 
 }  // namespace amct::cli

@@ -12,7 +12,7 @@ namespace {
 
 using amct::cli::Command;
 
-const Command* const kCommands[] = {&amct::cli::kSaveModelCommand};
+const Command* const kCommands[] = {&amct::cli::kSaveModelCommand, &amct::cli::kCompareCommand};
 
 std::string general_usage() {
   std::string text =
