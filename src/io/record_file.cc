@@ -1,10 +1,10 @@
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
 #include "amct/error.h"
 #include "amct/file_io.h"
 #include "amct/number_format.h"
 #include "amct/record.h"
+#include "amct/text_proto.h"
 
 namespace amct {
 namespace {
@@ -18,27 +18,11 @@ class PythonFloatPrinter : public google::protobuf::TextFormat::FastFieldValuePr
   }
 };
 
-class CollectFirstError : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, int column, const std::string& message) override {
-    if (!message_.empty()) return;
-    message_ = "line " + std::to_string(line + 1) + ", column " + std::to_string(column + 1) + ": " + message;
-  }
-  const std::string& message() const { return message_; }
-
- private:
-  std::string message_;
-};
-
 }  // namespace
 
 ScaleOffsetRecord parse_record_text(const std::string& text, const std::string& origin) {
   ScaleOffsetRecord record;
-  google::protobuf::TextFormat::Parser parser;
-  CollectFirstError errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &record))
-    invalid("record file '" + origin + "' does not match AMCT's ScaleOffsetRecord format: " + errors.message());
+  merge_text_proto(text, record, "record file '" + origin + "' does not match AMCT's ScaleOffsetRecord format");
   return record;
 }
 

@@ -1,7 +1,5 @@
 // create_quant_config from a simple config (spec 3.4): AMCT's text-format
 // AMCTConfig with a common config, per-type and per-layer overrides.
-#include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
 
 #include <algorithm>
 #include <climits>
@@ -12,6 +10,7 @@
 #include "amct/error.h"
 #include "amct/file_io.h"
 #include "amct/number_format.h"
+#include "amct/text_proto.h"
 #include "calibration_config_pytorch.pb.h"
 #include "config_schema.h"
 
@@ -20,29 +19,9 @@ namespace {
 
 namespace pb = AMCTPytorchProto;
 
-class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, int column, const std::string& message) override {
-    if (!message_.empty()) return;
-    // Errors found after parsing (missing required fields) have no position.
-    message_ = line < 0 ? message
-                        : "line " + std::to_string(line + 1) + ", column " + std::to_string(column + 1) + ": " + message;
-  }
-  const std::string& message() const { return message_; }
-
- private:
-  std::string message_;
-};
-
 pb::AMCTConfig parse_simple_config(const std::string& text, const std::string& path) {
   pb::AMCTConfig proto;
-  google::protobuf::TextFormat::Parser parser;
-  FirstErrorCollector errors;
-  parser.RecordErrorsTo(&errors);
-  // AMCT reads the file with Python's text_format.Merge, where a singular
-  // field given twice keeps its last value; Parser::Merge* behaves the same.
-  if (!parser.MergeFromString(text, &proto))
-    invalid("simple config '" + path + "' is not a valid AMCTConfig: " + errors.message());
+  merge_text_proto(text, proto, "simple config '" + path + "' is not a valid AMCTConfig");
   return proto;
 }
 
