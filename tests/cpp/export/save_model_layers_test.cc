@@ -137,9 +137,12 @@ TEST(SaveModelFailure, BiasOverflowNamesTheLayerAndWritesNothing) {
 }
 
 TEST(SaveModelPasses, RunInAmctOrderPerStage) {
-  std::vector<std::string> common, deploy, fake_quant;
+  std::vector<std::string> common, deploy, fake_quant, qdq;
   for (const SavePass& pass : save_passes()) {
-    auto& list = pass.stage == SaveStage::kCommon ? common : pass.stage == SaveStage::kDeploy ? deploy : fake_quant;
+    auto& list = pass.stage == SaveStage::kCommon   ? common
+                 : pass.stage == SaveStage::kDeploy ? deploy
+                 : pass.stage == SaveStage::kQdq    ? qdq
+                                                    : fake_quant;
     list.emplace_back(pass.name);
   }
   EXPECT_EQ(common, (std::vector<std::string>{"GemmTransBOptimize", "InsertQuant", "InsertWeightQuant", "InsertDequant",
@@ -147,6 +150,7 @@ TEST(SaveModelPasses, RunInAmctOrderPerStage) {
   EXPECT_EQ(deploy, (std::vector<std::string>{"RemoveOpDataType"}));
   EXPECT_EQ(fake_quant, (std::vector<std::string>{"ReplaceQuant", "WeightFakequant", "ReplaceDequant",
                                                   "ReplaceBiasQuant", "RemoveOpDataType"}));
+  EXPECT_EQ(qdq, (std::vector<std::string>{"QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqWeight", "RemoveOpDataType"}));
 }
 
 TEST(SaveModelPaths, AmctOutputNames) {
@@ -157,7 +161,8 @@ TEST(SaveModelPaths, AmctOutputNames) {
   EXPECT_EQ(output_model_path("", "deploy"), "deploy_model.onnx");
   EXPECT_EQ(output_model_path("a/b/" + std::string(241, 'p'), "deploy"), "a/b/" + std::string(241, 'p') + "_deploy_model.onnx");
   EXPECT_THROW(output_model_path("a/" + std::string(242, 'p'), "deploy"), Error);
-  EXPECT_THROW(output_model_path("a/net", "qdq"), Error);
+  EXPECT_EQ(output_model_path("out/net", "qdq"), "out/net_qdq_model.onnx");
+  EXPECT_THROW(output_model_path("a/net", "int8"), Error);
 }
 
 TEST(SaveModelPaths, NoPrefixAndSelectedOutputs) {
@@ -168,11 +173,13 @@ TEST(SaveModelPaths, NoPrefixAndSelectedOutputs) {
   const std::string dir = fresh_dir();
   save_onnx_model(b.model(), dir + "/modified.onnx");
   write_text(dir + "/record.txt", record_entry("a", "    scale_d: 0.1\n    offset_d: 0\n    scale_w: 0.5\n    offset_w: 0\n"));
-  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/new/dir/", {true, false}),
+  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/new/dir/", {true, false, false}),
             (std::vector<std::string>{dir + "/new/dir/deploy_model.onnx"}));
   EXPECT_FALSE(std::filesystem::exists(dir + "/new/dir/fake_quant_model.onnx"));
-  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/new/dir/", {false, true}),
+  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/new/dir/", {false, true, false}),
             (std::vector<std::string>{dir + "/new/dir/fake_quant_model.onnx"}));
+  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/new/dir/", {false, false, true}),
+            (std::vector<std::string>{dir + "/new/dir/qdq_model.onnx"}));
 }
 
 }  // namespace

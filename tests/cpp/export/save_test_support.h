@@ -104,18 +104,20 @@ inline std::string record_entry(const std::string& key, const std::string& field
   return "record {\n  key: \"" + key + "\"\n  value {\n" + fields + "  }\n}\n";
 }
 
-// The two output models of one save_model run.
+// The output models of one save_model run.
 struct Saved {
   onnx::ModelProto deploy;
   onnx::ModelProto fake_quant;
+  onnx::ModelProto qdq;
 };
 
 inline Saved run_save(const onnx::ModelProto& model, const std::string& record_text, const std::string& dir) {
   save_onnx_model(model, dir + "/modified.onnx");
   write_text(dir + "/record.txt", record_text);
   const auto written = save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/out/net");
-  EXPECT_EQ(written, (std::vector<std::string>{dir + "/out/net_deploy_model.onnx", dir + "/out/net_fake_quant_model.onnx"}));
-  return {load_onnx_model(written.at(0)), load_onnx_model(written.at(1))};
+  EXPECT_EQ(written, (std::vector<std::string>{dir + "/out/net_deploy_model.onnx", dir + "/out/net_fake_quant_model.onnx",
+                                               dir + "/out/net_qdq_model.onnx"}));
+  return {load_onnx_model(written.at(0)), load_onnx_model(written.at(1)), load_onnx_model(written.at(2))};
 }
 
 inline const onnx::NodeProto& node_named(const onnx::ModelProto& model, const std::string& name) {

@@ -1,0 +1,190 @@
+// The QDQ model of save_model: structure per layer kind and the integer
+// values. ONNX Runtime's numbers and fusions are checked by
+// tests/python/test_qdq.py.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "amct/error.h"
+
+#include "amct/save_model.h"
+#include "save_test_support.h"
+
+namespace amct::test {
+namespace {
+
+std::string entry(const std::string& layer, const std::string& scale_d, int offset_d, const std::vector<float>& scale_w) {
+  std::string fields = "    scale_d: " + scale_d + "\n    offset_d: " + std::to_string(offset_d) + "\n";
+  for (float s : scale_w) fields += "    scale_w: " + std::to_string(s) + "\n";
+  for (size_t i = 0; i < scale_w.size(); ++i) fields += "    offset_w: 0\n";
+  return record_entry(layer, fields);
+}
+
+onnx::ModelProto save_qdq(const ModelBuilder& b, const std::string& record) {
+  const std::string dir = fresh_dir();
+  save_onnx_model(b.model(), dir + "/modified.onnx");
+  write_text(dir + "/record.txt", record);
+  const auto written = save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/net", {false, false, true});
+  EXPECT_EQ(written, std::vector<std::string>{dir + "/net_qdq_model.onnx"});
+  return load_onnx_model(written.at(0));
+}
+
+size_t count_op(const onnx::ModelProto& model, const std::string& op) {
+  const auto ops = op_types(model);
+  return static_cast<size_t>(std::count(ops.begin(), ops.end(), op));
+}
+
+// x -> c1 -> Relu -> c2 -> up (ConvTranspose k=s=2) -> Flatten -> fc -> y
+ModelBuilder chain() {
+  ModelBuilder b;
+  b.input("x", {-1, 2, 4, 4}).output("y", {-1, 3});
+  b.initializer("c1.weight", {4, 2, 1, 1}, {0.5f, -0.25f, 1.0f, 0.1f, -1.0f, 0.3f, 0.2f, -0.2f});
+  b.initializer("c1.bias", {4}, {0.1f, -0.2f, 0.3f, 0.0f});
+  b.initializer("c2.weight", {4, 4, 1, 1}, std::vector<float>(16, 0.25f));
+  std::vector<float> up(4 * 2 * 2 * 2);
+  for (size_t i = 0; i < up.size(); ++i) up[i] = static_cast<float>(i) / 32.0f;
+  b.initializer("up.weight", {4, 2, 2, 2}, up);
+  b.initializer("up.bias", {2}, {0.5f, -0.5f});
+  b.initializer("fc.weight", {3, 128}, std::vector<float>(3 * 128, 0.01f));
+  b.initializer("fc.bias", {3}, {0.0f, 1.0f, 2.0f});
+  b.layer("Conv", "c1", {"x", "c1.weight", "c1.bias"}, "c1_out");
+  b.node("Relu", "relu", {"c1_out"}, {"relu_out"});
+  b.layer("Conv", "c2", {"relu_out", "c2.weight"}, "c2_out");
+  onnx::NodeProto& deconv = b.layer("ConvTranspose", "up", {"c2_out", "up.weight", "up.bias"}, "up_out");
+  auto* strides = deconv.add_attribute();
+  strides->set_name("strides");
+  strides->set_type(onnx::AttributeProto::INTS);
+  strides->add_ints(2);
+  strides->add_ints(2);
+  b.node("Flatten", "flatten", {"up_out"}, {"flat"});
+  set_int_attribute(b.layer("Gemm", "fc", {"flat", "fc.weight", "fc.bias"}, "y"), "transB", 1);
+  return b;
+}
+
+const std::string kChainRecord = entry("c1", "0.02", 3, {0.01f, 0.02f, 0.01f, 0.01f}) +
+                                 entry("c2", "0.05", -128, {0.002f, 0.002f, 0.002f, 0.002f}) +
+                                 entry("up", "0.1", -7, {0.001f, 0.002f}) + entry("fc", "0.2", 10, {0.0001f});
+
+TEST(QdqModel, InputsWeightsAndBiasesInStandardQdq) {
+  const onnx::ModelProto qdq = save_qdq(chain(), kChainRecord);
+  EXPECT_EQ(qdq.opset_import(0).version(), 18);
+  EXPECT_EQ(qdq.graph().input(0).type().tensor_type().shape().dim(0).dim_param(), "batch");
+
+  const onnx::NodeProto& quant = node_named(qdq, "c1.input_quant");
+  EXPECT_EQ(quant.op_type(), "QuantizeLinear");
+  EXPECT_EQ(quant.input(0), "x");
+  const onnx::TensorProto& zero_point = initializer_named(qdq, "c1.input_quant.zero_point");
+  EXPECT_EQ(zero_point.data_type(), onnx::TensorProto::UINT8);
+  EXPECT_EQ(static_cast<uint8_t>(zero_point.raw_data()[0]), 131);  // offset_d 3 + 128
+  EXPECT_EQ(tensor_to_floats(initializer_named(qdq, "c1.input_quant.scale"))[0], 0.02f);
+  EXPECT_EQ(node_named(qdq, "c1").input(0), "c1.input_dequant.output0");
+
+  const onnx::TensorProto& weight = initializer_named(qdq, "c1.weight");
+  EXPECT_EQ(weight.data_type(), onnx::TensorProto::INT8);
+  // round(w / scale_w[c]) with c the output channel (2 inputs per channel)
+  EXPECT_EQ(int8_values(weight), (std::vector<int>{50, -25, 50, 5, -100, 30, 20, -20}));
+  const onnx::NodeProto& weight_dequant = node_named(qdq, "c1.weight_dequant");
+  EXPECT_EQ(get_int_attribute(weight_dequant, "axis", -1), 0);
+  EXPECT_EQ(initializer_named(qdq, "c1.weight_dequant.zero_point").data_type(), onnx::TensorProto::INT8);
+  EXPECT_EQ(dims_of(initializer_named(qdq, "c1.weight_dequant.scale")), (std::vector<int64_t>{4}));
+
+  const onnx::TensorProto& bias = initializer_named(qdq, "c1.bias");
+  EXPECT_EQ(bias.data_type(), onnx::TensorProto::INT32);
+  const auto* b = reinterpret_cast<const int32_t*>(bias.raw_data().data());
+  EXPECT_EQ(b[0], 500);   // 0.1 / (0.01 * 0.02)
+  EXPECT_EQ(b[1], -500);  // -0.2 / (0.02 * 0.02)
+  const auto bias_scales = tensor_to_floats(initializer_named(qdq, "c1.bias_dequant.scale"));
+  EXPECT_FLOAT_EQ(bias_scales[1], 0.02f * 0.02f);
+
+  // Gemm: per-tensor weight, transB kept.
+  EXPECT_EQ(get_int_attribute(node_named(qdq, "fc"), "transB", 0), 1);
+  EXPECT_EQ(find_attribute(node_named(qdq, "fc.weight_dequant"), "axis"), nullptr);
+  EXPECT_EQ(dims_of(initializer_named(qdq, "fc.weight")), (std::vector<int64_t>{3, 128}));
+  EXPECT_EQ(find_attribute(node_named(qdq, "c1"), "op_data_type"), nullptr);
+}
+
+TEST(QdqModel, ResultsFeedingQuantizedLayersAreRequantizedWithTheirFactors) {
+  const onnx::ModelProto qdq = save_qdq(chain(), kChainRecord);
+  // c1 -> Relu -> c2: c2's factors, so c2 quantizes the Relu output again on the same grid.
+  EXPECT_EQ(node_named(qdq, "c1.output_quant").input(1), "c2.input_quant.scale");
+  EXPECT_EQ(node_named(qdq, "c1.output_dequant").output(0), "c1_out");
+  // c2 -> up directly: up reads c2's dequantized output, no second quantization.
+  EXPECT_EQ(node_named(qdq, "c2.output_quant").input(1), "up.input_quant.scale");
+  EXPECT_EQ(find_node(qdq.graph(), "up.input_quant"), nullptr);
+  EXPECT_EQ(node_named(qdq, "up").input(0), "c2_out");
+  // fc's result is the graph output: QGemm with a float output.
+  EXPECT_EQ(find_node(qdq.graph(), "fc.output_quant"), nullptr);
+  EXPECT_EQ(node_named(qdq, "fc").output(0), "y");
+  // Inputs of c1, c2 (after the Relu) and fc (after the Flatten); outputs of c1, c2 and up.
+  EXPECT_EQ(count_op(qdq, "QuantizeLinear"), 6u);
+}
+
+TEST(QdqModel, BlockUpsamplingDeconvolutionBecomesConvAndDepthToSpace) {
+  const onnx::ModelProto qdq = save_qdq(chain(), kChainRecord);
+  const onnx::NodeProto& up = node_named(qdq, "up");
+  EXPECT_EQ(up.op_type(), "Conv");
+  EXPECT_EQ(find_attribute(up, "strides"), nullptr);
+  const onnx::NodeProto& depth_to_space = node_named(qdq, "up.depth_to_space");
+  EXPECT_EQ(get_int_attribute(depth_to_space, "blocksize", 0), 2);
+  EXPECT_EQ(get_string_attribute(depth_to_space, "mode", ""), "CRD");
+  EXPECT_EQ(depth_to_space.output(0), "up_out");
+  // Requantized before DepthToSpace with fc's factors (through Flatten).
+  EXPECT_EQ(node_named(qdq, "up.output_quant").input(0), "up.output");
+  EXPECT_EQ(node_named(qdq, "up.output_quant").input(1), "fc.input_quant.scale");
+  // W'[(co * 2 + a) * 2 + b, ci] = W[ci, co, a, b]; W[ci, co, a, b] = (ci * 8 + co * 4 + a * 2 + b) / 32,
+  // scale_w[co] = 0.001 * (co + 1).
+  const onnx::TensorProto& weight = initializer_named(qdq, "up.weight");
+  EXPECT_EQ(dims_of(weight), (std::vector<int64_t>{8, 4, 1, 1}));
+  const std::vector<int> q = int8_values(weight);
+  EXPECT_EQ(q[0 * 4 + 1], 127);                     // W[1,0,0,0] = 8/32 / 0.001 -> clamped
+  EXPECT_EQ(q[5 * 4 + 0], static_cast<int>(std::nearbyint((5.0f / 32.0f) / 0.002f)));  // W[0,1,0,1]
+  EXPECT_EQ(dims_of(initializer_named(qdq, "up.weight_dequant.scale")), (std::vector<int64_t>{8}));
+  EXPECT_EQ(dims_of(initializer_named(qdq, "up.bias")), (std::vector<int64_t>{8}));
+}
+
+TEST(QdqModel, ConvWithoutConsumerFactorsBecomesConvInteger) {
+  ModelBuilder b;
+  b.input("x", {-1, 1, 2, 2}).output("y", {-1, 2, 2, 2});
+  b.initializer("c.weight", {2, 1, 1, 1}, {0.5f, -0.3f});
+  b.initializer("c.bias", {2}, {0.01f, 0.02f});
+  b.layer("Conv", "c", {"x", "c.weight", "c.bias"}, "y");
+  const onnx::ModelProto qdq = save_qdq(b, entry("c", "0.1", -2, {0.01f, 0.01f}));
+  const onnx::NodeProto& conv = node_named(qdq, "c");
+  EXPECT_EQ(conv.op_type(), "ConvInteger");
+  ASSERT_EQ(conv.input_size(), 4);
+  EXPECT_EQ(conv.input(0), "c.input_quant.output0");
+  EXPECT_EQ(conv.input(2), "c.input_quant.zero_point");
+  const onnx::TensorProto& weight = initializer_named(qdq, "c.weight");
+  EXPECT_EQ(weight.data_type(), onnx::TensorProto::UINT8);
+  EXPECT_EQ(static_cast<uint8_t>(weight.raw_data()[0]), 50 + 128);
+  EXPECT_EQ(static_cast<uint8_t>(weight.raw_data()[1]), 128 - 30);
+  EXPECT_EQ(static_cast<uint8_t>(initializer_named(qdq, conv.input(3)).raw_data()[0]), 128);
+  const onnx::TensorProto& bias = initializer_named(qdq, "c.bias");
+  EXPECT_EQ(dims_of(bias), (std::vector<int64_t>{1, 2, 1, 1}));
+  EXPECT_EQ(reinterpret_cast<const int32_t*>(bias.raw_data().data())[1], 20);  // 0.02 / (0.01 * 0.1)
+  EXPECT_EQ(op_types(qdq), (std::vector<std::string>{"QuantizeLinear", "ConvInteger", "Add", "Cast", "Mul"}));
+  EXPECT_EQ(node_named(qdq, "c.dequant").output(0), "y");
+  EXPECT_FLOAT_EQ(tensor_to_floats(initializer_named(qdq, "c.dequant.scale"))[0], 0.001f);
+}
+
+TEST(QdqModel, OldOpsetIsRefusedWithTheFileName) {
+  ModelBuilder b(12);
+  b.input("x", {1, 1, 2, 2}).output("y", {});
+  b.initializer("c.weight", {1, 1, 1, 1}, {0.5f});
+  b.layer("Conv", "c", {"x", "c.weight"}, "y");
+  const std::string dir = fresh_dir();
+  save_onnx_model(b.model(), dir + "/modified.onnx");
+  write_text(dir + "/record.txt", entry("c", "0.1", 0, {0.5f}));
+  try {
+    save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/net");
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("modified.onnx' uses opset 12"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir + "/net_deploy_model.onnx"));
+  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/net", {true, true, false}).size(), 2u);
+}
+
+}  // namespace
+}  // namespace amct::test
