@@ -48,6 +48,7 @@ class Quantized:
         amct.save_model(self.modified, self.record, self.save_path)
         self.fake_quant = self.save_path + "_fake_quant_model.onnx"
         self.deploy = self.save_path + "_deploy_model.onnx"
+        self.qdq = self.save_path + "_qdq_model.onnx"
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))
