@@ -224,10 +224,11 @@ def saved(tmp_path_factory):
                              str(root / "record.txt"), "--save-path", str(root / "out" / "net")],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    paths = [str(root / "out" / "net_deploy_model.onnx"), str(root / "out" / "net_fake_quant_model.onnx")]
+    paths = [str(root / "out" / "net_deploy_model.onnx"), str(root / "out" / "net_fake_quant_model.onnx"),
+             str(root / "out" / "net_qdq_model.onnx")]
     assert result.stdout.split() == paths
     return {"root": root, "layers": layers, "factors": factors, "deploy": onnx.load(paths[0]),
-            "fake_quant": onnx.load(paths[1]), "fake_quant_path": paths[1], "calib": calib}
+            "fake_quant": onnx.load(paths[1]), "fake_quant_path": paths[1], "qdq_path": paths[2], "calib": calib}
 
 
 def test_fake_quant_model_passes_the_checker(saved):
@@ -325,7 +326,7 @@ def test_help():
 
 def test_usage_errors_exit_2(saved):
     for args in [(), ("bogus",), ("save-model",), ("save-model", "--model"),
-                 ("save-model", "--model", "m", "--record", "r", "--save-path", "s", "--outputs", "qdq"),
+                 ("save-model", "--model", "m", "--record", "r", "--save-path", "s", "--outputs", "int8"),
                  ("save-model", "--model", "m", "--record", "r", "--save-path", "s", "--extra")]:
         result = run_cli(*args)
         assert result.returncode == 2, args
@@ -353,3 +354,16 @@ def test_outputs_option_selects_models(saved):
                      "--save-path", str(root / "only") + "/", "--outputs", "fake_quant")
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(root / "only")) == ["fake_quant_model.onnx"]
+    result = run_cli("save-model", "--model", str(root / "modified.onnx"), "--record", str(root / "record.txt"),
+                     "--save-path", str(root / "qdq_only") + "/", "--outputs", "qdq")
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(root / "qdq_only")) == ["qdq_model.onnx"]
+
+
+def test_qdq_model_computes_the_fake_quant_arithmetic(saved):
+    from amct_pytorch.compare import compare
+
+    report = compare(saved["fake_quant_path"], saved["qdq_path"], {"input": saved["calib"]})
+    for name, entry in report["outputs"].items():
+        assert entry["qdq_vs_fake_quant"]["cosine"] >= 0.9999, name
+        assert entry["qdq_vs_fake_quant"]["within_step"] >= 0.999, name
