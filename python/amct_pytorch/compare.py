@@ -135,6 +135,9 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the report as JSON to this file")
     parser.add_argument("--no-layers", action="store_true", help="compare model outputs only")
     args = parser.parse_args(argv)
+    for label, path in (("--fake-quant", args.fake_quant), ("--qdq", args.qdq), ("--float", args.float_model)):
+        if path is not None and not os.path.isfile(path):
+            parser.exit(1, f"amct compare: error: {label} '{path}' does not exist\n")
 
     if args.input:
         inputs = {}
@@ -142,10 +145,16 @@ def main(argv=None):
             name, sep, path = item.partition("=")
             if not sep:
                 parser.error(f"--input '{item}': expected NAME=FILE.npy")
-            inputs[name] = np.load(path)
+            try:
+                inputs[name] = np.load(path)
+            except (OSError, ValueError) as error:
+                parser.exit(1, f"amct compare: error: --input '{item}': {error}\n")
     else:
         inputs = random_inputs(args.fake_quant, args.batch)
-    report = compare(args.fake_quant, args.qdq, inputs, args.float_model, layers=not args.no_layers)
+    try:
+        report = compare(args.fake_quant, args.qdq, inputs, args.float_model, layers=not args.no_layers)
+    except Exception as error:  # onnxruntime and the core raise many types; report them uniformly
+        parser.exit(1, f"amct compare: error: {type(error).__name__}: {error}\n")
     print(format_table(report))
     if args.json:
         # Written next to the target, then renamed: no half-written report.

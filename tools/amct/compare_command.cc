@@ -36,7 +36,10 @@ int run(std::span<const std::string> args) {
       return 0;
     }
   const char* python = std::getenv("AMCT_PYTHON");
-  std::vector<std::string> command = {python && *python ? python : "python3", "-m", "amct_pytorch.compare"};
+  // `-c` rather than `-m`: the package imports amct_pytorch.compare itself,
+  // and running an already-imported module with -m makes Python warn.
+  std::vector<std::string> command = {python && *python ? python : "python3", "-c",
+                                      "import sys; from amct_pytorch.compare import main; sys.exit(main())"};
   command.insert(command.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& part : command) argv.push_back(part.data());
