@@ -112,7 +112,6 @@ def bench_workload(name, args, work_root):
     model = workload.model(log=log)
     entry["train_s"] = getattr(workload, "train_seconds", None)
     feeds = workload.eval_inputs()
-    entry["samples"] = workload.sample_counts()
     entry["calib_batch_size"] = workload.calib_batch_size
     float_onnx = export_float_onnx(model, workload.calib_batches(1)[0], os.path.join(work, "float.onnx"), workload)
     with quiet():
@@ -121,6 +120,7 @@ def bench_workload(name, args, work_root):
         _, train_feeds = workload.train_inputs()
         workload.set_train_embeddings(run_outputs(float_onnx, train_feeds, workload.input_names, args.threads))
     entry["float"] = workload.float_metrics(float_out)
+    entry["samples"] = workload.sample_counts()
     entry["notes"] = workload.probe_notes()
     lat_feed = workload.latency_input()
     entry["latency_input"] = {k: list(v.shape) for k, v in lat_feed.items()}
