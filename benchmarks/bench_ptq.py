@@ -203,7 +203,14 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per calibration process")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--report-only", metavar="RESULTS_JSON", help="only rewrite RESULTS.md and the plots "
+                        "from the results.json of an earlier run")
     args = parser.parse_args()
+    if args.report_only:
+        with open(args.report_only) as f:
+            written = report.write(json.load(f), args.out)
+        log(f"wrote {', '.join(os.path.relpath(p) for p in written)}")
+        return
     if args.batch_counts is None:
         args.batch_counts = [2] if args.smoke else [1, 8, 32]
     args.batch_counts = sorted(set(args.batch_counts))
@@ -227,7 +234,10 @@ def main():
     results["wall_s"] = time.perf_counter() - start
     results["load"] = [load_start, os.getloadavg()[0]]
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
+    # the raw results: next to RESULTS.md, or in the git-ignored cache for the committed report
+    raw_dir = os.path.join(HERE, "cache") if os.path.abspath(args.out) == HERE else args.out
+    os.makedirs(raw_dir, exist_ok=True)
+    with open(os.path.join(raw_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=str)
     written = report.write(results, args.out)
     log(f"wrote {', '.join(os.path.relpath(p) for p in written)} in {results['wall_s']:.0f} s")

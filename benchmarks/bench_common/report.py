@@ -316,6 +316,32 @@ def write_markdown(results, path, plots):
         lines.append("- nowhere in this run.")
     lines += ["", "Computed from the tables above: for each metric, the best amct algorithm/artifact against the "
               "best peer (RSS growth differences up to 32 MB are treated as noise).", ""]
+    lines += ["## Why (diagnosis, checked by hand outside this run)", "",
+              "- **MiniLM fidelity**: amct quantizes Linear weights per tensor, and `quantize_model` rejects "
+              "`\"channel_wise\": true` for Linear (`ValueError: ... The channel_wise must be False for layer type "
+              "Linear in layer bert.encoder.layer.0.attention.output.dense`, as in AMCT's spec). The FFN "
+              "`output.dense` layers have a few weight rows with large values: quantizing only their weights "
+              "per tensor (int8, symmetric, no activation quantization) already drops the mean cosine to about "
+              "0.97, per channel it stays above 0.999. Enabling only the 6 `output.dense` layers in amct gives "
+              "about 0.97, each other Linear kind alone about 0.996 or better. The peers quantize weights per "
+              "channel; PT2E also leaves the attention MatMuls in float, ORT quantizes them too (hence its lower "
+              "cosine).",
+              "- **Latency of amct's QDQ model on CNNs**: in amct's QDQ model of EfficientNet-Lite0, 47 of the 49 "
+              "convolutions are `ConvInteger` with integer requantization arithmetic around them "
+              "(Cast/Mul/Add/Clip; 2 of the 5 convolutions of the Fashion-MNIST CNN), which onnxruntime's CPU "
+              "provider runs as such (after its graph optimizations: 47 ConvInteger, 113 Cast, 2 QLinearConv), "
+              "while `quantize_static`'s DequantizeLinear->Conv->QuantizeLinear pattern becomes 49 `QLinearConv`. "
+              "The ZeroPad2d before each convolution also stays a separate `Pad` in amct's graph (amct exports "
+              "with the exporter's optimizer off). On MiniLM amct's QDQ model is the fastest INT8 model.",
+              "- **Calibration cost**: the calibration forwards themselves cost about 1x a float forward with "
+              "IFMR on Fashion-MNIST and MiniLM (column 'calibration forwards alone'), more with HFMG and on "
+              "EfficientNet; most of the whole-flow time is two ONNX exports of the model (one in "
+              "`create_quant_config`, one in `quantize_model`), which is fixed per model and dominates when "
+              "the calibration set is small.",
+              "- **Memory**: amct's calibration peak does not grow with the number of batches; its level is set "
+              "by the ONNX export of the model (PT2E exports nothing and stays lower). ORT Entropy/Percentile "
+              "keep every activation of every batch (about 9 GB at 32 batches on MiniLM and EfficientNet).",
+              ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots] + [""]
     else:
