@@ -6,6 +6,7 @@ a latency input, and its metrics computed from the float and INT8 outputs.
 Everything is deterministic (fixed seeds, sorted file lists).
 """
 
+import abc
 import gzip
 import hashlib
 import os
@@ -29,7 +30,7 @@ def _missing_module(*names):
     return None
 
 
-class Workload:
+class Workload(abc.ABC):
     name = ""
     title = ""
     input_names = ["input"]
@@ -48,18 +49,21 @@ class Workload:
         """None, or the reason this workload cannot run here."""
         return None
 
+    @abc.abstractmethod
     def model(self):
-        raise NotImplementedError
+        """The float torch model, in eval mode."""
 
+    @abc.abstractmethod
     def calib_batches(self, n):
-        raise NotImplementedError
+        """n calibration batches, each a tuple of torch tensors."""
 
+    @abc.abstractmethod
     def eval_inputs(self):
         """List of feeds (dict name -> numpy array) over the evaluation set."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def latency_input(self):
-        raise NotImplementedError
+        """One feed (dict name -> numpy array) for the latency runs."""
 
     def dynamic_shapes(self):
         """torch.export dynamic shapes (for PT2E): a dynamic batch dimension."""
@@ -76,9 +80,9 @@ class Workload:
     def to_torch(feed, names):
         return tuple(torch.from_numpy(feed[n]) for n in names)
 
+    @abc.abstractmethod
     def metrics(self, float_out, int8_out):
         """Metrics of one INT8 model (outputs concatenated over eval_inputs())."""
-        raise NotImplementedError
 
     def float_metrics(self, float_out):
         return {}
