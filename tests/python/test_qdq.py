@@ -106,3 +106,44 @@ def test_compare_cli_writes_json(quantized, tmp_path):
     assert "qdq_vs_fake_quant" in result.stdout
     report = json.loads(out.read_text())
     assert report["outputs"]["output"]["qdq_vs_fake_quant"]["cosine"] >= 0.9999
+
+
+class Relu6PadNet(torch.nn.Module):
+    """Convolutions joined by ReLU6 (Clip(0, 6)) and ZeroPad2d (Pad, constant 0), as in EfficientNet-Lite."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = torch.nn.Conv2d(3, 8, 3)
+        self.act1 = torch.nn.ReLU6()
+        self.pad = torch.nn.ZeroPad2d((0, 1, 0, 1))
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, 2, groups=8)
+        self.act2 = torch.nn.ReLU6()
+        self.conv3 = torch.nn.Conv2d(8, 4, 1)
+        self.fc = torch.nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        x = self.conv2(self.pad(self.act1(self.conv1(x))))
+        return self.fc(torch.flatten(self.conv3(self.act2(x)), 1))
+
+
+def test_convolutions_through_clip_and_zero_padding_become_qlinearconv(tmp_path):
+    model = Relu6PadNet().eval()
+    gen = torch.Generator().manual_seed(2)
+    batches = [torch.randn(4, 3, 10, 10, generator=gen) for _ in range(2)]
+    config, modified, record = (str(tmp_path / n) for n in ("config.json", "modified.onnx", "record.txt"))
+    amct.create_quant_config(config, model, batches[0], batch_num=2)
+    calib = amct.quantize_model(config, modified, record, model, batches[0], input_names=["input"],
+                                output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    with torch.no_grad():
+        for batch in batches:
+            calib(batch)
+    prefix = str(tmp_path / "net")
+    amct.save_model(modified, record, prefix)
+    ops = optimized_ops(prefix + "_qdq_model.onnx", tmp_path)
+    # conv1 -> Clip -> Pad -> conv2 -> Clip -> conv3 requantized; conv3 -> Flatten -> fc
+    assert ops.count("QLinearConv") == 3 and "ConvInteger" not in ops, ops
+    x = torch.randn(6, 3, 10, 10, generator=gen).numpy()
+    report = compare(prefix + "_fake_quant_model.onnx", prefix + "_qdq_model.onnx", {"input": x})
+    out = report["outputs"]["output"]["qdq_vs_fake_quant"]
+    assert out["cosine"] >= 0.9999 and out["within_step"] >= 0.999, out

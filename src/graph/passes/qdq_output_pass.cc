@@ -5,7 +5,8 @@
 // record holds input factors only. So:
 //  1. every use of the result reaches quantized layers with one common
 //     (scale_d, offset_d) through ops that commute with quantization (Relu,
-//     MaxPool, reshaping): the result is requantized with those factors,
+//     MaxPool, Clip and Pad with constant operands, reshaping; see
+//     commutes_with_quantization): the result is requantized with those factors,
 //     QuantizeLinear "<L>.output_quant" + DequantizeLinear "<L>.output_dequant".
 //     The consumer would quantize the same values with the same factors, so
 //     this adds no error (Relu(x) quantized == max(quantized x, zero point)).
@@ -23,6 +24,7 @@
 //     those of the fake-quant model.
 // A ConvTranspose that QdqDeconvToConv could not regroup has no integer
 // kernel in ONNX Runtime and keeps a float result.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,13 +34,87 @@
 namespace amct {
 namespace {
 
+// `tensor` before Identity and CastLike(x, like), which torch.onnx puts on
+// Clip's bounds.
+std::string uncast(onnx::GraphProto& graph, std::string tensor) {
+  for (int hops = 0; hops < 64 && !find_initializer(graph, tensor); ++hops) {
+    const onnx::NodeProto* producer = find_producer(graph, tensor);
+    if (!producer || (producer->op_type() != "Identity" && producer->op_type() != "CastLike")) break;
+    tensor = producer->input(0);
+  }
+  return tensor;
+}
+
+// An initializer or Constant output (any of its value attributes).
+bool is_constant(onnx::GraphProto& graph, const std::string& tensor) {
+  const std::string name = uncast(graph, tensor);
+  if (find_initializer(graph, name)) return true;
+  const onnx::NodeProto* producer = find_producer(graph, name);
+  return producer && producer->op_type() == "Constant";
+}
+
+// The value of a constant floating-point scalar, nullopt for anything else.
+std::optional<float> constant_scalar(onnx::GraphProto& graph, const std::string& tensor) {
+  const std::string name = uncast(graph, tensor);
+  if (const onnx::TensorProto* value = resolve_constant(graph, name)) {
+    const auto type = value->data_type();
+    if (tensor_numel(*value) != 1 || (type != onnx::TensorProto::FLOAT && type != onnx::TensorProto::FLOAT16 &&
+                                      type != onnx::TensorProto::DOUBLE))
+      return std::nullopt;
+    return tensor_to_floats(*value).at(0);
+  }
+  const onnx::NodeProto* producer = find_producer(graph, name);
+  if (!producer || producer->op_type() != "Constant") return std::nullopt;
+  if (const onnx::AttributeProto* value = find_attribute(*producer, "value_float")) return value->f();
+  return std::nullopt;
+}
+
+// Every input after the data one is absent or a constant.
+bool constant_operands(onnx::GraphProto& graph, const onnx::NodeProto& node) {
+  for (int i = 1; i < node.input_size(); ++i)
+    if (!node.input(i).empty() && !is_constant(graph, node.input(i))) return false;
+  return true;
+}
+
+// A use that reads only the type or shape of `tensor`, which requantizing
+// keeps: CastLike's target type input, Shape, Size.
+bool reads_no_values(const onnx::NodeProto& node, const std::string& tensor) {
+  if (node.op_type() == "Shape" || node.op_type() == "Size") return true;
+  return node.op_type() == "CastLike" && node.input(0) != tensor;
+}
+
+// Pad only moves data when the fill is a copy of the input (edge, reflect,
+// wrap) or 0, which is always on the grid: it dequantizes from the zero
+// point, an integer.
+bool pads_with_grid_values(onnx::GraphProto& graph, const onnx::NodeProto& node) {
+  if (!constant_operands(graph, node)) return false;
+  if (get_string_attribute(node, "mode", "constant") != "constant") return true;
+  if (const onnx::AttributeProto* value = find_attribute(node, "value")) return value->f() == 0.0f;  // opset < 11
+  if (node.input_size() < 3 || node.input(2).empty()) return true;
+  return constant_scalar(graph, node.input(2)) == 0.0f;
+}
+
 // Ops y = f(x) with quantize(f(x)) == f(quantize(x)) for the same factors:
 // monotone and value-preserving, or pure data movement.
-bool commutes_with_quantization(const onnx::NodeProto& node) {
+// Clip with constant bounds is a monotone clamp, and adds no error even
+// with bounds off the grid. With q(v) = clamp(round(v / s) + z, 0, 255),
+// n = q(x) and x' = s * (n - z) the requantized value, the consumer gets
+// q(clip(x', lo, hi)) instead of q(clip(x, lo, hi)). If x' is inside the
+// bounds it is on the grid, q(x') = n, and x is inside too or past the
+// bound x' rounds towards, where q(bound) = n as well. If x' is past a
+// bound, say hi, it becomes hi: x >= hi gives q(hi) both ways; x < hi
+// gives n = q(x) <= q(hi) by monotony and q(hi) <= n because the integer
+// n - z exceeds hi / s. So the change is at most the float rounding of
+// x' / s next to a bound: under one step, at the clip bound only. ONNX
+// Runtime drops the Clip when the grid lies inside [lo, hi] (ReLU6 with a
+// calibrated maximum of at most 6).
+bool commutes_with_quantization(onnx::GraphProto& graph, const onnx::NodeProto& node) {
   static const char* const kOps[] = {"Relu",      "Reshape", "Flatten",      "Identity",    "Squeeze",
                                      "Unsqueeze", "Transpose", "DepthToSpace", "SpaceToDepth"};
   for (const char* op : kOps)
     if (node.op_type() == op) return true;
+  if (node.op_type() == "Clip") return constant_operands(graph, node);
+  if (node.op_type() == "Pad") return pads_with_grid_values(graph, node);
   return node.op_type() == "MaxPool" && node.output_size() == 1;
 }
 
@@ -54,12 +130,13 @@ const QuantLayer* common_consumer(onnx::GraphProto& graph, const QuantPlan& plan
   if (consumers.empty()) return nullptr;
   const QuantLayer* found = nullptr;
   for (onnx::NodeProto* consumer : consumers) {
+    if (reads_no_values(*consumer, tensor)) continue;
     for (int i = 1; i < consumer->input_size(); ++i)
       if (consumer->input(i) == tensor) return nullptr;
     const QuantLayer* next = plan.find(consumer->name());
     if (next && !qdq_quantizes(*next)) return nullptr;
     if (!next) {
-      if (!commutes_with_quantization(*consumer)) return nullptr;
+      if (!commutes_with_quantization(graph, *consumer)) return nullptr;
       next = common_consumer(graph, plan, consumer->output(0));
     }
     if (!next || (found && !same_factors(*found, *next))) return nullptr;

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <utility>
 
 #include "amct/error.h"
 
@@ -166,6 +168,81 @@ TEST(QdqModel, ConvWithoutConsumerFactorsBecomesConvInteger) {
   EXPECT_EQ(op_types(qdq), (std::vector<std::string>{"QuantizeLinear", "ConvInteger", "Add", "Cast", "Mul"}));
   EXPECT_EQ(node_named(qdq, "c.dequant").output(0), "y");
   EXPECT_FLOAT_EQ(tensor_to_floats(initializer_named(qdq, "c.dequant.scale"))[0], 0.001f);
+}
+
+// x -> c1 -> <between> -> c2 -> y, 1x1 convolutions with 2 channels.
+ModelBuilder two_convs(const std::function<std::string(ModelBuilder&)>& between) {
+  ModelBuilder b;
+  b.input("x", {-1, 2, 3, 3}).output("y", {-1, 2, -1, -1});
+  b.initializer("c1.weight", {2, 2, 1, 1}, {0.5f, -0.25f, 1.0f, 0.1f});
+  b.initializer("c2.weight", {2, 2, 1, 1}, {0.2f, 0.3f, -0.4f, 0.5f});
+  b.layer("Conv", "c1", {"x", "c1.weight"}, "c1_out");
+  b.layer("Conv", "c2", {between(b), "c2.weight"}, "y");
+  return b;
+}
+
+const std::string kTwoConvsRecord = entry("c1", "0.02", 3, {0.01f, 0.02f}) + entry("c2", "0.03", -128, {0.01f, 0.01f});
+
+onnx::NodeProto& constant_node(ModelBuilder& b, const std::string& name, onnx::TensorProto value) {
+  onnx::NodeProto& node = b.node("Constant", name, {}, {name + "_out"});
+  auto* attribute = node.add_attribute();
+  attribute->set_name("value");
+  attribute->set_type(onnx::AttributeProto::TENSOR);
+  *attribute->mutable_t() = std::move(value);
+  return node;
+}
+
+// torch.onnx's ZeroPad2d: Pad(x, pads, 0.0) in constant mode, from Constant nodes.
+std::string zero_pad(ModelBuilder& b, float value) {
+  onnx::TensorProto pads;
+  pads.set_data_type(onnx::TensorProto::INT64);
+  pads.add_dims(8);
+  for (int64_t p : {0, 0, 0, 0, 0, 0, 1, 1}) pads.add_int64_data(p);
+  constant_node(b, "pads", pads);
+  constant_node(b, "fill", make_float_tensor("", {}, std::vector<float>{value}));
+  b.node("Pad", "pad", {"c1_out", "pads_out", "fill_out"}, {"pad_out"});
+  return "pad_out";
+}
+
+TEST(QdqModel, ResultsThroughClipAreRequantizedWithTheConsumerFactors) {
+  // torch.onnx's ReLU6: Clip(x, CastLike(Constant 0, x), CastLike(Constant 6, x)).
+  const auto relu6 = [](ModelBuilder& b) {
+    for (const auto& [name, value] : {std::pair<std::string, float>{"min", 0.0f}, {"max", 6.0f}}) {
+      set_float_attribute(b.node("Constant", name, {}, {name + "_val"}), "value_float", value);
+      b.node("CastLike", name + "_cast", {name + "_val", "c1_out"}, {name + "_cast_out"});
+    }
+    b.node("Clip", "relu6", {"c1_out", "min_cast_out", "max_cast_out"}, {"relu6_out"});
+    return std::string("relu6_out");
+  };
+  const onnx::ModelProto qdq = save_qdq(two_convs(relu6), kTwoConvsRecord);
+  EXPECT_EQ(node_named(qdq, "c1").op_type(), "Conv");
+  EXPECT_EQ(node_named(qdq, "c1.output_quant").input(1), "c2.input_quant.scale");
+  EXPECT_EQ(node_named(qdq, "c1.output_dequant").output(0), "c1_out");
+  EXPECT_EQ(node_named(qdq, "relu6").input(0), "c1_out");
+  EXPECT_EQ(count_op(qdq, "ConvInteger"), 1u);  // c2 into the graph output
+
+  // Clip bounds computed from the data are not constants: ConvInteger.
+  const auto dynamic_clip = [](ModelBuilder& b) {
+    b.node("ReduceMin", "lowest", {"x"}, {"lowest_out"});
+    b.node("Clip", "clip", {"c1_out", "lowest_out"}, {"clip_out"});
+    return std::string("clip_out");
+  };
+  const onnx::ModelProto dynamic = save_qdq(two_convs(dynamic_clip), kTwoConvsRecord);
+  EXPECT_EQ(find_node(dynamic.graph(), "c1.output_quant"), nullptr);
+  EXPECT_EQ(node_named(dynamic, "c1").op_type(), "ConvInteger");
+}
+
+TEST(QdqModel, ResultsThroughZeroPaddingAreRequantizedWithTheConsumerFactors) {
+  const onnx::ModelProto qdq = save_qdq(two_convs([](ModelBuilder& b) { return zero_pad(b, 0.0f); }), kTwoConvsRecord);
+  EXPECT_EQ(node_named(qdq, "c1").op_type(), "Conv");
+  EXPECT_EQ(node_named(qdq, "c1.output_quant").input(1), "c2.input_quant.scale");
+  EXPECT_EQ(node_named(qdq, "pad").input(0), "c1_out");
+  EXPECT_EQ(node_named(qdq, "c2.input_quant").input(0), "pad_out");
+
+  // A fill of 1 is off the grid in general: ConvInteger.
+  const onnx::ModelProto ones = save_qdq(two_convs([](ModelBuilder& b) { return zero_pad(b, 1.0f); }), kTwoConvsRecord);
+  EXPECT_EQ(find_node(ones.graph(), "c1.output_quant"), nullptr);
+  EXPECT_EQ(node_named(ones, "c1").op_type(), "ConvInteger");
 }
 
 TEST(QdqModel, OldOpsetIsRefusedWithTheFileName) {
