@@ -143,6 +143,21 @@ def test_convolutions_through_clip_and_zero_padding_become_qlinearconv(tmp_path)
     ops = optimized_ops(prefix + "_qdq_model.onnx", tmp_path)
     # conv1 -> Clip -> Pad -> conv2 -> Clip -> conv3 requantized; conv3 -> Flatten -> fc
     assert ops.count("QLinearConv") == 3 and "ConvInteger" not in ops, ops
+    # Clip and Pad run on the UINT8 integers between the QLinearConvs, with
+    # bounds and fill quantized with the consumer's factors.
+    optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph
+    producers = {out: node for node in optimized.node for out in node.output}
+    for node in optimized.node:
+        if node.op_type in ("Clip", "Pad"):
+            source = producers.get(node.input[0])
+            assert source is not None and source.op_type != "DequantizeLinear", (node.name, source)
+    qdq = onnx.load(prefix + "_qdq_model.onnx").graph
+    inits = {t.name: t for t in qdq.initializer}
+    clips_and_pads = [n for n in qdq.node if n.op_type in ("Clip", "Pad")]
+    assert len(clips_and_pads) == 3
+    for node in clips_and_pads:
+        operands = [node.input[i] for i in ((1, 2) if node.op_type == "Clip" else (2,))]
+        assert all(inits[name].data_type == onnx.TensorProto.UINT8 for name in operands), node.name
     x = torch.randn(6, 3, 10, 10, generator=gen).numpy()
     report = compare(prefix + "_fake_quant_model.onnx", prefix + "_qdq_model.onnx", {"input": x})
     out = report["outputs"]["output"]["qdq_vs_fake_quant"]

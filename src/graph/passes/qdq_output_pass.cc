@@ -24,6 +24,9 @@
 //     those of the fake-quant model.
 // A ConvTranspose that QdqDeconvToConv could not regroup has no integer
 // kernel in ONNX Runtime and keeps a float result.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -155,6 +158,174 @@ void requantize_output(onnx::GraphProto& graph, const QuantLayer& layer, onnx::N
   add_node(graph, "DequantizeLinear", dequant, {quant + ".output0", params.scale, params.zero_point}, {original});
 }
 
+// The ops between a requantized result and the quantized layers it feeds,
+// when they form one line (each tensor has one use that reads its values,
+// the last feeds quantized layers only) and include a Clip or Pad: ONNX
+// Runtime runs those in float between DequantizeLinear and QuantizeLinear.
+// On the quantized integers they compute the same thing (see
+// integer_chain_op), so the chain runs on UINT8 between
+// "<L>.output_quant" and "<L>.output_dequant". Empty when it does not apply.
+// Type-only uses: Shape / Size (same shape on UINT8) and CastLike feeding
+// only Clip bounds of the chain, which become UINT8 constants.
+struct IntegerChain {
+  std::vector<onnx::NodeProto*> nodes;
+  std::vector<std::string> cast_likes;  // CastLike nodes of the replaced bounds
+};
+
+IntegerChain integer_chain(onnx::GraphProto& graph, const QuantPlan& plan, const std::string& tensor) {
+  IntegerChain chain;
+  std::vector<onnx::NodeProto*> cast_likes;
+  bool clip_or_pad = false;
+  for (std::string current = tensor;;) {
+    if (is_graph_output(graph, current)) return {};
+    onnx::NodeProto* next = nullptr;
+    bool layers = false;
+    for (onnx::NodeProto* consumer : find_consumers(graph, current)) {
+      if (consumer->op_type() == "Shape" || consumer->op_type() == "Size") continue;
+      if (consumer->op_type() == "CastLike" && consumer->input(0) != current) {
+        cast_likes.push_back(consumer);
+        continue;
+      }
+      if (plan.find(consumer->name())) {
+        layers = true;
+      } else if (next) {
+        return {};
+      } else {
+        next = consumer;
+      }
+    }
+    if (!next) {
+      if (!layers || chain.nodes.empty() || !clip_or_pad) return {};
+      break;
+    }
+    if (layers) return {};
+    const std::string& op = next->op_type();
+    if (op == "Clip") {
+      for (int i = 1; i < next->input_size(); ++i)
+        if (!next->input(i).empty() && !constant_scalar(graph, next->input(i))) return {};
+      clip_or_pad = true;
+    } else if (op == "Pad") {
+      if (find_attribute(*next, "value") || next->input_size() < 2) return {};
+      clip_or_pad = true;
+    }
+    chain.nodes.push_back(next);
+    current = next->output(0);
+  }
+  // The CastLike outputs must be read only as bounds of the chain's Clips.
+  for (onnx::NodeProto* cast_like : cast_likes) {
+    if (cast_like->name().empty() || is_graph_output(graph, cast_like->output(0))) return {};
+    for (onnx::NodeProto* reader : find_consumers(graph, cast_like->output(0))) {
+      const bool in_chain = std::find(chain.nodes.begin(), chain.nodes.end(), reader) != chain.nodes.end();
+      if (!in_chain || reader->op_type() != "Clip" || reader->input(0) == cast_like->output(0)) return {};
+    }
+    chain.cast_likes.push_back(cast_like->name());
+  }
+  return chain;
+}
+
+// A UINT8 scalar initializer.
+std::string add_uint8_scalar(onnx::GraphProto& graph, const std::string& name, uint8_t value) {
+  onnx::TensorProto tensor;
+  tensor.set_name(name);
+  tensor.set_data_type(onnx::TensorProto::UINT8);
+  tensor.set_raw_data(std::string(1, static_cast<char>(value)));
+  return add_initializer(graph, std::move(tensor));
+}
+
+// q(v) = clamp(round(v / scale) + zero point, 0, 255), QuantizeLinear's rounding.
+uint8_t quantize_scalar(float value, float scale, int32_t zero_point) {
+  const float q = std::nearbyint(value / scale) + static_cast<float>(zero_point);
+  if (std::isnan(q)) return static_cast<uint8_t>(zero_point);
+  return static_cast<uint8_t>(std::clamp(q, 0.0f, 255.0f));
+}
+
+// Removes the initializer or Constant node `tensor` when nothing reads it
+// any more (a replaced float bound or fill).
+void drop_if_unread(onnx::GraphProto& graph, const std::string& tensor) {
+  if (tensor.empty() || is_graph_output(graph, tensor) || !find_consumers(graph, tensor).empty()) return;
+  if (find_initializer(graph, tensor)) {
+    remove_initializer(graph, tensor);
+    return;
+  }
+  const onnx::NodeProto* producer = find_producer(graph, tensor);
+  if (producer && producer->op_type() == "Constant" && !producer->name().empty())
+    remove_nodes(graph, {producer->name()});
+}
+
+// The chain op on the integers n = q(x), for q above: q is monotone, so
+// q(clip(x, lo, hi)) = clip(n, q(lo), q(hi)) and q(relu(x)) = max(n, q(0)) =
+// Clip(n, zero point) (Relu has no UINT8 kernel); zero padding pads with
+// q(0), the zero point; max pooling and data movement commute with q. Clip
+// takes UINT8 from opset 12 and Pad from opset 11; the QDQ model has 13+.
+// The float operands it stops reading go to `replaced`.
+void integer_chain_op(onnx::GraphProto& graph, onnx::NodeProto& node, const QuantLayer& consumer,
+                      const QdqParams& params, std::vector<std::string>& replaced) {
+  const int32_t zero_point = consumer.data_offset + 128;
+  if (node.op_type() == "Relu") {
+    node.set_op_type("Clip");
+    node.add_input(params.zero_point);
+  } else if (node.op_type() == "Clip") {
+    static const char* const kBounds[] = {"", ".quantized_min", ".quantized_max"};
+    for (int i = 1; i < node.input_size() && i < 3; ++i) {
+      if (node.input(i).empty()) continue;
+      const float bound = *constant_scalar(graph, node.input(i));
+      replaced.push_back(node.input(i));
+      node.set_input(i, add_uint8_scalar(graph, node.name() + kBounds[i],
+                                         quantize_scalar(bound, consumer.data_scale, zero_point)));
+    }
+  } else if (node.op_type() == "Pad") {
+    // The fill (used by constant mode only) must have the data type.
+    if (node.input_size() < 3) {
+      node.add_input(params.zero_point);
+    } else {
+      replaced.push_back(node.input(2));
+      node.set_input(2, params.zero_point);
+    }
+  }
+}
+
+void requantize_through_integer_chain(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeProto& result,
+                                      const QuantLayer& consumer, const QdqParams& params,
+                                      const IntegerChain& chain) {
+  const std::string quant = layer.name + ".output_quant";
+  const std::string dequant = layer.name + ".output_dequant";
+  std::string float_tensor = take_output(graph, result, 0, layer.name + ".output");
+  add_node(graph, "QuantizeLinear", quant, {layer.name + ".output", params.scale, params.zero_point},
+           {quant + ".output0"});
+  std::string integers = quant + ".output0";
+  std::vector<std::string> replaced;
+  for (onnx::NodeProto* node : chain.nodes) {
+    // float_tensor disappears: its Shape / Size uses read the integers.
+    for (onnx::NodeProto* reader : find_consumers(graph, float_tensor))
+      if (reader->op_type() == "Shape" || reader->op_type() == "Size") reader->set_input(0, integers);
+    remove_value_info(graph, float_tensor);
+    node->set_input(0, integers);
+    integer_chain_op(graph, *node, consumer, params, replaced);
+    float_tensor = node->output(0);
+    integers = float_tensor + ".quantized";
+    node->set_output(0, integers);
+  }
+  add_node(graph, "DequantizeLinear", dequant, {integers, params.scale, params.zero_point}, {float_tensor});
+  // The CastLike bounds and the constants only they read.
+  std::vector<std::string> doomed = chain.cast_likes;
+  for (const std::string& name : chain.cast_likes) {
+    const onnx::NodeProto* cast_like = find_node(graph, name);
+    const onnx::NodeProto* source = find_producer(graph, cast_like->input(0));
+    if (source && !source->name().empty() && source->op_type() == "Constant" &&
+        !is_graph_output(graph, cast_like->input(0))) {
+      bool only_cast_likes = true;
+      for (onnx::NodeProto* reader : find_consumers(graph, cast_like->input(0)))
+        only_cast_likes &= std::find(chain.cast_likes.begin(), chain.cast_likes.end(), reader->name()) !=
+                           chain.cast_likes.end();
+      if (only_cast_likes) doomed.push_back(source->name());
+    }
+  }
+  std::sort(doomed.begin(), doomed.end());
+  doomed.erase(std::unique(doomed.begin(), doomed.end()), doomed.end());
+  remove_nodes(graph, doomed);
+  for (const std::string& tensor : replaced) drop_if_unread(graph, tensor);
+}
+
 void to_conv_integer(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeProto& node) {
   const std::string bias = node.input_size() > 2 ? node.input(2) : "";
   const onnx::TensorProto* weight = resolve_constant(graph, node.input(1));
@@ -186,7 +357,14 @@ void rewrite_output(onnx::GraphProto& graph, const QuantPlan& plan, const QuantL
   onnx::NodeProto& node = layer_node(graph, layer);
   onnx::NodeProto& result = qdq_result_node(graph, node);
   if (const QuantLayer* consumer = common_consumer(graph, plan, result.output(0))) {
-    requantize_output(graph, layer, result, qdq_input_params(graph, *consumer));
+    const QdqParams params = qdq_input_params(graph, *consumer);
+    const IntegerChain chain = integer_chain(graph, plan, result.output(0));
+    // A regrouped ConvTranspose's DepthToSpace stays float: compare
+    // (qdq_parity.cc) reads the layer's result after it.
+    if (chain.nodes.empty() || chain.nodes.front()->name() == layer.name + ".depth_to_space")
+      requantize_output(graph, layer, result, params);
+    else
+      requantize_through_integer_chain(graph, layer, result, *consumer, params, chain);
   } else if (node.op_type() == "AveragePool") {
     requantize_output(graph, layer, result, qdq_input_params(graph, layer));
   } else if (node.op_type() == "Conv") {

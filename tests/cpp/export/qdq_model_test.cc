@@ -193,33 +193,60 @@ onnx::NodeProto& constant_node(ModelBuilder& b, const std::string& name, onnx::T
 }
 
 // torch.onnx's ZeroPad2d: Pad(x, pads, 0.0) in constant mode, from Constant nodes.
-std::string zero_pad(ModelBuilder& b, float value) {
+std::string zero_pad(ModelBuilder& b, float value, const std::string& input = "c1_out") {
   onnx::TensorProto pads;
   pads.set_data_type(onnx::TensorProto::INT64);
   pads.add_dims(8);
   for (int64_t p : {0, 0, 0, 0, 0, 0, 1, 1}) pads.add_int64_data(p);
   constant_node(b, "pads", pads);
   constant_node(b, "fill", make_float_tensor("", {}, std::vector<float>{value}));
-  b.node("Pad", "pad", {"c1_out", "pads_out", "fill_out"}, {"pad_out"});
+  b.node("Pad", "pad", {input, "pads_out", "fill_out"}, {"pad_out"});
   return "pad_out";
 }
 
-TEST(QdqModel, ResultsThroughClipAreRequantizedWithTheConsumerFactors) {
-  // torch.onnx's ReLU6: Clip(x, CastLike(Constant 0, x), CastLike(Constant 6, x)).
-  const auto relu6 = [](ModelBuilder& b) {
-    for (const auto& [name, value] : {std::pair<std::string, float>{"min", 0.0f}, {"max", 6.0f}}) {
-      set_float_attribute(b.node("Constant", name, {}, {name + "_val"}), "value_float", value);
-      b.node("CastLike", name + "_cast", {name + "_val", "c1_out"}, {name + "_cast_out"});
-    }
-    b.node("Clip", "relu6", {"c1_out", "min_cast_out", "max_cast_out"}, {"relu6_out"});
-    return std::string("relu6_out");
-  };
-  const onnx::ModelProto qdq = save_qdq(two_convs(relu6), kTwoConvsRecord);
+uint8_t uint8_scalar(const onnx::ModelProto& model, const std::string& name) {
+  const onnx::TensorProto& tensor = initializer_named(model, name);
+  EXPECT_EQ(tensor.data_type(), onnx::TensorProto::UINT8) << name;
+  EXPECT_EQ(tensor.dims_size(), 0) << name;
+  return static_cast<uint8_t>(tensor.raw_data().at(0));
+}
+
+// torch.onnx's ReLU6: Clip(x, CastLike(Constant 0, x), CastLike(Constant 6, x)).
+std::string relu6(ModelBuilder& b, const std::string& input) {
+  for (const auto& [name, value] : {std::pair<std::string, float>{"min", 0.0f}, {"max", 6.0f}}) {
+    set_float_attribute(b.node("Constant", name, {}, {name + "_val"}), "value_float", value);
+    b.node("CastLike", name + "_cast", {name + "_val", input}, {name + "_cast_out"});
+  }
+  b.node("Clip", "relu6", {input, "min_cast_out", "max_cast_out"}, {"relu6_out"});
+  return "relu6_out";
+}
+
+// Clip and Pad run on the UINT8 integers between c1's QuantizeLinear and
+// DequantizeLinear (c2's factors), which ONNX Runtime fuses into the
+// QLinearConv around them.
+TEST(QdqModel, ClipBetweenLayersRunsOnTheQuantizedIntegers) {
+  // c2: scale 0.03, zero point -28 + 128 = 100.
+  const std::string record = entry("c1", "0.02", 3, {0.01f, 0.02f}) + entry("c2", "0.03", -28, {0.01f, 0.01f});
+  const onnx::ModelProto qdq = save_qdq(two_convs([](ModelBuilder& b) { return relu6(b, "c1_out"); }), record);
   EXPECT_EQ(node_named(qdq, "c1").op_type(), "Conv");
-  EXPECT_EQ(node_named(qdq, "c1.output_quant").input(1), "c2.input_quant.scale");
-  EXPECT_EQ(node_named(qdq, "c1.output_dequant").output(0), "c1_out");
-  EXPECT_EQ(node_named(qdq, "relu6").input(0), "c1_out");
-  EXPECT_EQ(count_op(qdq, "ConvInteger"), 1u);  // c2 into the graph output
+  const onnx::NodeProto& quant = node_named(qdq, "c1.output_quant");
+  EXPECT_EQ(quant.input(0), "c1.output");
+  EXPECT_EQ(quant.input(1), "c2.input_quant.scale");
+  const onnx::NodeProto& clip = node_named(qdq, "relu6");
+  EXPECT_EQ(clip.input(0), "c1.output_quant.output0");
+  ASSERT_EQ(clip.input_size(), 3);
+  EXPECT_EQ(uint8_scalar(qdq, clip.input(1)), 100);  // q(0) = zero point
+  EXPECT_EQ(uint8_scalar(qdq, clip.input(2)), 255);  // q(6) = 200 + 100, clamped
+  const onnx::NodeProto& dequant = node_named(qdq, "c1.output_dequant");
+  EXPECT_EQ(dequant.input(0), clip.output(0));
+  EXPECT_EQ(dequant.input(1), "c2.input_quant.scale");
+  EXPECT_EQ(dequant.output(0), "relu6_out");
+  // The float bounds are gone; c2 (into the graph output) reads the integers.
+  EXPECT_EQ(count_op(qdq, "CastLike"), 0u);
+  EXPECT_EQ(count_op(qdq, "Constant"), 0u);
+  EXPECT_EQ(node_named(qdq, "c2").op_type(), "ConvInteger");
+  EXPECT_EQ(node_named(qdq, "c2").input(0), clip.output(0));
+  EXPECT_EQ(count_op(qdq, "QuantizeLinear"), 2u);  // c1's input and output
 
   // Clip bounds computed from the data are not constants: ConvInteger.
   const auto dynamic_clip = [](ModelBuilder& b) {
@@ -232,17 +259,66 @@ TEST(QdqModel, ResultsThroughClipAreRequantizedWithTheConsumerFactors) {
   EXPECT_EQ(node_named(dynamic, "c1").op_type(), "ConvInteger");
 }
 
-TEST(QdqModel, ResultsThroughZeroPaddingAreRequantizedWithTheConsumerFactors) {
-  const onnx::ModelProto qdq = save_qdq(two_convs([](ModelBuilder& b) { return zero_pad(b, 0.0f); }), kTwoConvsRecord);
+TEST(QdqModel, ReluAndZeroPaddingBetweenLayersRunOnTheQuantizedIntegers) {
+  // c1 -> Relu -> Pad(0) -> Shape-free chain -> c2; c2's zero point is 0 + 128.
+  const std::string record = entry("c1", "0.02", 3, {0.01f, 0.02f}) + entry("c2", "0.03", 0, {0.01f, 0.01f});
+  const auto relu_pad = [](ModelBuilder& b) {
+    b.node("Relu", "relu", {"c1_out"}, {"relu_out"});
+    b.node("Shape", "shape", {"relu_out"}, {"shape_out"});
+    return zero_pad(b, 0.0f, "relu_out");
+  };
+  const onnx::ModelProto qdq = save_qdq(two_convs(relu_pad), record);
   EXPECT_EQ(node_named(qdq, "c1").op_type(), "Conv");
-  EXPECT_EQ(node_named(qdq, "c1.output_quant").input(1), "c2.input_quant.scale");
-  EXPECT_EQ(node_named(qdq, "pad").input(0), "c1_out");
-  EXPECT_EQ(node_named(qdq, "c2.input_quant").input(0), "pad_out");
+  // Relu has no UINT8 kernel: Clip(n, zero point) = q(relu(x)).
+  const onnx::NodeProto& relu = node_named(qdq, "relu");
+  EXPECT_EQ(relu.op_type(), "Clip");
+  EXPECT_EQ(relu.input(0), "c1.output_quant.output0");
+  ASSERT_EQ(relu.input_size(), 2);
+  EXPECT_EQ(uint8_scalar(qdq, relu.input(1)), 128);
+  EXPECT_EQ(node_named(qdq, "shape").input(0), relu.output(0));
+  // Zero padding fills with the zero point.
+  const onnx::NodeProto& pad = node_named(qdq, "pad");
+  EXPECT_EQ(pad.input(0), relu.output(0));
+  EXPECT_EQ(uint8_scalar(qdq, pad.input(2)), 128);
+  EXPECT_EQ(find_node(qdq.graph(), "fill"), nullptr);  // the float fill, now unread
+  EXPECT_NE(find_node(qdq.graph(), "pads"), nullptr);
+  const onnx::NodeProto& dequant = node_named(qdq, "c1.output_dequant");
+  EXPECT_EQ(dequant.input(0), pad.output(0));
+  EXPECT_EQ(dequant.output(0), "pad_out");
+  EXPECT_EQ(find_node(qdq.graph(), "c2.input_quant"), nullptr);
+  EXPECT_EQ(node_named(qdq, "c2").input(0), pad.output(0));
 
   // A fill of 1 is off the grid in general: ConvInteger.
   const onnx::ModelProto ones = save_qdq(two_convs([](ModelBuilder& b) { return zero_pad(b, 1.0f); }), kTwoConvsRecord);
   EXPECT_EQ(find_node(ones.graph(), "c1.output_quant"), nullptr);
   EXPECT_EQ(node_named(ones, "c1").op_type(), "ConvInteger");
+}
+
+// Without Clip or Pad the chain stays float (ONNX Runtime fuses Relu itself).
+TEST(QdqModel, ReluAloneStaysBetweenDequantizeAndQuantize) {
+  const auto relu = [](ModelBuilder& b) {
+    b.node("Relu", "relu", {"c1_out"}, {"relu_out"});
+    return std::string("relu_out");
+  };
+  const onnx::ModelProto qdq = save_qdq(two_convs(relu), kTwoConvsRecord);
+  EXPECT_EQ(node_named(qdq, "relu").op_type(), "Relu");
+  EXPECT_EQ(node_named(qdq, "c1.output_dequant").output(0), "c1_out");
+  EXPECT_EQ(node_named(qdq, "c2.input_quant").input(0), "relu_out");
+}
+
+// A branch before the Clip (one use into Clip, one into a float op) keeps
+// the float Clip and the plain requantization.
+TEST(QdqModel, BranchingChainKeepsTheFloatClip) {
+  const auto branch = [](ModelBuilder& b) {
+    const std::string out = relu6(b, "c1_out");
+    b.node("Transpose", "t1", {out}, {"t1_out"});
+    b.node("Transpose", "t2", {out}, {"t2_out"});
+    b.node("Add", "sum", {"t1_out", "t2_out"}, {"sum_out"});
+    return std::string("sum_out");
+  };
+  const onnx::ModelProto qdq = save_qdq(two_convs(branch), kTwoConvsRecord);
+  EXPECT_EQ(find_node(qdq.graph(), "c1.output_quant"), nullptr);
+  EXPECT_EQ(node_named(qdq, "relu6").input(0), "c1_out");
 }
 
 TEST(QdqModel, OldOpsetIsRefusedWithTheFileName) {
