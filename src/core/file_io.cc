@@ -40,7 +40,8 @@ void write_file_atomic(const std::string& path, std::string_view data, std::stri
   if (ec) fail(ErrorCode::kIoError, std::string(what) + ": cannot create directory '" + target.parent_path().string() + "': " + ec.message());
   if (fs::is_directory(target, ec)) invalid(std::string(what) + " '" + path + "' is a directory, expected a file");
 
-  std::string tmp = (target.parent_path() / ("." + target.filename().string() + ".tmpXXXXXX")).string();
+  // mkstemp replaces the six trailing X with a unique suffix.
+  std::string tmp = (target.parent_path() / ("." + target.filename().string() + ".tmp" + std::string(6, 'X'))).string();
   const int fd = mkstemp(tmp.data());
   if (fd < 0) fail(ErrorCode::kIoError, std::string(what) + ": cannot write to '" + target.parent_path().string() + "': " + std::strerror(errno));
   size_t written = 0;

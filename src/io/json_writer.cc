@@ -48,7 +48,7 @@ uint32_t decode_utf8(const std::string& text, size_t& pos) {
 }
 
 // Python's ensure_ascii encoder: printable ASCII passes through, the usual
-// short escapes are used, everything else becomes \uXXXX (UTF-16 surrogate
+// short escapes are used, everything else becomes \u and four hex digits (UTF-16 surrogate
 // pairs above U+FFFF).
 void append_string(std::string& out, const std::string& text) {
   out += '"';
