@@ -326,13 +326,14 @@ def write_markdown(results, path, plots):
               "about 0.97, each other Linear kind alone about 0.996 or better. The peers quantize weights per "
               "channel; PT2E also leaves the attention MatMuls in float, ORT quantizes them too (hence its lower "
               "cosine).",
-              "- **Latency of amct's QDQ model on CNNs**: in amct's QDQ model of EfficientNet-Lite0, 47 of the 49 "
-              "convolutions are `ConvInteger` with integer requantization arithmetic around them "
-              "(Cast/Mul/Add/Clip; 2 of the 5 convolutions of the Fashion-MNIST CNN), which onnxruntime's CPU "
-              "provider runs as such (after its graph optimizations: 47 ConvInteger, 113 Cast, 2 QLinearConv), "
-              "while `quantize_static`'s DequantizeLinear->Conv->QuantizeLinear pattern becomes 49 `QLinearConv`. "
-              "The ZeroPad2d before each convolution also stays a separate `Pad` in amct's graph (amct exports "
-              "with the exporter's optimizer off). On MiniLM amct's QDQ model is the fastest INT8 model.",
+              "- **Latency of amct's QDQ model on CNNs**: after onnxruntime's graph optimizations, amct's QDQ "
+              "model of EfficientNet-Lite0 has 34 `QLinearConv` and 15 `ConvInteger` (ReLU6 and the ZeroPad2d "
+              "between two convolutions run on the UINT8 integers). The 15 `ConvInteger` are the convolutions "
+              "whose result feeds a residual Add or the pooled head: AMCT's record holds input scales only, so "
+              "there is no scale to requantize their output with, and the Adds stay float. `quantize_static` "
+              "calibrates every tensor, so all 49 convolutions become `QLinearConv` and the Adds `QLinearAdd`. "
+              "The same holds for the residual block of the Fashion-MNIST CNN. On MiniLM amct's QDQ model is "
+              "the fastest INT8 model.",
               "- **Calibration cost**: the calibration forwards themselves cost about 1x a float forward with "
               "IFMR on Fashion-MNIST and MiniLM (column 'calibration forwards alone'), more with HFMG and on "
               "EfficientNet; most of the whole-flow time is two ONNX exports of the model (one in "
