@@ -137,8 +137,10 @@ def main():
                       external_data=False)
     fake_quant = save_path + "_fake_quant_model.onnx"
     deploy = save_path + "_deploy_model.onnx"
+    qdq = save_path + "_qdq_model.onnx"
     float_acc = accuracy_ort(float_onnx, test_x, test_y)
     int8_acc = accuracy_ort(fake_quant, test_x, test_y)
+    qdq_acc = accuracy_ort(qdq, test_x, test_y)
 
     def size_kb(path):
         return os.path.getsize(path) / 1024
@@ -147,6 +149,7 @@ def main():
     print(f"{'model':<34}{'top-1 (10,000 test images)':>28}{'size':>12}")
     print(f"{'float (ONNX)':<34}{float_acc * 100:>27.2f}%{size_kb(float_onnx):>9.0f} KB")
     print(f"{'INT8 fake-quant (ONNX Runtime)':<34}{int8_acc * 100:>27.2f}%{size_kb(fake_quant):>9.0f} KB")
+    print(f"{'INT8 QDQ (ONNX Runtime int8 kernels)':<34}{qdq_acc * 100:>27.2f}%{size_kb(qdq):>9.0f} KB")
     print(f"{'INT8 deploy (AscendQuant, int8 W)':<34}{'(Ascend only)':>28}{size_kb(deploy):>9.0f} KB")
     print(f"\naccuracy change: {(int8_acc - float_acc) * 100:+.2f} points; outputs in {work}")
 
