@@ -149,7 +149,7 @@ def main():
     print(f"{'model':<34}{'top-1 (10,000 test images)':>28}{'size':>12}")
     print(f"{'float (ONNX)':<34}{float_acc * 100:>27.2f}%{size_kb(float_onnx):>9.0f} KB")
     print(f"{'INT8 fake-quant (ONNX Runtime)':<34}{int8_acc * 100:>27.2f}%{size_kb(fake_quant):>9.0f} KB")
-    print(f"{'INT8 QDQ (ONNX Runtime int8 kernels)':<34}{qdq_acc * 100:>27.2f}%{size_kb(qdq):>9.0f} KB")
+    print(f"{'INT8 QDQ (ORT integer kernels)':<34}{qdq_acc * 100:>27.2f}%{size_kb(qdq):>9.0f} KB")
     print(f"{'INT8 deploy (AscendQuant, int8 W)':<34}{'(Ascend only)':>28}{size_kb(deploy):>9.0f} KB")
     print(f"\naccuracy change: {(int8_acc - float_acc) * 100:+.2f} points; outputs in {work}")
 
