@@ -50,7 +50,10 @@ onnx::TensorProto make_float_tensor(const std::string& name, const std::vector<i
                                     std::span<const float> values);
 
 const onnx::AttributeProto* find_attribute(const onnx::NodeProto& node, const std::string& name);
+// Attribute getters: the fallback when absent; an attribute of another type
+// throws kInvalidArgument naming the node and the attribute.
 int64_t get_int_attribute(const onnx::NodeProto& node, const std::string& name, int64_t fallback);
+float get_float_attribute(const onnx::NodeProto& node, const std::string& name, float fallback);
 std::vector<int64_t> get_ints_attribute(const onnx::NodeProto& node, const std::string& name);
 std::string get_string_attribute(const onnx::NodeProto& node, const std::string& name, const std::string& fallback);
 void set_int_attribute(onnx::NodeProto& node, const std::string& name, int64_t value);

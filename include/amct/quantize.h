@@ -43,11 +43,20 @@ struct QuantizeResult {
   ScaleOffsetRecord record;            // weight factors, as written to the record file
 };
 
+// Choices beyond AMCT's behaviour; the defaults are AMCT's.
+struct QuantizeOptions {
+  // AMCT leaves ConvTranspose weights in float during calibration and in the
+  // modified ONNX (the writers quantize them later), so the activations it
+  // calibrates on see float deconvolutions. true calibrates on the
+  // fake-quantized weights instead, as every other layer does.
+  bool fake_quantize_deconv_weights = false;
+};
+
 // Runs the whole weight side of quantize_model and writes modified_onnx_file
 // and record_file (atomically, after every check has passed).
 QuantizeResult quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
                               const std::string& record_file, const std::string& onnx_bytes,
-                              std::vector<ModuleInfo> modules);
+                              std::vector<ModuleInfo> modules, const QuantizeOptions& options = {});
 
 // create_quant_config (spec 2.1): the config JSON from parameters, or from a
 // simple config file when `simple_config_file` is not empty.

@@ -4,28 +4,44 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "amct/calib/quant_math.h"
+#include "amct/layer_kind.h"
+#include "amct/quant_format.h"
 #include "amct/record.h"
 #include "onnx/onnx.pb.h"
 
 namespace amct {
 
+// One record entry, checked against its node: the record model every save
+// pass reads. It holds what AMCT's record can carry per layer; fields for
+// features that are not implemented yet stay empty.
 struct QuantLayer {
   std::string name;     // node name = record key = torch module name
-  std::string op_type;  // Conv, ConvTranspose, Gemm, MatMul or AveragePool
+  std::string op_type;  // the node's op, a row of the layer-kind table
+  const OpKind* kind = nullptr;
+  // Input activations: scale_d / offset_d / act_type (dst_type overrides).
   float data_scale = 1.0f;
   int32_t data_offset = 0;
-  int act_bits = 8;
-  std::vector<float> weight_scale;    // 1 value (per tensor) or Cout values
+  QuantFormat act_format;
+  // Weights: scale_w / offset_w / wts_type; 1 value (per tensor) or one per
+  // output channel.
+  std::vector<float> weight_scale;
   std::vector<int32_t> weight_offset;  // same length, all 0
-  int weight_bits = 8;
+  QuantFormat weight_format;
+  // Recurrent input and weight of LSTM/GRU: scale_h / offset_h, scale_r.
+  std::optional<ScaleOffset> recurrent_data;
+  std::vector<float> recurrent_weight_scale;
+  // DMQ: tensor_balance_factor, one per input channel.
+  std::vector<float> balance_factor;
   // fakequant_precision_mode FORCE_FP16_QUANT: dequant scales keep only the
-  // mantissa bits of a float16 (spec 6.9).
+  // mantissa bits of a float16 (docs/amct-reference.md#dequant-parameter-packing).
   bool fp16_dequant_scale = false;
   bool float16 = false;               // op_data_type of the node is "float16"
-  std::vector<int64_t> weight_dims;   // as in the modified ONNX; empty for AveragePool
+  std::vector<int64_t> weight_dims;   // as in the modified ONNX; empty without a weight
 };
 
 struct QuantPlan {
@@ -33,10 +49,6 @@ struct QuantPlan {
 
   const QuantLayer* find(const std::string& name) const;
 };
-
-// Why `node` cannot be quantized by save_model (node-based limits of spec
-// 1.3), or "" when it can.
-std::string unquantizable_reason(const onnx::GraphProto& graph, const onnx::NodeProto& node);
 
 // Validates `record` against `graph`; `record_origin` and `model_origin` name
 // the files in messages. Layers without a record entry stay float.

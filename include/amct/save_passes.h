@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "amct/channel_map.h"
+#include "amct/layer_graph.h"
 #include "amct/record_check.h"
 #include "onnx/onnx.pb.h"
 
@@ -60,15 +62,10 @@ onnx::NodeProto& layer_node(onnx::GraphProto& graph, const QuantLayer& layer);
 // The layer an inserted node belongs to: node "<L><suffix>" -> layer L.
 const QuantLayer* layer_of_node(const QuantPlan& plan, const std::string& node_name, std::string_view suffix);
 
-// The bias Add of a MatMul layer: the single consumer of its output, an Add
-// whose other input is a constant 1-D tensor of length N. nullptr if none.
-onnx::NodeProto* matmul_bias_add(onnx::GraphProto& graph, const onnx::NodeProto& matmul);
-// The input of a bias Add that holds the bias: the one that is not `product`.
-int bias_add_input_index(const onnx::NodeProto& add, const std::string& product);
-
-// The bias tensor name of a layer ("" if it has none): input 2 of
-// Conv/ConvTranspose/Gemm, the constant input of a MatMul's bias Add.
-std::string layer_bias_name(onnx::GraphProto& graph, const onnx::NodeProto& node);
+// The bias input of a layer node whose kind takes its bias as an input
+// (Conv, ConvTranspose, Gemm), or -1. A MatMul's bias is a following Add
+// that stays float, as in AMCT (docs/amct-reference.md#bias-quantization).
+int layer_bias_input(const onnx::NodeProto& node);
 
 // An initializer that only `node` uses, for input `index`: the existing one
 // when nothing else reads it, else a private copy named after `copy_name` (of
@@ -77,8 +74,10 @@ std::string layer_bias_name(onnx::GraphProto& graph, const onnx::NodeProto& node
 onnx::TensorProto& exclusive_initializer(onnx::GraphProto& graph, onnx::NodeProto& node, int index,
                                          const std::string& copy_name, const std::string& what);
 
-// Per output channel dequant scales float32(scale_w[c] * scale_d) (spec 6.8).
+// Per output channel dequant scales float32(scale_w[c] * scale_d).
 std::vector<float> dequant_scales(const QuantLayer& layer);
+// The output-channel map of a planned layer's weight as it is in `graph` now.
+ChannelMap layer_channel_map(const onnx::GraphProto& graph, const onnx::NodeProto& node);
 // Dequant parameter word of spec 6.9: offset_w in bits 32-39, float32 bits below.
 uint64_t pack_dequant_param(float scale, int32_t weight_offset);
 float unpack_dequant_scale(uint64_t param);

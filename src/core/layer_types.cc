@@ -1,29 +1,28 @@
-#include <algorithm>
-
+// Module-level queries over the layer-kind table.
+#include "amct/layer_kind.h"
 #include "amct/layers.h"
 
 namespace amct {
 
 const std::vector<std::string>& quantizable_types() {
-  static const std::vector<std::string> types = {"Conv2d", "Conv3d",          "Linear",          "ConvTranspose2d", "AvgPool2d",
-                                                 "Conv1d", "ConvTranspose1d", "GRU",             "LSTM"};
+  static const std::vector<std::string> types = [] {
+    std::vector<std::string> names;
+    for (const ModuleKind& kind : module_kinds()) names.emplace_back(kind.torch_type);
+    return names;
+  }();
   return types;
 }
 
-bool is_quantizable_type(const std::string& type) {
-  const auto& types = quantizable_types();
-  return std::find(types.begin(), types.end(), type) != types.end();
-}
+bool is_quantizable_type(const std::string& type) { return find_module_kind(type) != nullptr; }
 
 bool is_channel_wise_type(const std::string& type) {
-  return type == "Conv2d" || type == "Conv3d" || type == "ConvTranspose2d" || type == "Conv1d" || type == "LSTM" ||
-         type == "GRU" || type == "ConvTranspose1d";
+  const ModuleKind* kind = find_module_kind(type);
+  return kind && kind->channel_wise_default;
 }
 
 bool supports_int16(const LayerInfo& layer) {
-  const std::string& t = layer.module_type;
-  if (t == "Linear") return layer.has_bias;
-  return t == "Conv2d" || t == "ConvTranspose2d" || t == "Conv1d" || t == "ConvTranspose1d" || t == "GRU" || t == "LSTM";
+  const ModuleKind* kind = find_module_kind(layer.module_type);
+  return kind && kind->int16_activations && (!kind->int16_needs_bias || layer.has_bias);
 }
 
 const ModuleInfo* ModelInfo::find_module(const std::string& name) const {

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "amct/error.h"
+#include "amct/layer_graph.h"
 #include "amct/model_prep.h"
 #include "amct/onnx_graph.h"
 
@@ -20,44 +21,31 @@ const std::vector<std::string>& quantization_module_types() {
   return types;
 }
 
-bool is_conv_type(const std::string& type) {
-  return type == "Conv1d" || type == "Conv2d" || type == "Conv3d" || type.rfind("ConvTranspose", 0) == 0;
-}
-
 // Fills the shape facts of a layer from its node and weight.
 void describe_layer(const onnx::GraphProto& graph, const onnx::NodeProto& node, LayerInfo& layer) {
-  const onnx::TensorProto* weight = node.input_size() > 1 ? resolve_constant(graph, node.input(1)) : nullptr;
-  if (node.op_type() == "Conv" || node.op_type() == "ConvTranspose") {
-    layer.groups = get_int_attribute(node, "group", 1);
-    layer.has_bias = node.input_size() > 2 && !node.input(2).empty();
-    if (weight && weight->dims_size() >= 3) {
-      if (node.op_type() == "Conv") {
-        layer.cout = weight->dims(0);
-        layer.cin = weight->dims(1) * layer.groups;
-      } else {
-        layer.cin = weight->dims(0);
-        layer.cout = weight->dims(1) * layer.groups;
-      }
-    }
-  } else if (node.op_type() == "Gemm") {
-    layer.has_bias = node.input_size() > 2 && !node.input(2).empty();
-    if (weight && weight->dims_size() == 2) {
-      const bool trans_b = get_int_attribute(node, "transB", 0) != 0;
-      layer.cin = weight->dims(trans_b ? 1 : 0);
-      layer.cout = weight->dims(trans_b ? 0 : 1);
-    }
-  } else if (node.op_type() == "MatMul" && weight && weight->dims_size() == 2) {
-    layer.cin = weight->dims(0);
-    layer.cout = weight->dims(1);
+  const OpKind* kind = node_kind(node);
+  if (!kind) return;
+  layer.groups = get_int_attribute(node, "group", 1);
+  if (kind->bias_input >= 0)
+    layer.has_bias = node.input_size() > kind->bias_input && !node.input(kind->bias_input).empty();
+  const onnx::TensorProto* weight = layer_weight(graph, node);
+  if (!weight || weight->dims_size() < kind->min_weight_rank || weight->dims_size() > kind->max_weight_rank) return;
+  try {
+    const ChannelMap channels = node_channel_map(node, tensor_dims(*weight));
+    layer.cin = channels.input_channels();
+    layer.cout = channels.channels();
+  } catch (const Error&) {
+    // support_problem() reports the unfit weight.
   }
 }
 
 // Why a module of a quantizable class cannot be quantized ("" if it can).
 std::string support_problem(const onnx::GraphProto& graph, const ModuleInfo& module, const std::set<std::string>& reused,
                             const std::map<int64_t, int>& weight_users) {
-  if (module.type == "LSTM" || module.type == "GRU")
+  const ModuleKind* kind = find_module_kind(module.type);
+  if (kind && kind->op_types.size() == 1 && find_op_kind(kind->op_types[0])->recurrent_input >= 0)
     return module.type + " layers are not supported yet; the layer stays in float";
-  if (is_conv_type(module.type) && module.padding_mode != "zeros")
+  if (kind && kind->has_padding_mode && module.padding_mode != "zeros")
     return "padding_mode '" + module.padding_mode + "' is not supported (only 'zeros')";
   if (module.type == "Conv3d" && !module.dilation.empty() && module.dilation[0] != 1)
     return "Conv3d with dilation[0] != 1 is not supported";
@@ -66,17 +54,9 @@ std::string support_problem(const onnx::GraphProto& graph, const ModuleInfo& mod
   if (!node) return "the module is not executed by forward() on input_data";
   if (module.has_weight && weight_users.count(module.weight_id) && weight_users.at(module.weight_id) > 1)
     return "its weight is shared with another layer";
-  if (node->op_type() == "Gemm" && get_int_attribute(*node, "transA", 0) != 0) return "Gemm with transA=1";
-  if (node->op_type() == "Gemm" || node->op_type() == "MatMul" || node->op_type() == "Conv" ||
-      node->op_type() == "ConvTranspose") {
-    const onnx::TensorProto* weight = node->input_size() > 1 ? resolve_constant(graph, node->input(1)) : nullptr;
-    if (!weight) return "its weight is not a constant of the exported graph";
-    if ((node->op_type() == "Gemm" || node->op_type() == "MatMul") && weight->dims_size() != 2)
-      return "its weight is not a 2-D constant";
-    if ((node->op_type() == "Conv" || node->op_type() == "ConvTranspose") &&
-        (weight->dims_size() < 3 || weight->dims_size() > 5))
-      return "only 1-D, 2-D and 3-D kernels are supported";
-  }
+  if (!exports_to(*kind, node->op_type()))
+    return "it runs as an ONNX " + node->op_type() + " node, which is not how a " + module.type + " is quantized";
+  if (const std::string reason = unquantizable_reason(graph, *node); !reason.empty()) return reason;
   return "";
 }
 
@@ -130,7 +110,7 @@ PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInf
 
   std::map<int64_t, int> weight_users;
   for (const auto& m : modules)
-    if (m.has_weight && (is_conv_type(m.type) || m.type == "Linear")) ++weight_users[m.weight_id];
+    if (m.has_weight && find_module_kind(m.type)) ++weight_users[m.weight_id];
 
   for (const auto& m : modules) {
     if (!is_quantizable_type(m.type)) continue;

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "amct/error.h"
+#include "amct/layer_kind.h"
 #include "amct/number_format.h"
 
 namespace amct::config_schema {
@@ -83,7 +84,14 @@ bool contains(const std::vector<int>& values, int value) {
 const std::vector<int> kActivationBits = {4, 8, 16};
 const std::vector<int> kWeightBits = {4, 6, 7, 8};
 const std::vector<int> kHfmgBins = {1024, 2048, 4096, 8192};
-const std::vector<std::string> kFuseTypes = {"Conv1d", "Conv2d", "Conv3d"};
+std::vector<std::string> fusable_types() {
+  std::vector<std::string> types;
+  for (const ModuleKind& kind : module_kinds())
+    if (kind.fusable_with_bn) types.emplace_back(kind.torch_type);
+  std::sort(types.begin(), types.end());  // AMCT lists them as Conv1d, Conv2d, Conv3d
+  return types;
+}
+
 constexpr double kDmqMin = 0.2;
 constexpr double kDmqMax = 0.8;
 
@@ -194,25 +202,32 @@ void check_skip_fusion_layers(const std::vector<std::string>& layers, const Mode
   for (const auto& name : layers) {
     const ModuleInfo* module = model.find_module(name);
     if (!module) invalid("Layer \"" + name + "\" in skip_fusion_layers does not exist in the graph.");
-    if (std::find(kFuseTypes.begin(), kFuseTypes.end(), module->type) == kFuseTypes.end())
-      invalid("Skip fusion layer \"" + name + "\" is a " + module->type + ", but only " + python_list(kFuseTypes) +
+    const ModuleKind* kind = find_module_kind(module->type);
+    if (!kind || !kind->fusable_with_bn)
+      invalid("Skip fusion layer \"" + name + "\" is a " + module->type + ", but only " + python_list(fusable_types()) +
               " can be fused");
   }
 }
 
 bool supports_dmq(const std::string& type) {
-  // DMQ needs a weight with an input-channel axis: AvgPool2d has no weight and
-  // the balancer has no channel axis for the RNN gates.
-  return is_quantizable_type(type) && type != "AvgPool2d" && type != "LSTM" && type != "GRU";
+  const ModuleKind* kind = find_module_kind(type);
+  return kind && kind->dmq;
 }
 
 bool supports_ada(const std::string& type) {
-  return type == "Conv2d" || type == "ConvTranspose2d" || type == "Linear";
+  const ModuleKind* kind = find_module_kind(type);
+  return kind && kind->ada;
 }
 
-bool supports_int6_int7_weights(const std::string& type) { return type == "Conv2d"; }
+bool supports_int6_int7_weights(const std::string& type) {
+  const ModuleKind* kind = find_module_kind(type);
+  return kind && kind->int6_int7_weights;
+}
 
-bool is_symmetric_only(const std::string& type) { return type == "Conv3d"; }
+bool is_symmetric_only(const std::string& type) {
+  const ModuleKind* kind = find_module_kind(type);
+  return kind && kind->symmetric_only;
+}
 
 LayerQuantConfig default_layer_config(const LayerInfo& layer, bool quant_enable, bool asymmetric) {
   LayerQuantConfig config;

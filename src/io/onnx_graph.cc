@@ -294,19 +294,37 @@ const onnx::AttributeProto* find_attribute(const onnx::NodeProto& node, const st
   return nullptr;
 }
 
-int64_t get_int_attribute(const onnx::NodeProto& node, const std::string& name, int64_t fallback) {
+namespace {
+// The attribute `name` of `node` if present; one of another type is a
+// malformed model, named in the error rather than read as zero.
+const onnx::AttributeProto* typed_attribute(const onnx::NodeProto& node, const std::string& name,
+                                            onnx::AttributeProto::AttributeType type, const char* type_name) {
   const auto* a = find_attribute(node, name);
+  if (a && a->type() != type)
+    invalid("node '" + node.name() + "' (" + node.op_type() + "): attribute '" + name + "' has type " +
+            onnx::AttributeProto::AttributeType_Name(a->type()) + "; expected " + type_name);
+  return a;
+}
+}  // namespace
+
+int64_t get_int_attribute(const onnx::NodeProto& node, const std::string& name, int64_t fallback) {
+  const auto* a = typed_attribute(node, name, onnx::AttributeProto::INT, "INT");
   return a ? a->i() : fallback;
 }
 
+float get_float_attribute(const onnx::NodeProto& node, const std::string& name, float fallback) {
+  const auto* a = typed_attribute(node, name, onnx::AttributeProto::FLOAT, "FLOAT");
+  return a ? a->f() : fallback;
+}
+
 std::vector<int64_t> get_ints_attribute(const onnx::NodeProto& node, const std::string& name) {
-  const auto* a = find_attribute(node, name);
+  const auto* a = typed_attribute(node, name, onnx::AttributeProto::INTS, "INTS");
   if (!a) return {};
   return {a->ints().begin(), a->ints().end()};
 }
 
 std::string get_string_attribute(const onnx::NodeProto& node, const std::string& name, const std::string& fallback) {
-  const auto* a = find_attribute(node, name);
+  const auto* a = typed_attribute(node, name, onnx::AttributeProto::STRING, "STRING");
   return a ? a->s() : fallback;
 }
 

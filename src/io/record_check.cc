@@ -4,25 +4,12 @@
 #include <cstdio>
 #include <set>
 
-#include "amct/calib/quant_math.h"
 #include "amct/error.h"
+#include "amct/layer_graph.h"
 #include "amct/onnx_graph.h"
 
 namespace amct {
 namespace {
-
-// Bit width named by an act_type / wts_type / dst_type value, 0 if not allowed.
-int bits_of(const std::string& value, std::initializer_list<int> allowed) {
-  for (int bits : allowed)
-    if (value == "INT" + std::to_string(bits)) return bits;
-  return 0;
-}
-
-std::string allowed_list(std::initializer_list<int> allowed) {
-  std::string out;
-  for (int bits : allowed) out += (out.empty() ? "\"INT" : ", \"INT") + std::to_string(bits) + "\"";
-  return out;
-}
 
 std::string float_text(double value) {
   char buffer[64];
@@ -39,24 +26,33 @@ class EntryChecker {
   [[noreturn]] void reject(const std::string& message) const { invalid(where_ + message); }
   [[noreturn]] void reject_runtime(const std::string& message) const { fail(ErrorCode::kRuntime, where_ + message); }
 
-  int bits(const std::string& field, const std::string& text, std::initializer_list<int> allowed) const {
-    const int b = bits_of(text, allowed);
-    if (b == 0) reject(field + " is \"" + text + "\"; expected one of " + allowed_list(allowed));
-    return b;
+  QuantFormat format(const std::string& field, const std::string& text, std::initializer_list<int> allowed) const {
+    const std::optional<QuantFormat> parsed = QuantFormat::parse(text, allowed);
+    if (!parsed) reject(field + " is \"" + text + "\"; expected one of " + format_names(allowed));
+    return *parsed;
   }
 
-  void positive_finite(float scale, const std::string& field) const {
-    if (!std::isfinite(scale) || scale <= 0.0f)
-      reject(field + " is " + float_text(scale) + "; expected a finite value greater than 0");
+  // A scale must be a positive normal float32: a subnormal one loses its
+  // precision, and AscendQuant's 1/scale overflows.
+  void scale(float value, const std::string& field) const {
+    if (!std::isfinite(value) || !std::isnormal(value) || value <= 0.0f)
+      reject(field + " is " + float_text(value) + "; expected a finite value greater than 0 (a normal float32)");
+  }
+
+  void offset(int64_t value, QuantFormat format, const std::string& field) const {
+    if (value < format.min() || value > format.max())
+      reject(field + " is " + std::to_string(value) + "; expected a value in [" + std::to_string(format.min()) +
+             ", " + std::to_string(format.max()) + "] for " + format.name() + " activations");
   }
 
  private:
   std::string where_;
 };
 
-int64_t weight_channels(const QuantLayer& layer, const onnx::NodeProto& node) {
-  if (layer.op_type == "ConvTranspose") return layer.weight_dims[1] * get_int_attribute(node, "group", 1);
-  return layer.weight_dims[0];
+// The offset range of an activation format: INT4 activations use AMCT's
+// INT8 range check (docs/amct-reference.md#record-validation).
+QuantFormat offset_range_format(QuantFormat act) {
+  return act.bits() == 16 ? act : QuantFormat::signed_bits(8);
 }
 
 void check_factors(const SingleLayerRecord& value, const EntryChecker& check, QuantLayer& layer,
@@ -75,27 +71,20 @@ void check_factors(const SingleLayerRecord& value, const EntryChecker& check, Qu
     check.reject("offset_w has " + std::to_string(value.offset_w_size()) + " values; expected as many as scale_w (" +
                  std::to_string(value.scale_w_size()) + ")");
 
-  const bool per_channel_allowed = layer.op_type == "Conv" || layer.op_type == "ConvTranspose";
-  const int64_t channels = per_channel_allowed ? weight_channels(layer, node) : 1;
+  const bool per_channel_allowed = layer.kind->per_channel;
+  const int64_t channels =
+      per_channel_allowed && !layer.weight_dims.empty() ? node_channel_map(node, layer.weight_dims).channels() : 1;
   const int64_t count = value.scale_w_size();
   if (count != 1 && count != channels)
     check.reject("scale_w has " + std::to_string(count) + " values; expected 1" +
                  (per_channel_allowed ? " (per tensor) or " + std::to_string(channels) + " (one per output channel)"
                                       : " (" + layer.op_type + " layers are quantized per tensor)"));
 
-  check.positive_finite(value.scale_d(), "scale_d");
-  // AscendQuant multiplies by 1/scale_d, which must be a finite float32 too.
-  if (!std::isfinite(static_cast<float>(1.0 / value.scale_d())))
-    check.reject("scale_d is " + float_text(value.scale_d()) + "; its reciprocal overflows float32");
-  for (float s : value.scale_w()) check.positive_finite(s, "scale_w");
+  check.scale(value.scale_d(), "scale_d");
+  for (float s : value.scale_w()) check.scale(s, "scale_w");
   for (int32_t o : value.offset_w())
     if (o != 0) check.reject("offset_w contains " + std::to_string(o) + "; expected 0 (weights are symmetric)");
-
-  const int64_t lo = quant_min(layer.act_bits == 16 ? 16 : 8);
-  const int64_t hi = quant_max(layer.act_bits == 16 ? 16 : 8);
-  if (value.offset_d() < lo || value.offset_d() > hi)
-    check.reject("offset_d is " + std::to_string(value.offset_d()) + "; expected a value in [" + std::to_string(lo) +
-                 ", " + std::to_string(hi) + "] for INT" + std::to_string(layer.act_bits) + " activations");
+  check.offset(value.offset_d(), offset_range_format(layer.act_format), "offset_d");
 
   layer.data_scale = value.scale_d();
   layer.data_offset = value.offset_d();
@@ -104,16 +93,26 @@ void check_factors(const SingleLayerRecord& value, const EntryChecker& check, Qu
 }
 
 void check_types(const SingleLayerRecord& value, const EntryChecker& check, QuantLayer& layer) {
-  // Unset act_type / wts_type mean 8 bits; a dst_type overrides both (spec 5.4).
-  layer.act_bits = value.has_act_type() ? check.bits("act_type", value.act_type(), {4, 8, 16}) : 8;
-  layer.weight_bits = value.has_wts_type() ? check.bits("wts_type", value.wts_type(), {4, 6, 7, 8}) : 8;
-  if (value.has_dst_type()) layer.act_bits = layer.weight_bits = check.bits("dst_type", value.dst_type(), {4, 8});
+  // Unset act_type / wts_type mean 8 bits; a dst_type overrides both.
+  if (value.has_act_type()) layer.act_format = check.format("act_type", value.act_type(), {4, 8, 16});
+  if (value.has_wts_type()) layer.weight_format = check.format("wts_type", value.wts_type(), {4, 6, 7, 8});
+  if (value.has_dst_type()) layer.act_format = layer.weight_format = check.format("dst_type", value.dst_type(), {4, 8});
   const std::string& mode = value.fakequant_precision_mode();
   if (mode != "DEFAULT" && mode != "FORCE_FP16_QUANT")
     check.reject("fakequant_precision_mode is \"" + mode + "\"; expected \"DEFAULT\" or \"FORCE_FP16_QUANT\"");
   layer.fp16_dequant_scale = mode == "FORCE_FP16_QUANT";
-  if (layer.op_type != "AveragePool" && layer.weight_bits == 4)
+  if (layer.kind->weight_input >= 0 && layer.weight_format.bits() == 4)
     check.reject("INT4 weights are not supported yet by save_model (weight packing); quantize this layer with 8 bits");
+}
+
+// Fields of features that save_model does not implement yet are refused
+// by name rather than ignored.
+void check_unimplemented(const SingleLayerRecord& value, const EntryChecker& check, QuantLayer& layer) {
+  if (value.tensor_balance_factor_size() > 0)
+    check.reject("tensor_balance_factor (DMQ balancing) is not supported yet by save_model");
+  if (value.has_scale_h() || value.has_offset_h() || value.scale_r_size() > 0 || value.offset_r_size() > 0)
+    check.reject("scale_h/offset_h/scale_r/offset_r (LSTM/GRU) are not supported yet by save_model");
+  layer.balance_factor.clear();
 }
 
 void check_op_data_type(const onnx::NodeProto& node, const EntryChecker& check, QuantLayer& layer) {
@@ -123,39 +122,12 @@ void check_op_data_type(const onnx::NodeProto& node, const EntryChecker& check, 
   layer.float16 = type == "float16";
 }
 
-const onnx::TensorProto* constant_weight(const onnx::GraphProto& graph, const onnx::NodeProto& node) {
-  return node.input_size() > 1 ? resolve_constant(graph, node.input(1)) : nullptr;
-}
-
 }  // namespace
 
 const QuantLayer* QuantPlan::find(const std::string& name) const {
   for (const auto& layer : layers)
     if (layer.name == name) return &layer;
   return nullptr;
-}
-
-std::string unquantizable_reason(const onnx::GraphProto& graph, const onnx::NodeProto& node) {
-  const std::string& op = node.op_type();
-  if (op == "LSTM" || op == "GRU") return op + " layers are not supported yet by save_model";
-  if (op != "Conv" && op != "ConvTranspose" && op != "Gemm" && op != "MatMul" && op != "AveragePool")
-    return "its op type " + op + " is not quantizable (expected Conv, ConvTranspose, Gemm, MatMul or AveragePool)";
-  if (get_int_attribute(node, "is_reuse", 0) != 0) return "the module is called more than once";
-  if (get_int_attribute(node, "input_dimension_reduction", 0) != 0) return "its input goes through an Unsqueeze";
-  if (op == "AveragePool") return "";
-  const onnx::TensorProto* weight = constant_weight(graph, node);
-  const int rank = weight ? weight->dims_size() : 0;
-  if (op == "Conv" || op == "ConvTranspose") {
-    if (!weight) return "its weight (input 1) is not a constant";
-    if (rank < 3 || rank > 5)
-      return "its weight has rank " + std::to_string(rank) + "; expected a 1-D, 2-D or 3-D kernel";
-    if (op == "ConvTranspose" && weight->dims(0) % get_int_attribute(node, "group", 1) != 0)
-      return "its weight's first dimension is not divisible by group";
-    return "";
-  }
-  if (op == "Gemm" && get_int_attribute(node, "transA", 0) != 0) return "Gemm with transA=1 is not quantizable";
-  if (!weight || rank != 2) return "its weight (input 1) is not a constant 2-D tensor";
-  return "";
 }
 
 QuantPlan check_record(const ScaleOffsetRecord& record, const onnx::GraphProto& graph, const std::string& record_origin,
@@ -181,12 +153,12 @@ QuantPlan check_record(const ScaleOffsetRecord& record, const onnx::GraphProto& 
     if (!reason.empty()) check.reject_runtime("the layer cannot be quantized: " + reason);
 
     const SingleLayerRecord& value = entry.value();
-    if (value.tensor_balance_factor_size() > 0)
-      check.reject("tensor_balance_factor (DMQ balancing) is not supported yet by save_model");
     QuantLayer layer;
     layer.name = name;
     layer.op_type = node->op_type();
-    if (layer.op_type != "AveragePool") layer.weight_dims = tensor_dims(*constant_weight(graph, *node));
+    layer.kind = node_kind(*node);
+    if (const onnx::TensorProto* weight = layer_weight(graph, *node)) layer.weight_dims = tensor_dims(*weight);
+    check_unimplemented(value, check, layer);
     check_types(value, check, layer);
     check_factors(value, check, layer, *node);
     check_op_data_type(*node, check, layer);

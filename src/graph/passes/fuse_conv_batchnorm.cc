@@ -2,6 +2,7 @@
 #include <unordered_set>
 
 #include "amct/error.h"
+#include "amct/layer_kind.h"
 #include "amct/onnx_graph.h"
 #include "amct/quantize.h"
 
@@ -9,7 +10,8 @@ namespace amct {
 namespace {
 
 bool is_fusable_conv(const ModuleInfo& m) {
-  return (m.type == "Conv1d" || m.type == "Conv2d" || m.type == "Conv3d") && m.padding_mode == "zeros";
+  const ModuleKind* kind = find_module_kind(m.type);
+  return kind && kind->fusable_with_bn && m.padding_mode == "zeros";
 }
 
 std::vector<float> constant_values(const onnx::GraphProto& graph, const std::string& tensor) {
@@ -37,7 +39,8 @@ std::vector<FusedBatchNorm> fuse_conv_batchnorm(onnx::GraphProto& graph, const M
     const ModuleInfo* bn_module = info.find_module(bn.name());
     if (!bn_module) continue;
     onnx::NodeProto* conv = find_producer(graph, bn.input(0));
-    if (!conv || conv->op_type() != "Conv") continue;
+    const OpKind* conv_kind = conv ? find_op_kind(conv->op_type()) : nullptr;
+    if (!conv_kind || !conv_kind->fusable_with_bn) continue;
     const ModuleInfo* conv_module = info.find_module(conv->name());
     if (!conv_module || !is_fusable_conv(*conv_module) || skipped.count(conv->name())) continue;
     if (find_consumers(graph, conv->output(0)).size() != 1 || is_graph_output(graph, conv->output(0))) continue;
@@ -58,7 +61,7 @@ std::vector<FusedBatchNorm> fuse_conv_batchnorm(onnx::GraphProto& graph, const M
     const auto channels = static_cast<size_t>(cout);
     if (gamma.size() != channels || beta.size() != channels || mean.size() != channels || var.size() != channels)
       continue;
-    const float eps = find_attribute(bn, "epsilon") ? find_attribute(bn, "epsilon")->f() : 1e-5f;
+    const float eps = get_float_attribute(bn, "epsilon", 1e-5f);
 
     std::vector<float> w = tensor_to_floats(*weight);
     const bool has_bias = conv->input_size() > 2 && !conv->input(2).empty();

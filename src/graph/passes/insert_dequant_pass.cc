@@ -1,7 +1,7 @@
-// InsertDequant (spec 7.2.5): an AscendDequant "<L>.dequant" turns the
-// layer's integer accumulator back into float with the UINT64 parameters
-// "<L>.dequant.param" (spec 6.9). A MatMul's bias Add is part of the integer
-// computation, so its dequant follows the Add.
+// InsertDequant (docs/amct-reference.md#insertdequant): an AscendDequant
+// "<L>.dequant" turns the layer's integer accumulator back into float with the
+// UINT64 parameters "<L>.dequant.param". It follows the layer node itself; a
+// MatMul's bias Add stays float after it, as in AMCT.
 #include <string>
 
 #include "amct/onnx_graph.h"
@@ -9,12 +9,6 @@
 
 namespace amct {
 namespace {
-
-onnx::NodeProto& dequant_anchor(onnx::GraphProto& graph, onnx::NodeProto& layer) {
-  if (layer.op_type() == "MatMul")
-    if (onnx::NodeProto* add = matmul_bias_add(graph, layer)) return *add;
-  return layer;
-}
 
 // FORCE_FP16_QUANT keeps the 10 mantissa bits a float16 has ("s19").
 float truncate_to_fp16_mantissa(float scale) {
@@ -34,7 +28,7 @@ void add_dequant_param(onnx::GraphProto& graph, const QuantLayer& layer, const s
 }
 
 void insert_dequant(onnx::GraphProto& graph, const QuantLayer& layer) {
-  onnx::NodeProto& anchor = dequant_anchor(graph, layer_node(graph, layer));
+  onnx::NodeProto& anchor = layer_node(graph, layer);
   const std::string name = layer.name + ".dequant";
   const std::string result = anchor.output(0);
   // The tensor now carries integers; a stale float type would mislead readers.

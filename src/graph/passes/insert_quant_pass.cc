@@ -9,7 +9,9 @@ namespace {
 
 // The node whose input 0 is replaced by the quantized tensor.
 onnx::NodeProto& quant_target(onnx::GraphProto& graph, onnx::NodeProto& layer) {
-  if (layer.op_type() != "AveragePool") return layer;
+  // A weightless layer (AveragePool) may be padded by its own "<L>_pad" Pad.
+  const OpKind* kind = node_kind(layer);
+  if (!kind || kind->weight_input >= 0) return layer;
   onnx::NodeProto* pad = find_producer(graph, layer.input(0));
   if (!pad || pad->op_type() != "Pad" || pad->name() != layer.name() + "_pad") return layer;
   const std::string& padded = pad->output(0);
@@ -25,7 +27,7 @@ void insert_quant(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodePr
   // AMCT computes 1/scale_d in double from the float32 record value.
   set_float_attribute(quant, "scale", static_cast<float>(1.0 / static_cast<double>(layer.data_scale)));
   set_float_attribute(quant, "offset", static_cast<float>(layer.data_offset));
-  set_string_attribute(quant, "dst_type", "INT" + std::to_string(layer.act_bits));
+  set_string_attribute(quant, "dst_type", layer.act_format.name());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "amct/layer_kind.h"
 #include "amct/model_prep.h"
 #include "amct/onnx_graph.h"
 
@@ -17,12 +18,8 @@ constexpr const char* kNameScopesKey = "pkg.torch.onnx.name_scopes";
 
 // The ONNX op that carries a module's computation.
 bool is_primary_op(const std::string& module_type, const std::string& op_type) {
-  if (module_type == "Conv1d" || module_type == "Conv2d" || module_type == "Conv3d") return op_type == "Conv";
-  if (module_type.rfind("ConvTranspose", 0) == 0) return op_type == "ConvTranspose";
-  if (module_type == "Linear") return op_type == "Gemm" || op_type == "MatMul";
-  if (module_type == "AvgPool2d") return op_type == "AveragePool";
+  if (const ModuleKind* kind = find_module_kind(module_type)) return exports_to(*kind, op_type);
   if (module_type.rfind("BatchNorm", 0) == 0) return op_type == "BatchNormalization";
-  if (module_type == "LSTM" || module_type == "GRU") return op_type == module_type;
   // Activation modules are named too, as AMCT does, so outputs read like the model.
   if (module_type == "ReLU") return op_type == "Relu";
   if (module_type == "ReLU6") return op_type == "Clip";

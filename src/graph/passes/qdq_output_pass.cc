@@ -260,7 +260,7 @@ void drop_if_unread(onnx::GraphProto& graph, const std::string& tensor) {
 // The float operands it stops reading go to `replaced`.
 void integer_chain_op(onnx::GraphProto& graph, onnx::NodeProto& node, const QuantLayer& consumer,
                       const QdqParams& params, std::vector<std::string>& replaced) {
-  const int32_t zero_point = consumer.data_offset + 128;
+  const auto zero_point = static_cast<int32_t>(consumer.data_offset + consumer.act_format.unsigned_shift());
   if (node.op_type() == "Relu") {
     node.set_op_type("Clip");
     node.add_input(params.zero_point);

@@ -8,7 +8,7 @@
 
 namespace amct {
 
-bool qdq_quantizes(const QuantLayer& layer) { return layer.act_bits == 8 && !layer.float16; }
+bool qdq_quantizes(const QuantLayer& layer) { return layer.act_format.bits() == 8 && !layer.float16; }
 
 QdqParams qdq_input_params(onnx::GraphProto& graph, const QuantLayer& layer) {
   QdqParams params{layer.name + ".input_quant.scale", layer.name + ".input_quant.zero_point"};
@@ -16,9 +16,10 @@ QdqParams qdq_input_params(onnx::GraphProto& graph, const QuantLayer& layer) {
   add_initializer(graph, make_float_tensor(params.scale, {}, std::span<const float>(&layer.data_scale, 1)));
   onnx::TensorProto zero_point;
   zero_point.set_name(params.zero_point);
-  zero_point.set_data_type(onnx::TensorProto::UINT8);
-  // offset_d is in [-128, 127] (record check), so this is in [0, 255].
-  zero_point.set_raw_data(std::string(1, static_cast<char>(static_cast<uint8_t>(layer.data_offset + 128))));
+  zero_point.set_data_type(layer.act_format.onnx_unsigned_storage_type());
+  // offset_d is in the signed range (record check), so this fits the unsigned one.
+  zero_point.set_raw_data(
+      std::string(1, static_cast<char>(static_cast<uint8_t>(layer.data_offset + layer.act_format.unsigned_shift()))));
   add_initializer(graph, std::move(zero_point));
   return params;
 }

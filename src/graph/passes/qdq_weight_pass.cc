@@ -3,52 +3,29 @@
 // output-channel axis: 0 for Conv, 1 for ConvTranspose; per tensor for Gemm
 // and MatMul); biases become INT32 "<L>.bias" read through DequantizeLinear
 // "<L>.bias_dequant" with scale float32(scale_w * scale_d), the scale ONNX
-// Runtime gives the accumulator. The integers are AMCT's (spec 7.2.4, 6.8).
-// A ConvInteger layer takes UINT8 weights (value + 128, zero point 128) and
-// its INT32 bias as [1, C, 1, ...] for the Add after it.
+// Runtime gives the accumulator. The integers are AMCT's, from the shared
+// integerization (weight_quant.h). A MatMul's bias Add keeps its float bias,
+// as the fake-quant model does. A ConvInteger layer takes its weights shifted
+// into UINT8 (value + 128, zero point 128) and its INT32 bias as [1, C, 1, ...]
+// for the Add after it.
 // A grouped ConvTranspose with per-channel scales that could not be regrouped
 // into a Conv has no single scale axis (the channel is group x Cout/group),
 // so its weight and bias are stored as the float values they dequantize to;
 // ONNX Runtime has no integer kernel for it either way.
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <string>
 #include <vector>
 
-#include "amct/calib/quant_math.h"
 #include "amct/error.h"
 #include "amct/onnx_graph.h"
 #include "amct/save_passes.h"
+#include "amct/weight_quant.h"
 
 namespace amct {
 namespace {
 
-enum class WeightForm { kInt8, kUint8, kFloat };
-
-struct Channels {
-  int axis = 0;        // scale axis of the weight
-  int64_t count = 1;   // 1 for per tensor
-};
-
-Channels weight_channels(const QuantLayer& layer, const onnx::NodeProto& node, const std::vector<int64_t>& dims) {
-  if (layer.weight_scale.size() == 1) return {};
-  if (node.op_type() == "ConvTranspose") return {1, dims[1] * get_int_attribute(node, "group", 1)};
-  return {0, dims[0]};
-}
-
-// Output channel of element i.
-int64_t channel_of(int64_t i, const Channels& channels, const std::vector<int64_t>& dims) {
-  if (channels.count == 1) return 0;
-  int64_t inner = 1;
-  for (size_t d = 2; d < dims.size(); ++d) inner *= dims[d];
-  if (channels.axis == 0) return i / (dims[1] * inner);
-  // ConvTranspose [Cin, Cout/g, k...]: channel g * Cout/g + local (spec 6.4).
-  const int64_t group_in = dims[0] / (channels.count / dims[1]);
-  return (i / (dims[1] * inner)) / group_in * dims[1] + (i / inner) % dims[1];
-}
+enum class WeightForm { kSigned, kUnsigned, kFloat };
 
 onnx::TensorProto integer_tensor(const std::string& name, const std::vector<int64_t>& dims, int32_t data_type,
                                  std::string bytes) {
@@ -77,53 +54,46 @@ std::string add_dequantize(onnx::GraphProto& graph, const std::string& name, con
 
 void quantize_weight(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeProto& node, WeightForm form) {
   onnx::TensorProto& weight = exclusive_initializer(graph, node, 1, layer.name + ".weight", "weight");
-  const std::vector<float> values = tensor_to_floats(weight);
   const std::vector<int64_t> dims = tensor_dims(weight);
-  const Channels channels = weight_channels(layer, node, dims);
-  const std::vector<float> scales = qdq_channel_values(layer.weight_scale, channels.count);
-  const auto lo = static_cast<float>(quant_min(layer.weight_bits));
-  const auto hi = static_cast<float>(quant_max(layer.weight_bits));
-  std::vector<float> dequantized(values.size());
-  std::string bytes(values.size(), '\0');
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i]))
-      invalid("layer '" + layer.name + "': weight '" + weight.name() + "' contains inf or NaN at element " +
-              std::to_string(i) + "; expected finite values");
-    const float scale = scales[static_cast<size_t>(channel_of(static_cast<int64_t>(i), channels, dims))];
-    // float32 division, as AMCT's InsertWeightQuant.
-    const float q = std::clamp(round_half_even(values[i] / scale), lo, hi);
-    dequantized[i] = q * scale;
-    bytes[i] = static_cast<char>(form == WeightForm::kUint8 ? static_cast<uint8_t>(q + 128.0f)
-                                                            : static_cast<uint8_t>(static_cast<int8_t>(q)));
-  }
+  // A regrouped ConvTranspose is a Conv here (qdq_deconv_to_conv_pass) with
+  // several channels per deconvolution channel, and a ConvInteger keeps the
+  // Conv layout.
+  const WeightLayout layout = node.op_type() == "ConvInteger" ? WeightLayout::kOutFirst : node_kind(node)->layout;
+  const ChannelMap channels = ChannelMap::for_weight(layout, dims, get_int_attribute(node, "group", 1),
+                                                     get_int_attribute(node, "transB", 0) != 0);
+  const std::vector<float> scales = qdq_channel_values(layer.weight_scale, channels.channels());
+  const std::vector<int32_t> integers =
+      integerize_weight(tensor_to_floats(weight), channels, scales, layer.weight_format, layer.name, weight.name());
   const std::string name = weight.name();
   // The exporter may describe initializers in value_info; the type changes.
   remove_value_info(graph, name);
   if (form == WeightForm::kFloat) {
-    set_float_tensor(weight, dequantized);
+    set_float_tensor(weight, dequantize_weight(integers, channels, scales));
     return;
   }
-  weight = integer_tensor(name, dims, form == WeightForm::kUint8 ? onnx::TensorProto::UINT8 : onnx::TensorProto::INT8,
+  const int64_t shift = form == WeightForm::kUnsigned ? layer.weight_format.unsigned_shift() : 0;
+  std::string bytes(integers.size(), '\0');
+  for (size_t i = 0; i < integers.size(); ++i) bytes[i] = static_cast<char>(static_cast<uint8_t>(integers[i] + shift));
+  weight = integer_tensor(name, dims,
+                          form == WeightForm::kUnsigned ? layer.weight_format.onnx_unsigned_storage_type()
+                                                        : layer.weight_format.onnx_storage_type(),
                           std::move(bytes));
-  if (form == WeightForm::kUint8) {
+  if (form == WeightForm::kUnsigned) {
     const std::string zero = layer.name + ".weight_zero_point";
-    add_initializer(graph, integer_tensor(zero, {}, onnx::TensorProto::UINT8, std::string(1, '\x80')));
+    add_initializer(graph, integer_tensor(zero, {}, layer.weight_format.onnx_unsigned_storage_type(),
+                                          std::string(1, static_cast<char>(shift))));
     node.add_input(zero);
     return;
   }
-  node.set_input(1, add_dequantize(graph, layer.name + ".weight_dequant", name, scales, channels.axis,
-                                   onnx::TensorProto::INT8, 1));
+  node.set_input(1, add_dequantize(graph, layer.name + ".weight_dequant", name, scales, channels.axis(),
+                                   layer.weight_format.onnx_storage_type(), 1));
 }
 
 // The node reading the bias and at which input; node nullptr if none.
 std::pair<onnx::NodeProto*, int> bias_use(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeProto& node) {
   if (node.op_type() == "ConvInteger") return {find_node(graph, layer.name + ".bias_add"), 1};
-  if (node.op_type() == "MatMul") {
-    onnx::NodeProto* add = matmul_bias_add(graph, node);
-    return {add, add ? bias_add_input_index(*add, node.output(0)) : 0};
-  }
-  if (node.input_size() > 2 && !node.input(2).empty()) return {&node, 2};
-  return {nullptr, 0};
+  const int index = layer_bias_input(node);
+  return index < 0 ? std::pair<onnx::NodeProto*, int>{nullptr, 0} : std::pair<onnx::NodeProto*, int>{&node, index};
 }
 
 void quantize_bias(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeProto& node, WeightForm form) {
@@ -132,18 +102,10 @@ void quantize_bias(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeP
   onnx::TensorProto& bias = exclusive_initializer(graph, *user, index, layer.name + ".bias", "bias");
   const std::vector<float> values = tensor_to_floats(bias);
   const std::vector<float> deq = qdq_channel_values(dequant_scales(layer), static_cast<int64_t>(values.size()));
-  std::vector<int32_t> q(values.size());
+  const std::vector<int32_t> q = integerize_bias(values, deq, layer.name);
   std::vector<float> dequantized(values.size());
-  for (size_t c = 0; c < values.size(); ++c) {
-    const double scale = deq[deq.size() == 1 ? 0 : c];
-    const double v = round_half_even(static_cast<double>(values[c]) / scale);
-    if (!(v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max()))
-      fail(ErrorCode::kRuntime, "layer '" + layer.name + "': bias quantization failed: bias[" + std::to_string(c) +
-                                    "] = " + std::to_string(values[c]) + " divided by the dequant scale " +
-                                    std::to_string(scale) + " does not fit in INT32");
-    q[c] = static_cast<int32_t>(v);
-    dequantized[c] = static_cast<float>(v * scale);
-  }
+  for (size_t c = 0; c < values.size(); ++c)
+    dequantized[c] = static_cast<float>(static_cast<double>(q[c]) * deq[deq.size() == 1 ? 0 : c]);
   const std::string name = bias.name();
   remove_value_info(graph, name);
   if (form == WeightForm::kFloat) {
@@ -151,7 +113,7 @@ void quantize_bias(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeP
     return;
   }
   std::vector<int64_t> dims = {static_cast<int64_t>(q.size())};
-  if (form == WeightForm::kUint8) {
+  if (form == WeightForm::kUnsigned) {
     // Broadcast over [N, C, spatial...] of the ConvInteger result.
     const onnx::TensorProto* weight = resolve_constant(graph, node.input(1));
     dims.assign(static_cast<size_t>(weight->dims_size()), 1);
@@ -160,7 +122,7 @@ void quantize_bias(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeP
   std::string bytes(q.size() * sizeof(int32_t), '\0');
   std::memcpy(bytes.data(), q.data(), bytes.size());
   bias = integer_tensor(name, dims, onnx::TensorProto::INT32, std::move(bytes));
-  if (form == WeightForm::kUint8) return;
+  if (form == WeightForm::kUnsigned) return;
   std::vector<float> scales = deq.size() == 1 ? deq : qdq_channel_values(deq, static_cast<int64_t>(q.size()));
   user->set_input(index, add_dequantize(graph, layer.name + ".bias_dequant", name, scales, 0, onnx::TensorProto::INT32,
                                         sizeof(int32_t)));
@@ -168,9 +130,10 @@ void quantize_bias(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeP
 
 void quantize_parameters(onnx::GraphProto& graph, const QuantLayer& layer) {
   onnx::NodeProto& node = layer_node(graph, layer);
-  if (node.op_type() == "AveragePool") return;
-  WeightForm form = WeightForm::kInt8;
-  if (node.op_type() == "ConvInteger") form = WeightForm::kUint8;
+  const OpKind* kind = node_kind(node);
+  if (kind && kind->weight_input < 0) return;
+  WeightForm form = WeightForm::kSigned;
+  if (node.op_type() == "ConvInteger") form = WeightForm::kUnsigned;
   if (node.op_type() == "ConvTranspose" && layer.weight_scale.size() > 1 && get_int_attribute(node, "group", 1) > 1)
     form = WeightForm::kFloat;
   quantize_weight(graph, layer, node, form);

@@ -19,7 +19,7 @@ using QuantKey = std::tuple<std::string, uint32_t, int32_t, int>;
 QuantKey key_of(const onnx::NodeProto& quant, const QuantLayer& layer) {
   uint32_t scale_bits;
   std::memcpy(&scale_bits, &layer.data_scale, sizeof scale_bits);
-  return {quant.input(0), scale_bits, layer.data_offset, layer.act_bits};
+  return {quant.input(0), scale_bits, layer.data_offset, layer.act_format.bits()};
 }
 
 }  // namespace

@@ -27,8 +27,9 @@ void bias_to_float(onnx::TensorProto& bias) {
 void replace_bias_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
   for (const auto& layer : plan.layers) {
     remove_bias_cast(graph, layer);
-    const std::string bias_name = layer_bias_name(graph, layer_node(graph, layer));
-    onnx::TensorProto* bias = bias_name.empty() ? nullptr : find_initializer(graph, bias_name);
+    const onnx::NodeProto& node = layer_node(graph, layer);
+    const int index = layer_bias_input(node);
+    onnx::TensorProto* bias = index < 0 ? nullptr : find_initializer(graph, node.input(index));
     if (bias && bias->data_type() == onnx::TensorProto::INT32) bias_to_float(*bias);
   }
 }

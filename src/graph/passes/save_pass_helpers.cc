@@ -1,10 +1,10 @@
 // Graph helpers shared by the save passes.
-#include <cassert>
 #include <cstring>
 
 #include "amct/error.h"
 #include "amct/onnx_graph.h"
 #include "amct/save_passes.h"
+#include "amct/weight_quant.h"
 
 namespace amct {
 namespace {
@@ -29,7 +29,9 @@ std::string unique_tensor_name(const onnx::GraphProto& graph, const std::string&
 
 onnx::NodeProto& layer_node(onnx::GraphProto& graph, const QuantLayer& layer) {
   onnx::NodeProto* node = find_node(graph, layer.name);
-  assert(node && "check_record guarantees every planned layer is a node");
+  // check_record guarantees every planned layer is a node; a pass that lost
+  // one is a bug, reported rather than dereferenced.
+  if (!node) fail(ErrorCode::kRuntime, "internal error: layer '" + layer.name + "' is no longer a node of the graph");
   return *node;
 }
 
@@ -38,31 +40,11 @@ const QuantLayer* layer_of_node(const QuantPlan& plan, const std::string& node_n
   return plan.find(node_name.substr(0, node_name.size() - suffix.size()));
 }
 
-onnx::NodeProto* matmul_bias_add(onnx::GraphProto& graph, const onnx::NodeProto& matmul) {
-  const std::string& product = matmul.output(0);
-  if (is_graph_output(graph, product)) return nullptr;
-  const auto consumers = find_consumers(graph, product);
-  if (consumers.size() != 1 || consumers[0]->op_type() != "Add" || consumers[0]->input_size() != 2) return nullptr;
-  onnx::NodeProto* add = consumers[0];
-  if (add->input(0) == add->input(1)) return nullptr;
-  const onnx::TensorProto* bias = resolve_constant(graph, add->input(bias_add_input_index(*add, product)));
-  const onnx::TensorProto* weight = resolve_constant(graph, matmul.input(1));
-  if (!bias || !weight || bias->dims_size() != 1 || weight->dims_size() != 2 || bias->dims(0) != weight->dims(1))
-    return nullptr;
-  return add;
-}
-
-int bias_add_input_index(const onnx::NodeProto& add, const std::string& product) {
-  return add.input(0) == product ? 1 : 0;
-}
-
-std::string layer_bias_name(onnx::GraphProto& graph, const onnx::NodeProto& node) {
-  if (node.op_type() == "MatMul") {
-    const onnx::NodeProto* add = matmul_bias_add(graph, node);
-    return add ? add->input(bias_add_input_index(*add, node.output(0))) : "";
-  }
-  if (node.op_type() == "AveragePool" || node.input_size() < 3) return "";
-  return node.input(2);
+int layer_bias_input(const onnx::NodeProto& node) {
+  const OpKind* kind = node_kind(node);
+  if (!kind || kind->bias_input < 0 || node.input_size() <= kind->bias_input || node.input(kind->bias_input).empty())
+    return -1;
+  return kind->bias_input;
 }
 
 onnx::TensorProto& exclusive_initializer(onnx::GraphProto& graph, onnx::NodeProto& node, int index,
@@ -81,13 +63,13 @@ onnx::TensorProto& exclusive_initializer(onnx::GraphProto& graph, onnx::NodeProt
 }
 
 std::vector<float> dequant_scales(const QuantLayer& layer) {
-  std::vector<float> scales;
-  scales.reserve(layer.weight_scale.size());
-  // The product of two float32 values is exact in double, so this equals
-  // AMCT's float32 multiplication rounded once.
-  for (float w : layer.weight_scale)
-    scales.push_back(static_cast<float>(static_cast<double>(w) * static_cast<double>(layer.data_scale)));
-  return scales;
+  return amct::dequant_scales(layer.weight_scale, layer.data_scale);
+}
+
+ChannelMap layer_channel_map(const onnx::GraphProto& graph, const onnx::NodeProto& node) {
+  const onnx::TensorProto* weight = layer_weight(graph, node);
+  if (!weight) fail(ErrorCode::kRuntime, "internal error: layer '" + node.name() + "' has no constant weight");
+  return node_channel_map(node, tensor_dims(*weight));
 }
 
 uint64_t pack_dequant_param(float scale, int32_t weight_offset) {

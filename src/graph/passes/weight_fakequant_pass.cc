@@ -1,4 +1,4 @@
-// WeightFakequant (spec 7.4): INT8 weights become FLOAT tensors holding the
+// WeightFakequant (docs/amct-reference.md#fake-quant-model): INT8 weights become FLOAT tensors holding the
 // same integers (w_int - offset_w, and offset_w is always 0), so the layer
 // computes in the integer domain; the scale is applied by the dequant Mul.
 #include <vector>
@@ -20,8 +20,8 @@ void integers_to_float(onnx::TensorProto& weight) {
 
 void weight_fakequant_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
   for (const auto& layer : plan.layers) {
-    if (layer.op_type == "AveragePool") continue;
-    onnx::TensorProto* weight = find_initializer(graph, layer_node(graph, layer).input(1));
+    if (layer.kind->weight_input < 0) continue;
+    onnx::TensorProto* weight = find_initializer(graph, layer_node(graph, layer).input(layer.kind->weight_input));
     if (weight && weight->data_type() == onnx::TensorProto::INT8) integers_to_float(*weight);
   }
 }

@@ -6,6 +6,7 @@
 
 #include "amct/error.h"
 #include "amct/record_check.h"
+#include "amct/layer_graph.h"
 #include "save_test_support.h"
 
 namespace amct::test {
@@ -68,7 +69,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadRecord{"ZeroScaleD", record_entry("fc", "    scale_d: 0\n    offset_d: 0\n    scale_w: 0.5\n    offset_w: 0\n"),
                   {"'fc'", "scale_d"}},
         BadRecord{"TinyScaleD", record_entry("fc", "    scale_d: 1e-45\n    offset_d: 0\n    scale_w: 0.5\n    offset_w: 0\n"),
-                  {"'fc'", "scale_d", "reciprocal"}},
+                  {"'fc'", "scale_d", "normal float32"}},
+        BadRecord{"SubnormalScaleW", record_entry("fc", "    scale_d: 0.1\n    offset_d: 0\n    scale_w: 1e-45\n    offset_w: 0\n"),
+                  {"'fc'", "scale_w", "normal float32"}},
         BadRecord{"OffsetOutOfRange", record_entry("conv1", "    scale_d: 0.1\n    offset_d: 128\n    scale_w: 0.01\n    offset_w: 0\n"),
                   {"'conv1'", "offset_d", "[-128, 127]"}},
         BadRecord{"Int16OffsetOutOfRange",
@@ -140,14 +143,14 @@ TEST(RecordCheck, ParsesFactorsBitsAndDataType) {
   EXPECT_EQ(conv.op_type, "Conv");
   EXPECT_EQ(conv.data_scale, 0.1f);
   EXPECT_EQ(conv.data_offset, 3);
-  EXPECT_EQ(conv.act_bits, 16);
-  EXPECT_EQ(conv.weight_bits, 7);
+  EXPECT_EQ(conv.act_format.bits(), 16);
+  EXPECT_EQ(conv.weight_format.bits(), 7);
   EXPECT_EQ(conv.weight_scale, (std::vector<float>{0.01f, 0.02f}));
   EXPECT_TRUE(conv.float16);
   EXPECT_EQ(conv.weight_dims, (std::vector<int64_t>{2, 2, 1, 1}));
   const QuantLayer* pool = plan.find("pool");
   ASSERT_NE(pool, nullptr);
-  EXPECT_EQ(pool->act_bits, 8);
+  EXPECT_EQ(pool->act_format.bits(), 8);
   EXPECT_FALSE(pool->float16);
   EXPECT_TRUE(pool->weight_dims.empty());
   EXPECT_EQ(plan.find("fc"), nullptr);
@@ -159,7 +162,7 @@ TEST(RecordCheck, DstTypeOverridesBothBitWidths) {
                            "    act_type: \"INT8\"\n"),
       "r.txt");
   const QuantPlan plan = check_record(record, checked_model().graph(), "r.txt", "m.onnx");
-  EXPECT_EQ(plan.layers.at(0).act_bits, 4);
+  EXPECT_EQ(plan.layers.at(0).act_format.bits(), 4);
 }
 
 TEST(RecordCheck, NodeBasedLimits) {
@@ -175,8 +178,8 @@ TEST(RecordCheck, NodeBasedLimits) {
   b.layer("LSTM", "rnn", {"x"}, "rnn_out");
   const auto& g = b.graph();
   EXPECT_NE(unquantizable_reason(g, *find_node(g, "g")).find("transA"), std::string::npos);
-  EXPECT_NE(unquantizable_reason(g, *find_node(g, "m")).find("constant 2-D"), std::string::npos);
-  EXPECT_NE(unquantizable_reason(g, *find_node(g, "k")).find("rank 2"), std::string::npos);
+  EXPECT_NE(unquantizable_reason(g, *find_node(g, "m")).find("is not a constant"), std::string::npos);
+  EXPECT_NE(unquantizable_reason(g, *find_node(g, "k")).find("rank 2; expected 3 to 5"), std::string::npos);
   EXPECT_NE(unquantizable_reason(g, *find_node(g, "gap")).find("GlobalAveragePool"), std::string::npos);
   EXPECT_NE(unquantizable_reason(g, *find_node(g, "rnn")).find("not supported yet"), std::string::npos);
 }
