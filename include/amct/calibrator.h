@@ -1,6 +1,9 @@
-// The activation side of calibration (spec 2.4): one streaming collector per
-// quant layer; when every layer has seen batch_num batches the scales are
-// computed and the record file is rewritten with scale_d/offset_d/act_type.
+// The activation side of calibration (docs/amct-reference.md#calibration-model):
+// one streaming collector per calibrated tensor, keyed by (layer, role). When
+// every tensor has seen batch_num batches the scales are computed and written:
+// a layer's input as scale_d/offset_d/act_type and its recurrent state as
+// scale_h/offset_h in the record, other roles (layer outputs) in the tensor
+// ranges sidecar beside it.
 #pragma once
 
 #include <cstdint>
@@ -13,17 +16,30 @@
 #include "amct/calib/activation_collector.h"
 #include "amct/config.h"
 #include "amct/record.h"
+#include "amct/tensor_ranges.h"
 
 namespace amct {
 
+struct CalibrationTarget {
+  std::string layer;
+  TensorRole role = TensorRole::kInput;
+};
+
 class Calibrator {
  public:
-  // `layers` in record order; `record` holds the weight factors already written.
+  // `targets` in record order; `record` holds the weight factors already
+  // written. Each target is calibrated with its layer's activation config.
+  Calibrator(std::string record_file, ScaleOffsetRecord record, const QuantConfig& config,
+             std::vector<CalibrationTarget> targets);
+  // Every layer's input, the targets of AMCT's calibration.
   Calibrator(std::string record_file, ScaleOffsetRecord record, const QuantConfig& config,
              const std::vector<std::string>& layers);
 
   size_t layer_count() const { return layers_.size(); }
-  const std::string& layer_name(size_t index) const { return layers_.at(index).name; }
+  const std::string& layer_name(size_t index) const { return layers_.at(index).target.layer; }
+  TensorRole role(size_t index) const { return layers_.at(index).target.role; }
+  // The index of (layer, role); throws kInvalidArgument if it is not a target.
+  size_t index_of(const std::string& layer, TensorRole role) const;
   int64_t batch_num() const { return batch_num_; }
   int64_t batches_seen(size_t index) const;
   bool finished() const;
@@ -38,7 +54,7 @@ class Calibrator {
 
  private:
   struct Layer {
-    std::string name;
+    CalibrationTarget target;
     ActivationQuantParams params;
     std::unique_ptr<ActivationCollector> collector;
     int64_t seen = 0;

@@ -12,6 +12,8 @@ The public API mirrors AMCT's::
 
 from amct_pytorch.api import create_quant_config, quantize_model, save_model
 from amct_pytorch.compare import compare
+from amct_pytorch.errors import AmctFileNotFoundError, AmctOSError, AmctTypeError, AmctValueError
 
-__all__ = ["create_quant_config", "quantize_model", "save_model", "compare"]
+__all__ = ["create_quant_config", "quantize_model", "save_model", "compare", "AmctValueError", "AmctTypeError",
+           "AmctFileNotFoundError", "AmctOSError"]
 __version__ = "0.1.0"

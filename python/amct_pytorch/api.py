@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from amct_pytorch.errors import AmctTypeError, AmctValueError
+
 from amct_pytorch import _amct
 from amct_pytorch.calibration import build_calibration_model
 from amct_pytorch.export import describe_modules, export_onnx
@@ -16,7 +18,7 @@ def _check_type(func, name, value, expected, allow_none=False):
         return
     if not isinstance(value, expected):
         names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
-        raise TypeError(f"{func}(): argument {name} must be {names}, got {type(value).__name__}")
+        raise AmctTypeError(f"{func}(): argument {name} must be {names}, got {type(value).__name__}")
 
 
 def _copy_model(model):
@@ -40,9 +42,9 @@ def create_quant_config(config_file, model, input_data, skip_layers=None, batch_
     _check_type(func, "activation_offset", activation_offset, bool)
     _check_type(func, "config_defination", config_defination, str, allow_none=True)
     if skip_layers is not None and not all(isinstance(s, str) for s in skip_layers):
-        raise TypeError(f"{func}(): skip_layers must be a list of module names (str)")
+        raise AmctTypeError(f"{func}(): skip_layers must be a list of module names (str)")
     if batch_num <= 0:
-        raise ValueError(f"{func}(): batch_num must be greater than zero, got {batch_num}")
+        raise AmctValueError(f"{func}(): batch_num must be greater than zero, got {batch_num}")
     work = _copy_model(model)
     onnx_bytes = export_onnx(work, input_data)
     _amct.create_quant_config(os.fspath(config_file), onnx_bytes, describe_modules(work), list(skip_layers or []),
@@ -80,6 +82,6 @@ def save_model(modfied_onnx_file, record_file, save_path, outputs=_SAVE_OUTPUTS)
         outputs = (outputs,)
     unknown = [o for o in outputs if o not in _SAVE_OUTPUTS]
     if unknown:
-        raise ValueError(f"{func}: unknown output {unknown[0]!r}; expected a subset of {_SAVE_OUTPUTS}")
+        raise AmctValueError(f"{func}: unknown output {unknown[0]!r}; expected a subset of {_SAVE_OUTPUTS}")
     return _amct.save_model(modfied_onnx_file, record_file, save_path, deploy="deploy" in outputs,
                             fake_quant="fake_quant" in outputs, qdq="qdq" in outputs)

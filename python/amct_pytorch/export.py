@@ -15,6 +15,8 @@ import warnings
 
 import torch
 
+from amct_pytorch.errors import AmctTypeError, AmctValueError
+
 
 def as_input_tuple(input_data):
     """AMCT takes a tensor (treated as a 1-tuple) or a tuple of inputs."""
@@ -22,7 +24,7 @@ def as_input_tuple(input_data):
         return (input_data,)
     if isinstance(input_data, tuple):
         return input_data
-    raise TypeError(
+    raise AmctTypeError(
         f"input_data must be a torch.Tensor or a tuple of inputs, got {type(input_data).__name__}")
 
 
@@ -32,27 +34,27 @@ def check_export_settings(input_names, output_names, dynamic_axes):
         if names is None:
             continue
         if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-            raise TypeError(f"{arg_name} must be a list of strings, got {names!r}")
+            raise AmctTypeError(f"{arg_name} must be a list of strings, got {names!r}")
     if dynamic_axes is None:
         return
     if not isinstance(dynamic_axes, dict):
-        raise TypeError(f"dynamic_axes must be a dict, got {type(dynamic_axes).__name__}")
+        raise AmctTypeError(f"dynamic_axes must be a dict, got {type(dynamic_axes).__name__}")
     for key, axes in dynamic_axes.items():
         if not isinstance(key, str):
-            raise TypeError(f"dynamic_axes keys must be tensor names (str), got {key!r}")
+            raise AmctTypeError(f"dynamic_axes keys must be tensor names (str), got {key!r}")
         if isinstance(axes, dict):
             indices = list(axes.keys())
             if not all(isinstance(v, str) for v in axes.values()):
-                raise TypeError(f"dynamic_axes['{key}'] must map axis indices to names (str), got {axes!r}")
+                raise AmctTypeError(f"dynamic_axes['{key}'] must map axis indices to names (str), got {axes!r}")
         elif isinstance(axes, (list, tuple)):
             indices = list(axes)
         else:
-            raise TypeError(f"dynamic_axes['{key}'] must be a dict {{axis: name}} or a list of axes, got {axes!r}")
+            raise AmctTypeError(f"dynamic_axes['{key}'] must be a dict {{axis: name}} or a list of axes, got {axes!r}")
         for axis in indices:
             if not isinstance(axis, int) or isinstance(axis, bool):
-                raise TypeError(f"dynamic_axes['{key}']: axis {axis!r} must be an int")
+                raise AmctTypeError(f"dynamic_axes['{key}']: axis {axis!r} must be an int")
             if axis < 0:
-                raise ValueError(f"dynamic_axes['{key}']: axis {axis} cannot be negative")
+                raise AmctValueError(f"dynamic_axes['{key}']: axis {axis} cannot be negative")
 
 
 def export_onnx(model, input_data, input_names=None, output_names=None, dynamic_axes=None):

@@ -28,16 +28,38 @@ FloatArray to_numpy(std::vector<float> values, const std::vector<int64_t>& shape
   return FloatArray(owned->data(), dims.size(), dims.data(), owner);
 }
 
+// AMCT raises RuntimeError for most bad input (record strings, export
+// settings, input types), so code written for AMCT catches RuntimeError. Our
+// errors keep their precise meaning (ValueError, TypeError, ...) and also
+// derive from RuntimeError, so both kinds of except clause catch them.
+struct ErrorClasses {
+  PyObject* value = nullptr;
+  PyObject* type = nullptr;
+  PyObject* not_found = nullptr;
+  PyObject* io = nullptr;
+};
+ErrorClasses error_classes;
+
+PyObject* add_error_class(nb::module_& m, const char* name, PyObject* meaning, PyObject* also, const char* doc) {
+  PyObject* bases = PyTuple_Pack(2, meaning, also);
+  const std::string qualified = std::string("amct_pytorch.") + name;
+  PyObject* cls = PyErr_NewExceptionWithDoc(qualified.c_str(), doc, bases, nullptr);
+  Py_DECREF(bases);
+  if (!cls) throw nb::python_error();
+  m.attr(name) = nb::handle(cls);
+  return cls;
+}
+
 void translate_error(const std::exception_ptr& error, void*) {
   try {
     std::rethrow_exception(error);
   } catch (const amct::Error& e) {
     PyObject* type = PyExc_RuntimeError;
     switch (e.code()) {
-      case amct::ErrorCode::kInvalidArgument: type = PyExc_ValueError; break;
-      case amct::ErrorCode::kTypeError: type = PyExc_TypeError; break;
-      case amct::ErrorCode::kNotFound: type = PyExc_FileNotFoundError; break;
-      case amct::ErrorCode::kIoError: type = PyExc_OSError; break;
+      case amct::ErrorCode::kInvalidArgument: type = error_classes.value; break;
+      case amct::ErrorCode::kTypeError: type = error_classes.type; break;
+      case amct::ErrorCode::kNotFound: type = error_classes.not_found; break;
+      case amct::ErrorCode::kIoError: type = error_classes.io; break;
       case amct::ErrorCode::kRuntime: type = PyExc_RuntimeError; break;
     }
     PyErr_SetString(type, e.what());
@@ -77,6 +99,14 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
 
 NB_MODULE(_amct, m) {
   m.doc() = "C++ core of amct_pytorch";
+  error_classes.value = add_error_class(m, "AmctValueError", PyExc_ValueError, PyExc_RuntimeError,
+                                       "A bad value (file content, argument); also a RuntimeError, as AMCT raises.");
+  error_classes.type = add_error_class(m, "AmctTypeError", PyExc_TypeError, PyExc_RuntimeError,
+                                      "An argument of the wrong type; also a RuntimeError, as AMCT raises.");
+  error_classes.not_found = add_error_class(m, "AmctFileNotFoundError", PyExc_FileNotFoundError, PyExc_ValueError,
+                                           "A missing input file; also a ValueError, as AMCT raises.");
+  error_classes.io = add_error_class(m, "AmctOSError", PyExc_OSError, PyExc_RuntimeError,
+                                    "A file that cannot be read or written; also a RuntimeError.");
   nb::register_exception_translator(translate_error);
 
   m.def(

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "amct/error.h"
+#include "amct/quant_format.h"
 
 namespace amct {
 
@@ -15,21 +16,44 @@ float round_to_fp16_precision(float value) {
   return root * root;
 }
 
+namespace {
+
+std::vector<CalibrationTarget> input_targets(const std::vector<std::string>& layers) {
+  std::vector<CalibrationTarget> targets;
+  for (const auto& name : layers) targets.push_back({name, TensorRole::kInput});
+  return targets;
+}
+
+}  // namespace
+
 Calibrator::Calibrator(std::string record_file, ScaleOffsetRecord record, const QuantConfig& config,
-                       const std::vector<std::string>& layers)
+                       std::vector<CalibrationTarget> targets)
     : record_file_(std::move(record_file)),
       record_(std::move(record)),
       batch_num_(config.batch_num),
       force_fp16_(config.fakequant_precision_mode == "FORCE_FP16_QUANT") {
-  for (const auto& name : layers) {
-    const LayerQuantConfig* layer = config.find_layer(name);
-    if (!layer) fail(ErrorCode::kRuntime, "layer '" + name + "' has no entry in the quantization config");
+  for (auto& target : targets) {
+    const LayerQuantConfig* layer = config.find_layer(target.layer);
+    if (!layer) fail(ErrorCode::kRuntime, "layer '" + target.layer + "' has no entry in the quantization config");
+    for (const Layer& existing : layers_)
+      if (existing.target.layer == target.layer && existing.target.role == target.role)
+        invalid("layer '" + target.layer + "': its " + tensor_role_name(target.role) + " is listed twice");
     Layer state;
-    state.name = name;
+    state.target = std::move(target);
     state.params = layer->activation;
     state.collector = make_activation_collector(layer->activation, batch_num_);
     layers_.push_back(std::move(state));
   }
+}
+
+Calibrator::Calibrator(std::string record_file, ScaleOffsetRecord record, const QuantConfig& config,
+                       const std::vector<std::string>& layers)
+    : Calibrator(std::move(record_file), std::move(record), config, input_targets(layers)) {}
+
+size_t Calibrator::index_of(const std::string& layer, TensorRole role) const {
+  for (size_t i = 0; i < layers_.size(); ++i)
+    if (layers_[i].target.layer == layer && layers_[i].target.role == role) return i;
+  invalid("layer '" + layer + "': its " + tensor_role_name(role) + " is not calibrated");
 }
 
 int64_t Calibrator::batches_seen(size_t index) const {
@@ -57,7 +81,8 @@ bool Calibrator::observe(size_t index, std::span<const float> activation) {
   try {
     layer.collector->observe(activation);
   } catch (const Error& e) {
-    fail(e.code(), "layer '" + layer.name + "', calibration batch " + std::to_string(layer.seen + 1) + ": " + e.what());
+    fail(e.code(), "layer '" + layer.target.layer + "' (" + tensor_role_name(layer.target.role) +
+                       "), calibration batch " + std::to_string(layer.seen + 1) + ": " + e.what());
   }
   if (++layer.seen < batch_num_) return false;
   layer.result = layer.collector->finalize();
@@ -68,13 +93,29 @@ bool Calibrator::observe(size_t index, std::span<const float> activation) {
 }
 
 void Calibrator::write_record() {
+  std::vector<TensorRange> extra_ranges;
   for (const auto& layer : layers_) {
-    SingleLayerRecord* entry = find_record(record_, layer.name);
-    if (!entry) fail(ErrorCode::kRuntime, "record file '" + record_file_ + "' lost the entry of layer '" + layer.name + "'");
-    entry->set_scale_d(force_fp16_ ? round_to_fp16_precision(layer.result.scale) : layer.result.scale);
+    const float scale = force_fp16_ ? round_to_fp16_precision(layer.result.scale) : layer.result.scale;
+    if (layer.target.role == TensorRole::kOutput) {
+      extra_ranges.push_back({layer.target.layer, layer.target.role, scale, layer.result.offset, layer.params.num_bits});
+      continue;
+    }
+    SingleLayerRecord* entry = find_record(record_, layer.target.layer);
+    if (!entry)
+      fail(ErrorCode::kRuntime,
+           "record file '" + record_file_ + "' lost the entry of layer '" + layer.target.layer + "'");
+    if (layer.target.role == TensorRole::kRecurrent) {
+      entry->set_scale_h(scale);
+      entry->set_offset_h(layer.result.offset);
+      continue;
+    }
+    entry->set_scale_d(scale);
     entry->set_offset_d(layer.result.offset);
-    entry->set_act_type("INT" + std::to_string(layer.params.num_bits));
+    entry->set_act_type(QuantFormat::signed_bits(layer.params.num_bits).name());
   }
+  // The sidecar first: a record with activation factors means calibration
+  // is complete, so it must not exist without its sidecar.
+  if (!extra_ranges.empty()) write_tensor_ranges(tensor_ranges_path(record_file_), extra_ranges);
   write_record_file(record_file_, record_);
   written_ = true;
 }

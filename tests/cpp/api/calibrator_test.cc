@@ -6,6 +6,7 @@
 #include "amct/calib/ifmr.h"
 #include "amct/calibrator.h"
 #include "amct/error.h"
+#include "amct/file_io.h"
 #include "amct/record.h"
 
 namespace amct {
@@ -39,7 +40,7 @@ TEST(Calibrator, WritesRecordWhenEveryLayerSawBatchNum) {
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "record.txt").string();
   std::filesystem::remove(path);
-  Calibrator calib(path, weights_record(), two_layer_config(2), {"a", "b"});
+  Calibrator calib(path, weights_record(), two_layer_config(2), std::vector<std::string>{"a", "b"});
   std::mt19937 gen(1);
   std::normal_distribution<float> normal;
   std::vector<float> batch1(5000), batch2(5000);
@@ -68,14 +69,84 @@ TEST(Calibrator, WritesRecordWhenEveryLayerSawBatchNum) {
 }
 
 TEST(Calibrator, NonFiniteActivationNamesLayerAndBatch) {
-  Calibrator calib("/nonexistent/r.txt", weights_record(), two_layer_config(1), {"a", "b"});
+  Calibrator calib("/nonexistent/r.txt", weights_record(), two_layer_config(1), std::vector<std::string>{"a", "b"});
   std::vector<float> bad = {1.0f, std::nanf("")};
   try {
     calib.observe(1, bad);
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("layer 'b', calibration batch 1"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("layer 'b' (input), calibration batch 1"), std::string::npos);
   }
+}
+
+// Each (layer, role) has its own collector: the input goes to scale_d, the
+// recurrent state to scale_h and the output to the ranges sidecar, and the
+// record file itself keeps AMCT's fields only.
+TEST(Calibrator, RolesGoToTheirRecordFieldsAndTheSidecar) {
+  const auto dir = std::filesystem::temp_directory_path() / "amct_calibrator_roles";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "record.txt").string();
+  Calibrator calib(path, weights_record(), two_layer_config(1),
+                   std::vector<CalibrationTarget>{{"a", TensorRole::kInput},
+                                                  {"a", TensorRole::kRecurrent},
+                                                  {"a", TensorRole::kOutput},
+                                                  {"b", TensorRole::kInput}});
+  EXPECT_EQ(calib.index_of("a", TensorRole::kOutput), 2u);
+  EXPECT_THROW(calib.index_of("b", TensorRole::kOutput), Error);
+  const std::vector<float> input = {-1.0f, 0.5f, 1.0f}, state = {-4.0f, 4.0f}, output = {0.0f, 2.0f};
+  EXPECT_FALSE(calib.observe(0, input));
+  EXPECT_FALSE(calib.observe(1, state));
+  EXPECT_FALSE(calib.observe(2, output));
+  EXPECT_TRUE(calib.observe(3, input));
+
+  const auto record = read_record_file(path);
+  const auto* a = find_record(record, "a");
+  ActivationQuantParams params;
+  EXPECT_EQ(a->scale_d(), ifmr_exact(input, params).scale);
+  EXPECT_EQ(a->scale_h(), ifmr_exact(state, params).scale);
+  EXPECT_EQ(a->offset_h(), ifmr_exact(state, params).offset);
+  const std::vector<TensorRange> ranges = read_tensor_ranges(tensor_ranges_path(path));
+  ASSERT_EQ(ranges.size(), 1u);
+  EXPECT_EQ(ranges[0].layer, "a");
+  EXPECT_EQ(ranges[0].role, TensorRole::kOutput);
+  EXPECT_EQ(ranges[0].scale, ifmr_exact(output, params).scale);
+  EXPECT_EQ(ranges[0].offset, ifmr_exact(output, params).offset);
+  EXPECT_EQ(ranges[0].bits, 8);
+  EXPECT_EQ(record_to_text(record).find("ranges"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Calibrator, DuplicateTargetsAreRefused) {
+  EXPECT_THROW(Calibrator("r.txt", weights_record(), two_layer_config(1),
+                          std::vector<CalibrationTarget>{{"a", TensorRole::kInput}, {"a", TensorRole::kInput}}),
+               Error);
+}
+
+TEST(TensorRanges, BadFilesNameTheEntryAndField) {
+  const auto dir = std::filesystem::temp_directory_path() / "amct_ranges_bad";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "r.ranges.json").string();
+  const auto expect_error = [&](const std::string& text, const std::string& needle) {
+    write_file_atomic(path, text, "test");
+    try {
+      read_tensor_ranges(path);
+      ADD_FAILURE() << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error("[", "not a JSON object");
+  expect_error(R"({"version": 2, "ranges": []})", "\"version\" must be 1");
+  expect_error(R"({"version": 1, "ranges": [{"layer": "a"}]})", "entry 0");
+  expect_error(R"({"version": 1, "ranges": [{"layer": "a", "role": "x", "scale": 1, "offset": 0, "bits": 8}]})",
+               "role is \"x\"");
+  expect_error(R"({"version": 1, "ranges": [{"layer": "a", "role": "output", "scale": 1e-45, "offset": 0, "bits": 8}]})",
+               "positive normal float32");
+  expect_error(R"({"version": 1, "ranges": [{"layer": "a", "role": "output", "scale": 1, "offset": 300, "bits": 8}]})",
+               "[-128, 127]");
+  expect_error(std::string(100, '[') + std::string(100, ']'), "nested deeper");
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Calibrator, Fp16PrecisionRounding) {

@@ -1,0 +1,37 @@
+// Calibrated ranges of tensors that AMCT's record has no field for (layer
+// outputs, for integer kernels beyond AMCT's layers). They travel in a
+// sidecar file beside the record, "<record_file>.ranges.json", so the record
+// stays exactly what AMCT reads and writes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace amct {
+
+// What a calibrated tensor is to its layer.
+enum class TensorRole {
+  kInput,      // the layer's input: scale_d / offset_d in the record
+  kRecurrent,  // LSTM/GRU hidden state: scale_h / offset_h in the record
+  kOutput,     // the layer's output: the sidecar
+};
+
+const char* tensor_role_name(TensorRole role);
+
+struct TensorRange {
+  std::string layer;
+  TensorRole role = TensorRole::kOutput;
+  float scale = 1.0f;
+  int32_t offset = 0;
+  int bits = 8;
+};
+
+std::string tensor_ranges_path(const std::string& record_file);
+
+// Writes atomically; JSON {"version": 1, "ranges": [{"layer", "role", "scale", "offset", "bits"}]}.
+void write_tensor_ranges(const std::string& path, const std::vector<TensorRange>& ranges);
+// Errors name the file and the entry; a missing file is kNotFound.
+std::vector<TensorRange> read_tensor_ranges(const std::string& path);
+
+}  // namespace amct
