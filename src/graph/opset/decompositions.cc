@@ -156,8 +156,8 @@ void decompose_less_or_equal(Rewrite& r) {
 void cast_like_to_cast(Rewrite& r) {
   const int32_t to = r.ctx.elem_type(r.input(1));
   if (to == 0)
-    r.needs_step("the element type of target_type '" + r.input(1) +
-                 "' is unknown (no initializer, Constant, value_info or graph input gives it)");
+    r.needs_step("target_type '" + r.input(1) + "' of unknown element type (no initializer, Constant, " +
+                 "value_info or graph input gives it)");
   r.become("Cast", {r.input(0)}, {r.node.output(0)});
   set_int_attribute(r.node, "to", to);
 }

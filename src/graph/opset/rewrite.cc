@@ -132,8 +132,41 @@ std::optional<Context::TypeInfo> Context::type_info(const std::string& tensor) c
 }
 
 int32_t Context::elem_type(const std::string& tensor) const {
-  const auto info = type_info(tensor);
-  return info ? info->elem_type : 0;
+  // The exporter leaves out value_info for tensors inside its decompositions,
+  // so the type is also followed back through ops whose result has the type
+  // of an input.
+  static const std::unordered_set<std::string> same_as_first{
+      "Abs", "Add", "AveragePool", "BatchNormalization", "Ceil", "Clip", "Concat", "Conv", "ConvTranspose", "Div",
+      "Elu", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm",
+      "GlobalAveragePool", "GlobalMaxPool", "HardSigmoid", "HardSwish", "Identity", "LayerNormalization",
+      "LeakyRelu", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg", "Pad", "Pow", "PRelu",
+      "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Resize",
+      "Round", "SequenceAt", "Sigmoid", "Slice", "Softmax", "Softplus", "Split", "SplitToSequence", "Sqrt",
+      "Squeeze", "Sub", "Tanh", "Tile", "Transpose", "Unsqueeze"};
+  static const std::unordered_set<std::string> boolean{"And",  "Equal", "Greater", "GreaterOrEqual", "IsInf",
+                                                       "IsNaN", "Less", "LessOrEqual", "Not", "Or", "Xor"};
+  std::string name = tensor;
+  for (int hops = 0; hops < 1024; ++hops) {
+    if (const auto info = type_info(name); info && info->elem_type != 0) return info->elem_type;
+    const onnx::NodeProto* node = producer(name);
+    if (!node || !(node->domain().empty() || node->domain() == "ai.onnx") || node->input_size() == 0) return 0;
+    const std::string& op = node->op_type();
+    if (op == "Cast") return static_cast<int32_t>(get_int_attribute(*node, "to", 0));
+    if (op == "Shape" || op == "Size") return onnx::TensorProto::INT64;
+    if (boolean.count(op)) return onnx::TensorProto::BOOL;
+    if (op == "CastLike" && node->input_size() > 1) {
+      name = node->input(1);
+    } else if (op == "Where" && node->input_size() > 1) {
+      name = node->input(1);
+    } else if (same_as_first.count(op) && name == node->output(0)) {
+      name = node->input(0);
+    } else if ((op == "Split" || op == "SplitToSequence") && !node->input(0).empty()) {
+      name = node->input(0);
+    } else {
+      return 0;
+    }
+  }
+  return 0;
 }
 
 int64_t Context::rank(const std::string& tensor) const {
