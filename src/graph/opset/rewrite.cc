@@ -104,9 +104,30 @@ std::optional<onnx::TensorProto> Context::constant(const std::string& tensor) co
 }
 
 std::optional<std::vector<int64_t>> Context::constant_ints(const std::string& tensor) const {
-  const auto t = constant(tensor);
-  if (!t) return std::nullopt;
-  return tensor_ints(*t);
+  // The exporter builds axes and shapes as Reshape/Unsqueeze of constants, or
+  // a Concat of such parts; these keep the values, only the shape differs.
+  const auto resolve = [this](std::string name) -> std::optional<std::vector<int64_t>> {
+    for (int hops = 0; hops < 64; ++hops) {
+      if (const auto t = constant(name)) return tensor_ints(*t);
+      const onnx::NodeProto* node = producer(name);
+      if (!node || node->input_size() == 0) return std::nullopt;
+      const std::string& op = node->op_type();
+      if (op != "Reshape" && op != "Squeeze" && op != "Unsqueeze" && op != "Flatten") return std::nullopt;
+      name = node->input(0);
+    }
+    return std::nullopt;
+  };
+  if (auto values = resolve(tensor)) return values;
+  const onnx::NodeProto* node = producer(tensor);
+  // Along axis 0 a Concat appends the parts' values in order, whatever their rank.
+  if (!node || node->op_type() != "Concat" || get_int_attribute(*node, "axis", -1) != 0) return std::nullopt;
+  std::vector<int64_t> joined;
+  for (const auto& part : node->input()) {
+    const auto values = resolve(part);
+    if (!values) return std::nullopt;
+    joined.insert(joined.end(), values->begin(), values->end());
+  }
+  return joined;
 }
 
 std::optional<Context::TypeInfo> Context::type_info(const std::string& tensor) const {
