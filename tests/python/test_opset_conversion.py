@@ -94,6 +94,26 @@ class ConvLSTM(nn.Module):
         return torch.log_softmax(self.fc(out), dim=1)
 
 
+class Misc(nn.Module):
+    """Pad, InstanceNorm, Mish, >= and <=, where/clamp, cumsum, argmax, a
+    softmax over channels and a resize to a fixed size with align_corners."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.norm = nn.InstanceNorm2d(4, affine=True)
+        self.mish = nn.Mish()
+
+    def forward(self, x):
+        y = self.mish(self.norm(F.pad(self.conv(x), (1, 2, 0, 1))))
+        keep = (y >= 0.1) & (y <= 1.0)
+        y = torch.where(keep, y, torch.clamp(y, -0.5, 0.5))
+        y = y + torch.cumsum(y, dim=3) * 0.01
+        index = torch.argmax(y, dim=1, keepdim=True).float()
+        y = torch.cat([y, index], 1).softmax(dim=1)
+        return F.interpolate(y, size=(7, 9), mode="bilinear", align_corners=True)
+
+
 class Triangle(nn.Module):
     def __init__(self):
         super().__init__()
@@ -108,13 +128,15 @@ MODELS = {
     "cnn": (CNN, (2, 3, 8, 8)),
     "block": (Block, (2, 5, 16)),
     "conv_lstm": (ConvLSTM, (2, 4, 7)),
+    "misc": (Misc, (2, 3, 8, 8)),
 }
 
 
-def export(model, shape):
+def export(model, shape, dynamic_shapes=None):
     torch.manual_seed(0)
     args = (torch.randn(*shape),)
-    return torch.onnx.export(model.eval(), args, dynamo=True, optimize=False).model_proto
+    return torch.onnx.export(model.eval(), args, dynamo=True, optimize=False,
+                             dynamic_shapes=dynamic_shapes).model_proto
 
 
 def convert(model, target):
@@ -182,6 +204,15 @@ def test_down_conversion_removes_new_ops(exported):
         assert {"ReduceMean", "Erf", "Tanh"} <= ops11
     if name == "cnn":
         assert "HardSigmoid" in ops11
+
+
+def test_dynamic_batch_converts_to_11():
+    # With a dynamic batch the reshapes of attention read run-time dimensions.
+    model = export(Block(), (3, 5, 16), dynamic_shapes=({0: torch.export.Dim("batch", min=2, max=64)},))
+    converted = convert(model, 11)
+    onnx.checker.check_model(converted, full_check=True)
+    feed = {"x": np.random.default_rng(5).standard_normal((7, 5, 16)).astype(np.float32)}
+    assert_same_outputs(run(model, feed), run(converted, feed))
 
 
 def test_trilu_has_no_form_below_14():

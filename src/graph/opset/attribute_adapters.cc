@@ -38,7 +38,8 @@ std::string empty_float_input(Rewrite& r, const std::string& suffix) {
 // Whether no entry of the shape tensor can be a literal 0. Constants are
 // checked; entries read from Shape are run-time dimensions, which are 0 only
 // for an empty tensor, where "copy this dimension" and "0" agree on the
-// element count. Anything computed otherwise is not trusted.
+// element count, and so are their products with non-zero constants (dynamic
+// batch sizes are exported as such). Anything computed otherwise is not trusted.
 bool shape_has_no_zero(const Context& ctx, const std::string& shape) {
   std::vector<std::string> pending{shape};
   std::unordered_set<std::string> seen;
@@ -54,7 +55,7 @@ bool shape_has_no_zero(const Context& ctx, const std::string& shape) {
     if (!producer) return false;
     const std::string& op = producer->op_type();
     if (op == "Shape") continue;
-    if (op == "Concat") {
+    if (op == "Concat" || op == "Mul") {
       pending.insert(pending.end(), producer->input().begin(), producer->input().end());
     } else if (op == "Gather" || op == "Slice" || op == "Squeeze" || op == "Unsqueeze" || op == "Identity" ||
                op == "Cast" || op == "Reshape") {

@@ -157,13 +157,17 @@ int32_t Context::elem_type(const std::string& tensor) const {
   // so the type is also followed back through ops whose result has the type
   // of an input.
   static const std::unordered_set<std::string> same_as_first{
-      "Abs", "Add", "AveragePool", "BatchNormalization", "Ceil", "Clip", "Concat", "Conv", "ConvTranspose", "Div",
-      "Elu", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm",
-      "GlobalAveragePool", "GlobalMaxPool", "HardSigmoid", "HardSwish", "Identity", "LayerNormalization",
-      "LeakyRelu", "Log", "LogSoftmax", "MatMul", "Max", "MaxPool", "Min", "Mul", "Neg", "Pad", "Pow", "PRelu",
-      "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceSum", "Relu", "Reshape", "Resize",
-      "Round", "SequenceAt", "Sigmoid", "Slice", "Softmax", "Softplus", "Split", "SplitToSequence", "Sqrt",
-      "Squeeze", "Sub", "Tanh", "Tile", "Transpose", "Unsqueeze"};
+      "Abs", "Add", "AveragePool", "BatchNormalization", "Ceil", "Celu", "Clip", "Compress", "Concat", "Conv",
+      "ConvTranspose", "Cos", "CumSum", "DepthToSpace", "Div", "Dropout", "Elu", "Erf", "Exp", "Expand", "Flatten",
+      "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm", "GlobalAveragePool", "GlobalLpPool",
+      "GlobalMaxPool", "GroupNormalization", "Hardmax", "HardSigmoid", "HardSwish", "Identity",
+      "InstanceNormalization", "LayerNormalization", "LeakyRelu", "Log", "LogSoftmax", "LpNormalization", "LpPool",
+      "LRN", "MatMul", "Max", "MaxPool", "Mean", "MeanVarianceNormalization", "Min", "Mish", "Mod", "Mul", "Neg",
+      "Pad", "Pow", "PRelu", "Range", "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
+      "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape",
+      "Resize", "ReverseSequence", "Round", "ScatterElements", "ScatterND", "Selu", "SequenceAt", "Sigmoid", "Sign",
+      "Sin", "Slice", "Softmax", "Softplus", "Softsign", "SpaceToDepth", "Split", "SplitToSequence", "Sqrt",
+      "Squeeze", "Sub", "Sum", "Tanh", "ThresholdedRelu", "Tile", "TopK", "Transpose", "Trilu", "Unsqueeze"};
   static const std::unordered_set<std::string> boolean{"And",  "Equal", "Greater", "GreaterOrEqual", "IsInf",
                                                        "IsNaN", "Less", "LessOrEqual", "Not", "Or", "Xor"};
   std::string name = tensor;

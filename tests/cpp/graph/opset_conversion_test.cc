@@ -415,13 +415,21 @@ TEST(OpsetConversion, ReshapeAllowzeroDroppedWhenTheShapeHoldsNoZero) {
   add(m, "Shape", "shape", {"x"}, {"s"});
   add_ints(m, "zero_index", {0});
   add(m, "Gather", "batch", {"s", "zero_index"}, {"n"});
+  add_ints(m, "two", {2});
+  add(m, "Mul", "double_batch", {"n", "two"}, {"n2"});
   add_ints(m, "rest", {-1});
-  set_int_attribute(add(m, "Concat", "cat", {"n", "rest"}, {"dyn"}), "axis", 0);
+  set_int_attribute(add(m, "Concat", "cat", {"n2", "rest"}, {"dyn"}), "axis", 0);
   set_int_attribute(add(m, "Reshape", "dyn_shape", {"x", "dyn"}, {"y"}), "allowzero", 1);
   convert_opset(m, 13);
-  ASSERT_EQ(op_types(m), (std::vector<std::string>{"Reshape", "Shape", "Gather", "Concat", "Reshape"}));
+  ASSERT_EQ(op_types(m), (std::vector<std::string>{"Reshape", "Shape", "Gather", "Mul", "Concat", "Reshape"}));
   EXPECT_EQ(find_attribute(m.graph().node(0), "allowzero"), nullptr);
-  EXPECT_EQ(find_attribute(m.graph().node(4), "allowzero"), nullptr);
+  EXPECT_EQ(find_attribute(m.graph().node(5), "allowzero"), nullptr);
+
+  auto computed = make_model(14);
+  add(computed, "Shape", "shape", {"x"}, {"s"});
+  add(computed, "Sub", "minus", {"s", "s"}, {"zeros"});
+  set_int_attribute(add(computed, "Reshape", "r", {"x", "zeros"}, {"y"}), "allowzero", 1);
+  EXPECT_NE(conversion_error(computed, 13).find("allowzero=1"), std::string::npos);
 
   auto zero = make_model(14);
   add_ints(zero, "dims", {0, -1});
