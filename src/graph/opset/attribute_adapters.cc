@@ -189,7 +189,9 @@ void roi_align_drop_mode(Rewrite& r) {
   remove_attribute(r.node, "coordinate_transformation_mode");
 }
 
-void roi_align_set_mode(Rewrite& r) { set_string_attribute(r.node, "coordinate_transformation_mode", "output_half_pixel"); }
+void roi_align_set_mode(Rewrite& r) {
+  set_string_attribute(r.node, "coordinate_transformation_mode", "output_half_pixel");
+}
 
 void grid_sample_to_bi_modes(Rewrite& r) {
   const int64_t rank = r.ctx.rank(r.input(0));

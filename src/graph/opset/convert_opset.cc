@@ -3,6 +3,7 @@
 // the opset import and IR version.
 #include "amct/opset_conversion.h"
 
+#include <algorithm>
 #include <unordered_set>
 
 #include "amct/error.h"
@@ -105,9 +106,12 @@ void remove_detached_constants(const std::vector<onnx::GraphProto*>& graphs,
     for (const auto& o : g->output()) read.insert(o.name());
   }
   for (size_t i = 0; i < graphs.size(); ++i) {
+    std::unordered_set<std::string> graph_inputs;
+    for (const auto& vi : graphs[i]->input()) graph_inputs.insert(vi.name());
     std::vector<std::string> dead_nodes;
     for (const auto& tensor : detached[i]) {
-      if (read.count(tensor)) continue;
+      // An initializer that is also a graph input (IR 3 style) stays: the input would dangle without it.
+      if (read.count(tensor) || graph_inputs.count(tensor)) continue;
       remove_initializer(*graphs[i], tensor);
       const auto* producer = find_producer(*graphs[i], tensor);
       if (producer && producer->op_type() == "Constant") dead_nodes.push_back(producer->name());

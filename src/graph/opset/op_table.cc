@@ -47,7 +47,8 @@ std::vector<OpRule> build_rules() {
   rules.push_back({"ReduceSum", 1, {{13, reduce_axes_to_attribute, reduce_axes_to_input}}});
   rules.push_back({"Squeeze", 1, {{13, squeeze_axes_to_attribute, squeeze_axes_to_input}}});
   rules.push_back({"Unsqueeze", 1, {{13, squeeze_axes_to_attribute, squeeze_axes_to_input}}});
-  rules.push_back({"Split", 1, {{13, split_to_attribute, split_to_input}, {18, split_drop_num_outputs, split_add_num_outputs}}});
+  rules.push_back(
+      {"Split", 1, {{13, split_to_attribute, split_to_input}, {18, split_drop_num_outputs, split_add_num_outputs}}});
   for (std::string_view op : {"Softmax", "LogSoftmax", "Hardmax"})
     rules.push_back({op, 1, {{13, softmax_to_coerced, softmax_to_axis}}});
 
@@ -100,7 +101,8 @@ std::vector<OpRule> build_rules() {
 
 const OpRule* find_rule(std::string_view op) {
   static const std::vector<OpRule> rules = build_rules();
-  auto it = std::lower_bound(rules.begin(), rules.end(), op, [](const OpRule& r, std::string_view o) { return r.op < o; });
+  auto it = std::lower_bound(rules.begin(), rules.end(), op,
+                             [](const OpRule& r, std::string_view o) { return r.op < o; });
   return it != rules.end() && it->op == op ? &*it : nullptr;
 }
 
