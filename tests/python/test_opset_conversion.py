@@ -95,17 +95,19 @@ class ConvLSTM(nn.Module):
 
 
 class Misc(nn.Module):
-    """Pad, InstanceNorm, Mish, >= and <=, where/clamp, cumsum, argmax, a
-    softmax over channels and a resize to a fixed size with align_corners."""
+    """Pad, GroupNorm, InstanceNorm, Mish, >= and <=, where/clamp, cumsum,
+    argmax, a softmax over channels and a resize to a fixed size with
+    align_corners."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3)
+        self.group_norm = nn.GroupNorm(2, 4)
         self.norm = nn.InstanceNorm2d(4, affine=True)
         self.mish = nn.Mish()
 
     def forward(self, x):
-        y = self.mish(self.norm(F.pad(self.conv(x), (1, 2, 0, 1))))
+        y = self.mish(self.norm(F.pad(self.group_norm(self.conv(x)), (1, 2, 0, 1))))
         keep = (y >= 0.1) & (y <= 1.0)
         y = torch.where(keep, y, torch.clamp(y, -0.5, 0.5))
         y = y + torch.cumsum(y, dim=3) * 0.01

@@ -119,6 +119,7 @@ std::optional<std::vector<int64_t>> Context::constant_ints(const std::string& te
   };
   if (auto values = resolve(tensor)) return values;
   const onnx::NodeProto* node = producer(tensor);
+  if (node && node->op_type() == "Range" && node->input_size() == 3) return constant_range(*node);
   // Along axis 0 a Concat appends the parts' values in order, whatever their rank.
   if (!node || node->op_type() != "Concat" || get_int_attribute(*node, "axis", -1) != 0) return std::nullopt;
   std::vector<int64_t> joined;
@@ -128,6 +129,35 @@ std::optional<std::vector<int64_t>> Context::constant_ints(const std::string& te
     joined.insert(joined.end(), values->begin(), values->end());
   }
   return joined;
+}
+
+std::optional<std::vector<int64_t>> Context::constant_range(const onnx::NodeProto& range) const {
+  // torch's GroupNorm builds its Unsqueeze axes as Range(1, rank - 1): the
+  // bounds are scalar constants or one Add/Sub/Mul of them.
+  const auto scalar = [this](const std::string& name) -> std::optional<int64_t> {
+    const auto single = [this](const std::string& n) -> std::optional<int64_t> {
+      const auto t = constant(n);
+      const auto values = t ? tensor_ints(*t) : std::nullopt;
+      return values && values->size() == 1 ? std::optional<int64_t>(values->front()) : std::nullopt;
+    };
+    if (const auto value = single(name)) return value;
+    const onnx::NodeProto* node = producer(name);
+    if (!node || node->input_size() != 2) return std::nullopt;
+    const auto a = single(node->input(0));
+    const auto b = single(node->input(1));
+    if (!a || !b) return std::nullopt;
+    if (node->op_type() == "Add") return *a + *b;
+    if (node->op_type() == "Sub") return *a - *b;
+    if (node->op_type() == "Mul") return *a * *b;
+    return std::nullopt;
+  };
+  const auto start = scalar(range.input(0));
+  const auto limit = scalar(range.input(1));
+  const auto delta = scalar(range.input(2));
+  if (!start || !limit || !delta || *delta == 0) return std::nullopt;
+  std::vector<int64_t> values;
+  for (int64_t v = *start; *delta > 0 ? v < *limit : v > *limit; v += *delta) values.push_back(v);
+  return values;
 }
 
 std::optional<Context::TypeInfo> Context::type_info(const std::string& tensor) const {

@@ -58,6 +58,7 @@ class Context {
     std::vector<std::optional<int64_t>> dims;
   };
   std::optional<TypeInfo> type_info(const std::string& tensor) const;
+  std::optional<std::vector<int64_t>> constant_range(const onnx::NodeProto& range) const;
 
   onnx::GraphProto& graph_;
   UsedNames& names_;

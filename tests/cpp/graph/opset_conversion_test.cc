@@ -184,6 +184,25 @@ TEST(OpsetConversion, SqueezeAndUnsqueezeAxesBothWays) {
   }
 }
 
+TEST(OpsetConversion, AxesFromAConstantRangeBecomeAnAttribute) {
+  // torch's GroupNorm: Unsqueeze axes = Range(1, 4 - 1, 1).
+  auto m = make_model(20);
+  auto scalar = [&](const std::string& name, int64_t v) {
+    auto* t = m.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    t->add_int64_data(v);
+  };
+  scalar("one", 1);
+  scalar("four", 4);
+  add(m, "Sub", "rank_minus_one", {"four", "one"}, {"limit"});
+  add(m, "Range", "range", {"one", "limit", "one"}, {"axes"});
+  add(m, "Unsqueeze", "unsq", {"x", "axes"}, {"y"});
+  convert_opset(m, 11);
+  EXPECT_EQ(get_ints_attribute(m.graph().node(2), "axes"), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(m.graph().node(2).input_size(), 1);
+}
+
 TEST(OpsetConversion, SplitNumOutputsSpelledOutWhenUneven) {
   auto m = make_model(18, {10, 3});
   auto& s = add(m, "Split", "split", {"x"}, {"a", "b", "c", "d"});
