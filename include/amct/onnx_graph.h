@@ -59,6 +59,7 @@ std::string get_string_attribute(const onnx::NodeProto& node, const std::string&
 void set_int_attribute(onnx::NodeProto& node, const std::string& name, int64_t value);
 void set_float_attribute(onnx::NodeProto& node, const std::string& name, float value);
 void set_string_attribute(onnx::NodeProto& node, const std::string& name, const std::string& value);
+void set_ints_attribute(onnx::NodeProto& node, const std::string& name, const std::vector<int64_t>& values);
 void remove_attribute(onnx::NodeProto& node, const std::string& name);
 
 // A node name not used by any node of the graph, built from `base`.

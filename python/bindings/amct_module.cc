@@ -11,6 +11,7 @@
 #include "amct/error.h"
 #include "amct/model_prep.h"
 #include "amct/onnx_graph.h"
+#include "amct/opset_conversion.h"
 #include "amct/qdq_parity.h"
 #include "amct/quantize.h"
 #include "amct/save_model.h"
@@ -184,6 +185,20 @@ NB_MODULE(_amct, m) {
       nb::arg("model_file"), nb::arg("layers"),
       "The model with each listed layer's float result added as a graph output (serialized), and "
       "(layer, tensor) pairs for the layers found.");
+
+  m.def(
+      "convert_opset",
+      [](const nb::bytes& onnx_bytes, int64_t target) {
+        onnx::ModelProto model = amct::parse_onnx_model(bytes_to_string(onnx_bytes), "model bytes");
+        {
+          nb::gil_scoped_release release;
+          amct::convert_opset(model, target);
+        }
+        const std::string bytes = model.SerializeAsString();
+        return nb::bytes(bytes.data(), bytes.size());
+      },
+      nb::arg("onnx_bytes"), nb::arg("target"),
+      "The serialized model converted to default-domain opset `target` (11..21).");
 
   nb::class_<amct::Calibrator>(m, "Calibrator")
       .def_prop_ro("layer_count", &amct::Calibrator::layer_count)

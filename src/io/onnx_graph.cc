@@ -360,6 +360,12 @@ void set_string_attribute(onnx::NodeProto& node, const std::string& name, const 
   a->set_s(value);
 }
 
+void set_ints_attribute(onnx::NodeProto& node, const std::string& name, const std::vector<int64_t>& values) {
+  auto* a = attribute_slot(node, name);
+  a->set_type(onnx::AttributeProto::INTS);
+  for (int64_t v : values) a->add_ints(v);
+}
+
 void remove_attribute(onnx::NodeProto& node, const std::string& name) {
   auto* attrs = node.mutable_attribute();
   for (int i = 0; i < attrs->size(); ++i)
