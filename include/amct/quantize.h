@@ -50,6 +50,12 @@ struct QuantizeOptions {
   // calibrates on see float deconvolutions. true calibrates on the
   // fake-quantized weights instead, as every other layer does.
   bool fake_quantize_deconv_weights = false;
+  // The default-domain opset of the modified ONNX, and so of the deploy and
+  // fake-quant models: AMCT writes 11, and Ascend's ATC reads 11 to 15.
+  int64_t opset_version = kDefaultOpset;
+  static constexpr int64_t kDefaultOpset = 11;
+  static constexpr int64_t kMinOpset = 11;
+  static constexpr int64_t kMaxOpset = 21;
 };
 
 // Runs the whole weight side of quantize_model and writes modified_onnx_file

@@ -2,8 +2,11 @@
 // calibrated record file into AMCT's deploy and fake-quant models, and a
 // standard QDQ model for ONNX Runtime / TensorRT.
 //
-// The QDQ model (<prefix>_qdq_model.onnx) keeps the modified model's opset
-// (13 or later is required) and dynamic axes. Each quantized layer L reads
+// The deploy and fake-quant models keep the modified model's opset (11 as
+// AMCT writes it). The QDQ model (<prefix>_qdq_model.onnx) needs per-axis
+// DequantizeLinear, so it is written at the modified model's opset or 13,
+// whichever is higher, unless qdq_opset asks for another one; dynamic axes
+// are kept. Each quantized layer L reads
 // QuantizeLinear "<L>.input_quant" (scale_d; zero point offset_d + 128 as
 // UINT8, the same integers as AMCT's INT8 with offset_d) and
 // DequantizeLinear "<L>.input_dequant"; weights are INT8 initializers with
@@ -27,11 +30,20 @@ struct SaveOptions {
   bool deploy = true;      // <prefix>_deploy_model.onnx (AscendQuant/AscendDequant)
   bool fake_quant = true;  // <prefix>_fake_quant_model.onnx (standard ONNX ops)
   bool qdq = true;         // <prefix>_qdq_model.onnx (QuantizeLinear/DequantizeLinear)
+  // The QDQ model is an extra of ours: when it was not asked for explicitly
+  // (AMCT's three-argument call), a model it cannot be written for is
+  // skipped with a warning instead of failing the call.
+  bool qdq_optional = false;
+  int64_t qdq_opset = 0;   // 0: the lowest opset that holds it (13 or the model's)
 };
 
-// Paths of the files written, in the order above.
-std::vector<std::string> save_model(const std::string& modified_onnx_file, const std::string& record_file,
-                                    const std::string& save_path, const SaveOptions& options = {});
+struct SaveResult {
+  std::vector<std::string> written;   // paths, in the order of SaveOptions
+  std::vector<std::string> warnings;  // outputs skipped, and why
+};
+
+SaveResult save_model(const std::string& modified_onnx_file, const std::string& record_file,
+                      const std::string& save_path, const SaveOptions& options = {});
 
 // The output file name for `kind` ("deploy", "fake_quant" or "qdq") under AMCT's
 // naming: "<dir>/<prefix>_<kind>_model.onnx", or "<dir>/<kind>_model.onnx"

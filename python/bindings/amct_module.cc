@@ -70,9 +70,14 @@ void translate_error(const std::exception_ptr& error, void*) {
 std::string bytes_to_string(const nb::bytes& data) { return std::string(data.c_str(), data.size()); }
 
 nb::dict quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
-                        const std::string& record_file, const nb::bytes& onnx_bytes, const std::string& modules_json) {
-  amct::QuantizeResult result = amct::quantize_model(config_file, modified_onnx_file, record_file,
-                                                     bytes_to_string(onnx_bytes), amct::parse_module_list(modules_json));
+                        const std::string& record_file, const nb::bytes& onnx_bytes, const std::string& modules_json,
+                        int64_t opset_version, bool fake_quantize_deconv_weights) {
+  amct::QuantizeOptions options;
+  options.opset_version = opset_version;
+  options.fake_quantize_deconv_weights = fake_quantize_deconv_weights;
+  amct::QuantizeResult result =
+      amct::quantize_model(config_file, modified_onnx_file, record_file, bytes_to_string(onnx_bytes),
+                           amct::parse_module_list(modules_json), options);
   nb::list layers;
   std::vector<std::string> names;
   for (auto& layer : result.layers) {
@@ -129,20 +134,26 @@ NB_MODULE(_amct, m) {
       nb::arg("batch_num"), nb::arg("activation_offset"), nb::arg("simple_config_file"));
 
   m.def("quantize_model", &quantize_model, nb::arg("config_file"), nb::arg("modified_onnx_file"),
-        nb::arg("record_file"), nb::arg("onnx_bytes"), nb::arg("modules_json"));
+        nb::arg("record_file"), nb::arg("onnx_bytes"), nb::arg("modules_json"),
+        nb::arg("opset_version") = amct::QuantizeOptions::kDefaultOpset,
+        nb::arg("fake_quantize_deconv_weights") = false);
 
   m.def(
       "save_model",
       [](const std::string& modified_onnx_file, const std::string& record_file, const std::string& save_path,
-         bool deploy, bool fake_quant, bool qdq) {
+         bool deploy, bool fake_quant, bool qdq, bool qdq_optional, int64_t qdq_opset) {
         amct::SaveOptions options;
         options.deploy = deploy;
         options.fake_quant = fake_quant;
         options.qdq = qdq;
-        return amct::save_model(modified_onnx_file, record_file, save_path, options);
+        options.qdq_optional = qdq_optional;
+        options.qdq_opset = qdq_opset;
+        amct::SaveResult result = amct::save_model(modified_onnx_file, record_file, save_path, options);
+        return nb::make_tuple(result.written, result.warnings);
       },
       nb::arg("modified_onnx_file"), nb::arg("record_file"), nb::arg("save_path"), nb::arg("deploy") = true,
-      nb::arg("fake_quant") = true, nb::arg("qdq") = true);
+      nb::arg("fake_quant") = true, nb::arg("qdq") = true, nb::arg("qdq_optional") = false,
+      nb::arg("qdq_opset") = 0);
 
   m.def(
       "parity_metrics",

@@ -5,6 +5,7 @@
 #include "amct/layer_graph.h"
 #include "amct/model_prep.h"
 #include "amct/onnx_graph.h"
+#include "amct/opset_conversion.h"
 #include "amct/quantize.h"
 #include "amct/weight_layout.h"
 #include "amct/weight_quant.h"
@@ -87,6 +88,10 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
 QuantizeResult quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
                               const std::string& record_file, const std::string& onnx_bytes,
                               std::vector<ModuleInfo> modules, const QuantizeOptions& options) {
+  if (options.opset_version < QuantizeOptions::kMinOpset || options.opset_version > QuantizeOptions::kMaxOpset)
+    invalid("opset_version " + std::to_string(options.opset_version) + " is not supported; expected " +
+            std::to_string(QuantizeOptions::kMinOpset) + " to " + std::to_string(QuantizeOptions::kMaxOpset) +
+            " (Ascend's ATC reads 11 to 15)");
   check_output_file_name(modified_onnx_file, "modfied_onnx_file");
   check_output_file_name(record_file, "record_file");
   check_no_quantization_modules(modules);
@@ -123,6 +128,8 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
     set_string_attribute(*node, "op_data_type", module && module->dtype == "float16" ? "float16" : "float");
   }
 
+  // Last, so every pass above sees the exporter's op forms; names survive.
+  convert_opset(prepared.model, options.opset_version);
   save_onnx_model(prepared.model, modified_onnx_file);
   write_record_file(record_file, result.record);
   return result;

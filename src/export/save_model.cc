@@ -4,11 +4,13 @@
 #include "amct/save_model.h"
 
 #include <filesystem>
+#include <algorithm>
 #include <optional>
 
 #include "amct/error.h"
 #include "amct/file_io.h"
 #include "amct/onnx_graph.h"
+#include "amct/opset_conversion.h"
 #include "amct/record_check.h"
 #include "amct/save_passes.h"
 
@@ -51,11 +53,14 @@ const char* stage_name(SaveStage stage) {
   return "common";
 }
 
-int64_t default_opset(const onnx::ModelProto& model) {
-  for (const auto& opset : model.opset_import())
-    if (opset.domain().empty() || opset.domain() == "ai.onnx") return opset.version();
-  return 0;
-}
+constexpr int64_t kMinQdqOpset = 13;  // per-axis DequantizeLinear
+
+// The QDQ passes on a copy of the modified model, converted to the QDQ opset
+// first. With `optional`, a model the QDQ form cannot hold is reported in
+// `warnings` and nullopt returned instead of failing the whole save.
+std::optional<onnx::ModelProto> build_qdq(const onnx::ModelProto& model, const QuantPlan& plan,
+                                          const SaveOptions& options, const std::string& model_file,
+                                          std::vector<std::string>& warnings);
 
 onnx::ModelProto finish(onnx::ModelProto model, const QuantPlan& plan, SaveStage stage) {
   run_save_passes(*model.mutable_graph(), plan, stage);
@@ -81,8 +86,8 @@ std::string output_model_path(const std::string& save_path, const std::string& k
   return dir + (prefix.empty() ? "" : prefix + "_") + kind + "_model.onnx";
 }
 
-std::vector<std::string> save_model(const std::string& modified_onnx_file, const std::string& record_file,
-                                    const std::string& save_path, const SaveOptions& options) {
+SaveResult save_model(const std::string& modified_onnx_file, const std::string& record_file,
+                      const std::string& save_path, const SaveOptions& options) {
   check_input_file_name(modified_onnx_file, "modified ONNX file");
   check_input_file_name(record_file, "record file");
   if (!options.deploy && !options.fake_quant && !options.qdq) invalid("save_model: no output model selected");
@@ -92,17 +97,14 @@ std::vector<std::string> save_model(const std::string& modified_onnx_file, const
 
   onnx::ModelProto model = load_onnx_model(modified_onnx_file);
   const QuantPlan plan = read_quant_plan(record_file, model.graph(), modified_onnx_file);
-  if (options.fake_quant && default_opset(model) < 11)
+  if ((options.fake_quant || options.deploy) && default_opset(model) < 11)
     invalid("modified ONNX file '" + modified_onnx_file + "' uses opset " + std::to_string(default_opset(model)) +
-            "; the fake-quant model needs opset 11 or later (Clip with min/max inputs)");
-
-  if (options.qdq && default_opset(model) < 13)
-    invalid("modified ONNX file '" + modified_onnx_file + "' uses opset " + std::to_string(default_opset(model)) +
-            "; the QDQ model needs opset 13 or later (per-axis DequantizeLinear); leave \"qdq\" out of the outputs");
+            "; the fake-quant and deploy models need opset 11 or later (Clip with min/max inputs)");
 
   drop_initializer_inputs(*model.mutable_graph());
+  SaveResult result;
   std::optional<onnx::ModelProto> qdq;
-  if (options.qdq) qdq = finish(model, plan, SaveStage::kQdq);
+  if (options.qdq) qdq = build_qdq(model, plan, options, modified_onnx_file, result.warnings);
   run_save_passes(*model.mutable_graph(), plan, SaveStage::kCommon);
 
   std::optional<onnx::ModelProto> fake_quant;
@@ -110,7 +112,7 @@ std::vector<std::string> save_model(const std::string& modified_onnx_file, const
   std::optional<onnx::ModelProto> deploy;
   if (options.deploy) deploy = finish(std::move(model), plan, SaveStage::kDeploy);
 
-  std::vector<std::string> written;
+  std::vector<std::string>& written = result.written;
   try {
     if (deploy) {
       save_onnx_model(*deploy, deploy_path);
@@ -130,7 +132,31 @@ std::vector<std::string> save_model(const std::string& modified_onnx_file, const
     for (const auto& path : written) fs::remove(path, ignored);
     throw;
   }
-  return written;
+  return result;
 }
+
+namespace {
+
+std::optional<onnx::ModelProto> build_qdq(const onnx::ModelProto& model, const QuantPlan& plan,
+                                          const SaveOptions& options, const std::string& model_file,
+                                          std::vector<std::string>& warnings) {
+  const int64_t opset = options.qdq_opset != 0 ? options.qdq_opset : std::max(kMinQdqOpset, default_opset(model));
+  try {
+    if (opset < kMinQdqOpset)
+      invalid("the QDQ model needs opset " + std::to_string(kMinQdqOpset) + " or later (per-axis DequantizeLinear); " +
+              "qdq_opset is " + std::to_string(opset));
+    onnx::ModelProto copy = model;
+    if (opset != default_opset(copy)) convert_opset(copy, opset);
+    return finish(std::move(copy), plan, SaveStage::kQdq);
+  } catch (const Error& e) {
+    const std::string message = "modified ONNX file '" + model_file + "': the QDQ model cannot be written at opset " +
+                                std::to_string(opset) + ": " + e.what();
+    if (!options.qdq_optional) fail(e.code(), message);
+    warnings.push_back(message + "; the QDQ model was skipped (the deploy and fake-quant models are written)");
+    return std::nullopt;
+  }
+}
+
+}  // namespace
 
 }  // namespace amct

@@ -25,7 +25,9 @@ constexpr char kUsage[] =
     "  --model PATH       modified ONNX model written by quantize_model\n"
     "  --record PATH      record file after calibration\n"
     "  --save-path PATH   output directory and file-name prefix\n"
-    "  --outputs LIST     comma-separated: deploy, fake_quant, qdq (default: all)\n"
+    "  --outputs LIST     comma-separated: deploy, fake_quant, qdq (default: all; without\n"
+    "                     this option a model the QDQ form cannot hold skips it with a warning)\n"
+    "  --qdq-opset N      opset of the QDQ model (default: the model's, at least 13)\n"
     "  -h, --help         show this help\n";
 
 SaveOptions parse_outputs(const std::string& list) {
@@ -48,6 +50,23 @@ SaveOptions parse_outputs(const std::string& list) {
   return options;
 }
 
+bool is_option(const std::string& name) {
+  return name == "--model" || name == "--record" || name == "--save-path" || name == "--outputs" ||
+         name == "--qdq-opset";
+}
+
+int64_t parse_opset(const std::string& text) {
+  size_t used = 0;
+  int64_t value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size()) throw UsageError("--qdq-opset: '" + text + "' is not an integer");
+  return value;
+}
+
 // --name VALUE or --name=VALUE for the options listed in `values`.
 std::map<std::string, std::string> parse_options(std::span<const std::string> args) {
   std::map<std::string, std::string> values;
@@ -58,11 +77,11 @@ std::map<std::string, std::string> parse_options(std::span<const std::string> ar
     if (equals != std::string::npos) {
       value = name.substr(equals + 1);
       name.resize(equals);
-    } else if (name == "--model" || name == "--record" || name == "--save-path" || name == "--outputs") {
+    } else if (is_option(name)) {
       if (i + 1 == args.size()) throw UsageError(name + " needs a value");
       value = args[++i];
     }
-    if (name != "--model" && name != "--record" && name != "--save-path" && name != "--outputs")
+    if (!is_option(name))
       throw UsageError("unknown argument '" + args[i] + "'");
     if (values.count(name)) throw UsageError(name + " is given more than once");
     values[name] = value;
@@ -79,9 +98,12 @@ int run(std::span<const std::string> args) {
   const auto values = parse_options(args);
   for (const char* required : {"--model", "--record", "--save-path"})
     if (!values.count(required)) throw UsageError(std::string(required) + " is required");
-  const SaveOptions options = values.count("--outputs") ? parse_outputs(values.at("--outputs")) : SaveOptions{};
-  for (const auto& path : save_model(values.at("--model"), values.at("--record"), values.at("--save-path"), options))
-    std::printf("%s\n", path.c_str());
+  SaveOptions options = values.count("--outputs") ? parse_outputs(values.at("--outputs")) : SaveOptions{};
+  options.qdq_optional = !values.count("--outputs");
+  if (values.count("--qdq-opset")) options.qdq_opset = parse_opset(values.at("--qdq-opset"));
+  const SaveResult result = save_model(values.at("--model"), values.at("--record"), values.at("--save-path"), options);
+  for (const auto& warning : result.warnings) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+  for (const auto& path : result.written) std::printf("%s\n", path.c_str());
   return 0;
 }
 

@@ -27,7 +27,7 @@ onnx::ModelProto save_qdq(const ModelBuilder& b, const std::string& record) {
   const std::string dir = fresh_dir();
   save_onnx_model(b.model(), dir + "/modified.onnx");
   write_text(dir + "/record.txt", record);
-  const auto written = save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/net", {false, false, true});
+  const auto written = save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/net", {false, false, true}).written;
   EXPECT_EQ(written, std::vector<std::string>{dir + "/net_qdq_model.onnx"});
   return load_onnx_model(written.at(0));
 }
@@ -321,7 +321,7 @@ TEST(QdqModel, BranchingChainKeepsTheFloatClip) {
   EXPECT_EQ(node_named(qdq, "relu6").input(0), "c1_out");
 }
 
-TEST(QdqModel, OldOpsetIsRefusedWithTheFileName) {
+TEST(QdqModel, OlderOpsetIsConvertedUpForTheQdqModelOnly) {
   ModelBuilder b(12);
   b.input("x", {1, 1, 2, 2}).output("y", {});
   b.initializer("c.weight", {1, 1, 1, 1}, {0.5f});
@@ -329,14 +329,33 @@ TEST(QdqModel, OldOpsetIsRefusedWithTheFileName) {
   const std::string dir = fresh_dir();
   save_onnx_model(b.model(), dir + "/modified.onnx");
   write_text(dir + "/record.txt", entry("c", "0.1", 0, {0.5f}));
+  // The QDQ model goes up to opset 13; the AMCT outputs keep the model's 12.
+  const SaveResult saved = save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/net");
+  ASSERT_EQ(saved.written.size(), 3u);
+  EXPECT_TRUE(saved.warnings.empty());
+  EXPECT_EQ(load_onnx_model(saved.written[0]).opset_import(0).version(), 12);
+  EXPECT_EQ(load_onnx_model(saved.written[1]).opset_import(0).version(), 12);
+  const onnx::ModelProto qdq = load_onnx_model(saved.written[2]);
+  EXPECT_EQ(qdq.opset_import(0).version(), 13);
+  EXPECT_EQ(qdq.ir_version(), 7);
+
+  // An opset that cannot hold it: an error when asked for, a warning otherwise.
+  SaveOptions explicit_qdq;
+  explicit_qdq.qdq_opset = 12;
   try {
-    save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/net");
+    save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/again", explicit_qdq);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("modified.onnx' uses opset 12"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("modified.onnx': the QDQ model cannot be written at opset 12"),
+              std::string::npos) << e.what();
   }
-  EXPECT_FALSE(std::filesystem::exists(dir + "/net_deploy_model.onnx"));
-  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/net", {true, true, false}).size(), 2u);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/again_deploy_model.onnx"));
+  SaveOptions optional_qdq = explicit_qdq;
+  optional_qdq.qdq_optional = true;
+  const SaveResult skipped = save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/again", optional_qdq);
+  EXPECT_EQ(skipped.written.size(), 2u);
+  ASSERT_EQ(skipped.warnings.size(), 1u);
+  EXPECT_NE(skipped.warnings[0].find("the QDQ model was skipped"), std::string::npos);
 }
 
 }  // namespace

@@ -172,12 +172,12 @@ TEST(SaveModelPaths, NoPrefixAndSelectedOutputs) {
   const std::string dir = fresh_dir();
   save_onnx_model(b.model(), dir + "/modified.onnx");
   write_text(dir + "/record.txt", record_entry("a", "    scale_d: 0.1\n    offset_d: 0\n    scale_w: 0.5\n    offset_w: 0\n"));
-  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/new/dir/", {true, false, false}),
+  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/new/dir/", {true, false, false}).written,
             (std::vector<std::string>{dir + "/new/dir/deploy_model.onnx"}));
   EXPECT_FALSE(std::filesystem::exists(dir + "/new/dir/fake_quant_model.onnx"));
-  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/new/dir/", {false, true, false}),
+  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/new/dir/", {false, true, false}).written,
             (std::vector<std::string>{dir + "/new/dir/fake_quant_model.onnx"}));
-  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/new/dir/", {false, false, true}),
+  EXPECT_EQ(save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/new/dir/", {false, false, true}).written,
             (std::vector<std::string>{dir + "/new/dir/qdq_model.onnx"}));
 }
 

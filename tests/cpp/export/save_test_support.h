@@ -114,7 +114,7 @@ struct Saved {
 inline Saved run_save(const onnx::ModelProto& model, const std::string& record_text, const std::string& dir) {
   save_onnx_model(model, dir + "/modified.onnx");
   write_text(dir + "/record.txt", record_text);
-  const auto written = save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/out/net");
+  const auto written = save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/out/net").written;
   EXPECT_EQ(written, (std::vector<std::string>{dir + "/out/net_deploy_model.onnx", dir + "/out/net_fake_quant_model.onnx",
                                                dir + "/out/net_qdq_model.onnx"}));
   return {load_onnx_model(written.at(0)), load_onnx_model(written.at(1)), load_onnx_model(written.at(2))};
