@@ -837,9 +837,11 @@ void fold_constant_inputs(onnx::GraphProto& graph) {
       if (!value || !value->real()) continue;
       // An all-zero computed bias is what torch exports for bias=False: drop
       // it, as AMCT's exports have none there (Conv+BN fusion adds one when
-      // it needs it).
+      // it needs it). A bias that merely aliases a stored tensor (the
+      // exporter de-duplicates equal parameters through Identity) belongs to
+      // a module with a bias, which keeps it even when it is zero.
       const bool is_bias = index == 2 && node.op_type() != "BatchNormalization";
-      if (is_bias && node.input_size() == 3 &&
+      if (is_bias && node.input_size() == 3 && !resolve_constant(graph, tensor) &&
           std::all_of(value->reals.begin(), value->reals.end(), [](double v) { return v == 0.0; })) {
         node.mutable_input()->RemoveLast();
         continue;

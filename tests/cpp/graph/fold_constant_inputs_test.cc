@@ -124,6 +124,23 @@ TEST(FoldConstantInputs, FoldsANonZeroExpandedBias) {
   EXPECT_EQ(tensor_to_floats(*bias), (std::vector<float>{0.25f, 0.25f, 0.25f}));
 }
 
+// A zero bias reached through Identity is a module's own (de-duplicated)
+// parameter, not the exporter's computed zero: it stays, as an initializer.
+TEST(FoldConstantInputs, KeepsAZeroBiasThatAliasesAParameter) {
+  onnx::GraphProto g;
+  *g.add_initializer() = make_float_tensor("conv.weight", {2, 1, 1, 1}, std::vector<float>{1, 2});
+  *g.add_initializer() = make_float_tensor("zeros", {2}, std::vector<float>{0, 0});
+  add_node(g, "Identity", "id", {"zeros"}, {"b"});
+  add_node(g, "Conv", "conv", {"x", "conv.weight", "b"}, {"y"});
+  g.add_output()->set_name("y");
+  fold_constant_inputs(g);
+  ASSERT_EQ(g.node_size(), 1);
+  ASSERT_EQ(g.node(0).input_size(), 3);
+  EXPECT_EQ(g.node(0).input(2), "conv.bias");
+  EXPECT_EQ(floats_of(g, "conv.bias"), (std::vector<float>{0, 0}));
+  EXPECT_EQ(find_initializer(g, "zeros"), nullptr);
+}
+
 TEST(FoldConstantInputs, FoldsAWeightComputedByTransposeAndReshape) {
   onnx::GraphProto g;
   *g.add_initializer() = make_float_tensor("p", {3, 2}, std::vector<float>{0, 1, 2, 3, 4, 5});
