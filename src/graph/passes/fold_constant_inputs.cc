@@ -295,10 +295,12 @@ std::optional<Value> cast_to(const Value& in, int32_t to) {
     else
       out.reals.assign(in.ints.begin(), in.ints.end());
   } else if (in.real()) {
+    constexpr double kTwoTo63 = 9223372036854775808.0;
     for (double x : in.reals) {
       // Out-of-range float to int conversions are undefined in ONNX too.
-      if (!std::isfinite(x) || x <= -9.3e18 || x >= 9.3e18) return std::nullopt;
-      out.ints.push_back(static_cast<int64_t>(x));
+      const double t = std::trunc(x);
+      if (!std::isfinite(t) || t < -kTwoTo63 || t >= kTwoTo63) return std::nullopt;
+      out.ints.push_back(static_cast<int64_t>(t));
     }
   } else {
     out.ints = in.ints;
@@ -377,7 +379,7 @@ std::optional<Value> concat(const std::vector<const Value*>& parts, int64_t axis
     if (!p || p->type != first.type || p->dims.size() != first.dims.size()) return std::nullopt;
     for (size_t i = 0; i < out_dims.size(); ++i)
       if (i != *axis && p->dims[i] != first.dims[i]) return std::nullopt;
-    out_dims[*axis] += p->dims[*axis];
+    if (__builtin_add_overflow(out_dims[*axis], p->dims[*axis], &out_dims[*axis])) return std::nullopt;
   }
   const auto count = element_count(out_dims);
   if (!count) return std::nullopt;
@@ -504,6 +506,10 @@ std::optional<Value> slice(const Value& in, const std::vector<int64_t>& starts, 
     if (!axis || seen[*axis] || s == 0 || s == INT64_MIN) return std::nullopt;
     seen[*axis] = true;
     const int64_t dim = in.dims[*axis];
+    if (dim == 0) {
+      out_dims[*axis] = 0;
+      continue;
+    }
     int64_t begin = starts[k], end = ends[k];
     if (begin < 0) begin += dim;
     if (end < 0) end += dim;
@@ -514,7 +520,9 @@ std::optional<Value> slice(const Value& in, const std::vector<int64_t>& starts, 
     const int64_t magnitude = s > 0 ? s : -s;
     out_dims[*axis] = span <= 0 ? 0 : (span + magnitude - 1) / magnitude;
     first[*axis] = begin;
-    step[*axis] = s;
+    // A step that takes one element is never applied; dropping it keeps
+    // stride * step from overflowing for huge steps.
+    step[*axis] = out_dims[*axis] > 1 ? s : 1;
   }
   const auto count = element_count(out_dims);
   if (!count) return std::nullopt;
@@ -860,8 +868,20 @@ void fold_constant_inputs(onnx::GraphProto& graph) {
   // Initializers only the removed sub-graphs read (e.g. the source of a
   // folded Transpose) would otherwise be carried as dead weight.
   std::unordered_set<std::string> still_read;
-  for (const auto& n : graph.node()) still_read.insert(n.input().begin(), n.input().end());
   for (const auto& o : graph.output()) still_read.insert(o.name());
+  // Nodes of If/Loop bodies may read outer initializers too.
+  std::vector<const onnx::GraphProto*> graphs{&graph};
+  while (!graphs.empty()) {
+    const onnx::GraphProto* g = graphs.back();
+    graphs.pop_back();
+    for (const auto& n : g->node()) {
+      still_read.insert(n.input().begin(), n.input().end());
+      for (const auto& a : n.attribute()) {
+        if (a.has_g()) graphs.push_back(&a.g());
+        for (const auto& body : a.graphs()) graphs.push_back(&body);
+      }
+    }
+  }
   for (const auto& v : graph.input()) still_read.insert(v.name());
   for (const std::string& name : evaluator.initializers_read())
     if (!still_read.count(name)) remove_initializer(graph, name);

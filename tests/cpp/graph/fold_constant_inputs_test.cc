@@ -193,6 +193,26 @@ TEST(FoldConstantInputs, EvaluatesIntegerSubGraphs) {
   EXPECT_EQ(find_initializer(g, "v"), nullptr);
 }
 
+// Slice with a negative step, a step far beyond the dim and open ends.
+TEST(FoldConstantInputs, SlicesLikeOnnx) {
+  onnx::GraphProto g;
+  std::vector<float> values(16);
+  for (int i = 0; i < 16; ++i) values[static_cast<size_t>(i)] = static_cast<float>(i);
+  *g.add_initializer() = make_float_tensor("p", {4, 4}, values);
+  add_int_constant(g, "starts", {2}, {1, -1});
+  add_int_constant(g, "ends", {2}, {INT64_MAX, INT64_MIN});
+  add_int_constant(g, "axes", {2}, {0, -1});
+  add_int_constant(g, "steps", {2}, {int64_t{1} << 62, -2});
+  add_node(g, "Slice", "sl", {"p", "starts", "ends", "axes", "steps"}, {"row"});  // [[7, 5]]
+  set_ints(add_node(g, "Squeeze", "sq", {"row"}, {"bias"}), "axes", {0});        // opset-11 attribute form
+  *g.add_initializer() = make_float_tensor("fc.weight", {2, 4}, std::vector<float>(8, 1.0f));
+  add_node(g, "Gemm", "fc", {"x", "fc.weight", "bias"}, {"y"});
+  g.add_output()->set_name("y");
+  fold_constant_inputs(g);
+  ASSERT_EQ(g.node_size(), 1);
+  EXPECT_EQ(floats_of(g, "fc.bias"), (std::vector<float>{7, 5}));
+}
+
 // BatchNorm parameters as the exporter writes them for affine=False (Shape of
 // an activation with a symbolic batch dim), plus Sqrt/Reciprocal, Sub with
 // broadcasting and FLOAT16 arithmetic.
@@ -319,10 +339,15 @@ TEST(FoldConstantInputs, LeavesMalformedAndOversizedTensorsAlone) {
   add_int_constant(g, "big", {1}, {int64_t{1} << 40});
   add_node(g, "Expand", "e3", {"one", "big"}, {"b3"});
   add_node(g, "Conv", "conv3", {"c2", "w", "b3"}, {"c3"});
+  // a float beyond the int64 range cast to INT64
+  add_float_constant(g, "too_big", {1}, {1e19f});
+  set_int(add_node(g, "Cast", "ct", {"too_big"}, {"big_shape"}), "to", onnx::TensorProto::INT64);
+  add_node(g, "Expand", "e4", {"one", "big_shape"}, {"b4"});
+  add_node(g, "Conv", "conv3b", {"c3", "w", "b4"}, {"c3b"});
   // a cycle: nothing on it is constant, and evaluation terminates
   add_node(g, "Identity", "i1", {"l2"}, {"l1"});
   add_node(g, "Add", "i2", {"l1", "one"}, {"l2"});
-  add_node(g, "Conv", "conv4", {"c3", "w", "l1"}, {"c4"});
+  add_node(g, "Conv", "conv4", {"c3b", "w", "l1"}, {"c4"});
   // a Shape of an initializer with a negative dim
   onnx::TensorProto negative = make_float_tensor("n", {1}, std::vector<float>{1});
   negative.set_dims(0, -1);
