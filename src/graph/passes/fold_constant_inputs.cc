@@ -7,7 +7,7 @@
 // value. Anything that is not provably constant, or that is malformed or too
 // large, is left untouched: this pass never fails.
 #include <algorithm>
-#include <climits>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -537,7 +537,8 @@ std::optional<Value> slice(const Value& in, const std::vector<int64_t>& starts, 
     strides[i] = in_strides[i] * step[i];
     base += first[i] * in_strides[i];
   }
-  walk(out_dims, strides, strides, base, base, [&](int64_t flat, int64_t at, int64_t) { out.copy_element(flat, in, at); });
+  walk(out_dims, strides, strides, base, base,
+       [&](int64_t flat, int64_t at, int64_t) { out.copy_element(flat, in, at); });
   return out;
 }
 
@@ -621,7 +622,8 @@ class ConstantEvaluator {
         const auto deps = dependencies(*producer);
         // An input expanded but unfinished is an ancestor on the stack: the
         // graph has a cycle, and nothing on it is constant.
-        if (std::any_of(deps.begin(), deps.end(), [&](const auto& d) { return !done_.count(d) && expanded.count(d); })) {
+        const auto on_stack = [&](const std::string& d) { return !done_.count(d) && expanded.count(d); };
+        if (std::any_of(deps.begin(), deps.end(), on_stack)) {
           finish(current, std::nullopt);
           stack.pop_back();
           continue;
@@ -673,7 +675,8 @@ class ConstantEvaluator {
     const auto it = declared_.find(tensor);
     if (it == declared_.end() || !it->second->has_shape()) return std::nullopt;
     Dims dims;
-    for (const auto& d : it->second->shape().dim()) dims.push_back(d.has_dim_value() && d.dim_value() >= 0 ? d.dim_value() : -1);
+    for (const auto& d : it->second->shape().dim())
+      dims.push_back(d.has_dim_value() && d.dim_value() >= 0 ? d.dim_value() : -1);
     return dims;
   }
 

@@ -369,8 +369,10 @@ TEST(FoldConstantInputs, FoldsLongChains) {
   std::string last = "p";
   for (int i = 0; i < 1000; ++i) {
     const std::string out = "t" + std::to_string(i);
-    add_node(g, i % 2 ? "Identity" : "Add", out, i % 2 ? std::vector<std::string>{last} : std::vector<std::string>{last, "one"},
-             {out});
+    if (i % 2)
+      add_node(g, "Identity", out, {last}, {out});
+    else
+      add_node(g, "Add", out, {last, "one"}, {out});
     last = out;
   }
   add_node(g, "Gemm", "fc", {"x", "w", last}, {"y"});
