@@ -40,8 +40,13 @@ std::set<std::string> name_nodes_by_module(onnx::GraphProto& graph, const std::v
 // [K, N] weight as its second input.
 void fold_weight_transposes(onnx::GraphProto& graph);
 
-// Constant sub-graphs that compute a Conv/ConvTranspose/Gemm bias (the
-// exporter's zero bias of a bias-less conv) become initializers.
-void materialize_constant_bias(onnx::GraphProto& graph);
+// The weight and bias of Conv, ConvTranspose and Gemm, the weight of MatMul
+// and the parameters of BatchNormalization, where the exporter computes them
+// from constants (the zero bias of a bias-less conv, the scale and shift of a
+// BatchNorm without affine parameters), are evaluated and become initializers
+// named "<node>.weight", "<node>.bias", "<node>.running_mean" ...; an
+// all-zero computed bias is removed. Inputs that are not provably constant,
+// malformed or too large are left as they are.
+void fold_constant_inputs(onnx::GraphProto& graph);
 
 }  // namespace amct

@@ -106,7 +106,7 @@ PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInf
 
   const std::set<std::string> reused = name_nodes_by_module(graph, modules);
   fold_weight_transposes(graph);
-  materialize_constant_bias(graph);
+  fold_constant_inputs(graph);
 
   std::map<int64_t, int> weight_users;
   for (const auto& m : modules)
