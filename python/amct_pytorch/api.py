@@ -2,6 +2,7 @@
 parses a file, computes a statistic or rewrites a graph is in the C++ core."""
 
 import copy
+import logging
 import os
 
 import torch
@@ -11,6 +12,8 @@ from amct_pytorch.errors import AmctTypeError, AmctValueError
 from amct_pytorch import _amct
 from amct_pytorch.calibration import build_calibration_model
 from amct_pytorch.export import describe_modules, export_onnx
+
+logger = logging.getLogger("amct_pytorch")
 
 
 def _check_type(func, name, value, expected, allow_none=False):
@@ -52,36 +55,60 @@ def create_quant_config(config_file, model, input_data, skip_layers=None, batch_
 
 
 def quantize_model(config_file, modfied_onnx_file, record_file, model, input_data, input_names=None,
-                   output_names=None, dynamic_axes=None):
+                   output_names=None, dynamic_axes=None, *, opset_version=11, fake_quantize_deconv_weights=False):
     """Returns the calibration model; writes the modified ONNX and the weight
-    part of the record file (AMCT spec 2.3). The user's model is not modified."""
+    part of the record file (docs/amct-reference.md#quantize_model). The
+    user's model is not modified.
+
+    Beyond AMCT's arguments (keyword only):
+    - opset_version: default-domain opset of the modified ONNX and so of the
+      deploy and fake-quant models, 11 (AMCT's, and Ascend's ATC reads 11 to
+      15) up to 21.
+    - fake_quantize_deconv_weights: calibrate on fake-quantized ConvTranspose
+      weights, like every other layer, instead of AMCT's float ones.
+    """
     func = "quantize_model"
     _check_type(func, "config_file", config_file, str)
     _check_type(func, "modfied_onnx_file", modfied_onnx_file, str)
     _check_type(func, "record_file", record_file, str)
     _check_type(func, "model", model, torch.nn.Module)
+    _check_type(func, "opset_version", opset_version, int)
+    _check_type(func, "fake_quantize_deconv_weights", fake_quantize_deconv_weights, bool)
     work = _copy_model(model)
     onnx_bytes = export_onnx(work, input_data, input_names, output_names, dynamic_axes)
-    result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, onnx_bytes, describe_modules(work))
+    result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, onnx_bytes, describe_modules(work),
+                                  opset_version, fake_quantize_deconv_weights)
     return build_calibration_model(work, result)
 
 
 _SAVE_OUTPUTS = ("deploy", "fake_quant", "qdq")
 
 
-def save_model(modfied_onnx_file, record_file, save_path, outputs=_SAVE_OUTPUTS):
+def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_opset=None):
     """Writes <save_path>_deploy_model.onnx, <save_path>_fake_quant_model.onnx
-    (AMCT spec 2.5) and <save_path>_qdq_model.onnx (standard QDQ ONNX) from the
-    modified ONNX and the calibrated record. `outputs` picks a subset of
-    ("deploy", "fake_quant", "qdq"). Returns the paths written."""
+    (docs/amct-reference.md#save_model) and <save_path>_qdq_model.onnx
+    (standard QDQ ONNX) from the modified ONNX and the calibrated record.
+    `outputs` picks a subset of ("deploy", "fake_quant", "qdq"); by default all
+    three, where a QDQ model that cannot be written (its opset cannot hold the
+    graph) is skipped with a warning instead of an error. The QDQ model's opset
+    is the modified model's, at least 13, unless `qdq_opset` says otherwise.
+    Returns the paths written."""
     func = "save_model"
     _check_type(func, "modfied_onnx_file", modfied_onnx_file, str)
     _check_type(func, "record_file", record_file, str)
     _check_type(func, "save_path", save_path, str)
+    _check_type(func, "qdq_opset", qdq_opset, int, allow_none=True)
+    qdq_optional = outputs is None
+    if outputs is None:
+        outputs = _SAVE_OUTPUTS
     if isinstance(outputs, str):
         outputs = (outputs,)
     unknown = [o for o in outputs if o not in _SAVE_OUTPUTS]
     if unknown:
         raise AmctValueError(f"{func}: unknown output {unknown[0]!r}; expected a subset of {_SAVE_OUTPUTS}")
-    return _amct.save_model(modfied_onnx_file, record_file, save_path, deploy="deploy" in outputs,
-                            fake_quant="fake_quant" in outputs, qdq="qdq" in outputs)
+    written, warnings = _amct.save_model(modfied_onnx_file, record_file, save_path, deploy="deploy" in outputs,
+                                         fake_quant="fake_quant" in outputs, qdq="qdq" in outputs,
+                                         qdq_optional=qdq_optional, qdq_opset=qdq_opset or 0)
+    for warning in warnings:
+        logger.warning("%s", warning)
+    return written
