@@ -1,5 +1,5 @@
-// The quantization configuration: AMCT's config JSON (spec 3.1-3.3) and the
-// simple config text-proto (spec 3.4-3.5), validated against the model.
+// The quantization configuration: AMCT's config JSON (docs/amct-reference.md#config-json to #example-config) and the
+// simple config text-proto (docs/amct-reference.md#simple-config to #simple-config-example), validated against the model.
 #pragma once
 
 #include <cstdint>
@@ -58,12 +58,12 @@ struct QuantConfig {
   const LayerQuantConfig* find_layer(const std::string& name) const;
 };
 
-// create_quant_config from parameters (spec 2.1): every supported layer gets
+// create_quant_config from parameters (docs/amct-reference.md#create_quant_config): every supported layer gets
 // the default block; skip_layers get quant_enable=false.
 QuantConfig make_default_config(const ModelInfo& model, const std::vector<std::string>& skip_layers,
                                 int64_t batch_num, bool activation_offset);
 
-// create_quant_config from a simple config file (spec 3.4), with its override
+// create_quant_config from a simple config file (docs/amct-reference.md#simple-config), with its override
 // precedence and automatic adjustments.
 QuantConfig make_config_from_simple(const std::string& simple_config_path, const ModelInfo& model);
 
@@ -71,7 +71,7 @@ QuantConfig make_config_from_simple(const std::string& simple_config_path, const
 // schema key order, layers sorted by name).
 std::string config_to_json(const QuantConfig& config);
 
-// Parses and validates a config JSON file against the model (spec 3.1, 3.2).
+// Parses and validates a config JSON file against the model (docs/amct-reference.md#config-json, #reading-a-config).
 // Errors name the file, the layer and the key. Supported layers missing from
 // the file get defaults with quant_enable=false.
 QuantConfig parse_config_file(const std::string& path, const ModelInfo& model);

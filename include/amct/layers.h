@@ -48,7 +48,7 @@ struct ModelInfo {
   const LayerInfo* find_layer(const std::string& name) const;
 };
 
-// Class names AMCT can quantize (spec 1.3), in the capacity file's order.
+// Class names AMCT can quantize (docs/amct-reference.md#supported-layers), in the capacity file's order.
 const std::vector<std::string>& quantizable_types();
 bool is_quantizable_type(const std::string& type);
 // Types whose weights default to per-channel scales.

@@ -1,6 +1,6 @@
 // Preparing an exported model for quantization: node names become torch
 // module names, weight transposes are folded, and every module of a
-// quantizable class gets a verdict (spec 1.2, 1.3, 4.2).
+// quantizable class gets a verdict (docs/amct-reference.md#name-mapping, #supported-layers, #layers-left-in-float).
 #pragma once
 
 #include <set>

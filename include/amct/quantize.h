@@ -1,4 +1,4 @@
-// quantize_model's engine (spec 2.3): Conv+BN fusion, ARQ weight
+// quantize_model's engine (docs/amct-reference.md#quantize_model): Conv+BN fusion, ARQ weight
 // quantization, the modified ONNX and the weight part of the record file.
 #pragma once
 
@@ -18,7 +18,7 @@ struct FusedBatchNorm {
 };
 
 // Folds eval-mode BatchNormalization nodes into the Conv that feeds them
-// (spec 4.5). BN constants are resolved through Identity nodes, so freshly
+// (docs/amct-reference.md#convbn-fusion). BN constants are resolved through Identity nodes, so freshly
 // initialised BNs whose constants the exporter de-duplicated fuse too.
 // Returns the pairs fused; `notes` receives why a candidate pair was not.
 std::vector<FusedBatchNorm> fuse_conv_batchnorm(onnx::GraphProto& graph, const ModelInfo& info,
@@ -64,7 +64,7 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
                               const std::string& record_file, const std::string& onnx_bytes,
                               std::vector<ModuleInfo> modules, const QuantizeOptions& options = {});
 
-// create_quant_config (spec 2.1): the config JSON from parameters, or from a
+// create_quant_config (docs/amct-reference.md#create_quant_config): the config JSON from parameters, or from a
 // simple config file when `simple_config_file` is not empty.
 void create_quant_config(const std::string& config_file, const std::string& onnx_bytes,
                          std::vector<ModuleInfo> modules, const std::vector<std::string>& skip_layers,

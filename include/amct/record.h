@@ -1,4 +1,4 @@
-// The record file (spec 5): AMCT's ScaleOffsetRecord text-proto.
+// The record file (docs/amct-reference.md#record-file): AMCT's ScaleOffsetRecord text-proto.
 #pragma once
 
 #include <string>

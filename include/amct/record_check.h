@@ -1,4 +1,4 @@
-// Reading a calibrated record against the modified ONNX (spec 5.4): every
+// Reading a calibrated record against the modified ONNX (docs/amct-reference.md#record-validation): every
 // record entry is checked before save_model rewrites anything, and becomes
 // one QuantLayer, the only source of quantization factors for the save passes.
 #pragma once

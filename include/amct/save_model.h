@@ -1,4 +1,4 @@
-// save_model (spec 2.5, 7): turns the modified ONNX of quantize_model plus a
+// save_model (docs/amct-reference.md#save_model, #save_model-passes): turns the modified ONNX of quantize_model plus a
 // calibrated record file into AMCT's deploy and fake-quant models, and a
 // standard QDQ model for ONNX Runtime / TensorRT.
 //

@@ -1,4 +1,4 @@
-// The graph passes of save_model (spec 7.2-7.4) and the one ordered list that
+// The graph passes of save_model (docs/amct-reference.md#save_model-passes to #fake-quant-model) and the one ordered list that
 // runs them. Each pass matches the layers of the QuantPlan (or the nodes an
 // earlier pass inserted) and rewrites the graph in place.
 #pragma once
@@ -33,14 +33,14 @@ struct SavePass {
 std::span<const SavePass> save_passes();
 void run_save_passes(onnx::GraphProto& graph, const QuantPlan& plan, SaveStage stage);
 
-// Common passes (spec 7.2).
+// Common passes (docs/amct-reference.md#save_model-passes).
 void gemm_trans_b_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void insert_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void insert_weight_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void insert_dequant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void insert_bias_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void quant_fusion_pass(onnx::GraphProto& graph, const QuantPlan& plan);
-// Fake-quant passes (spec 7.4).
+// Fake-quant passes (docs/amct-reference.md#fake-quant-model).
 void replace_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void weight_fakequant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void replace_dequant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
@@ -51,7 +51,7 @@ void qdq_deconv_to_conv_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void qdq_output_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void qdq_input_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void qdq_weight_pass(onnx::GraphProto& graph, const QuantPlan& plan);
-// All outputs (spec 7.5).
+// All outputs (docs/amct-reference.md#output-files).
 void remove_op_data_type_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 
 // ---- helpers shared by the passes ----
@@ -78,7 +78,7 @@ onnx::TensorProto& exclusive_initializer(onnx::GraphProto& graph, onnx::NodeProt
 std::vector<float> dequant_scales(const QuantLayer& layer);
 // The output-channel map of a planned layer's weight as it is in `graph` now.
 ChannelMap layer_channel_map(const onnx::GraphProto& graph, const onnx::NodeProto& node);
-// Dequant parameter word of spec 6.9: offset_w in bits 32-39, float32 bits below.
+// Dequant parameter word of docs/amct-reference.md#dequant-parameter-packing: offset_w in bits 32-39, float32 bits below.
 uint64_t pack_dequant_param(float scale, int32_t weight_offset);
 float unpack_dequant_scale(uint64_t param);
 

@@ -36,7 +36,7 @@ def _copy_model(model):
 
 def create_quant_config(config_file, model, input_data, skip_layers=None, batch_num=1, activation_offset=True,
                         config_defination=None):
-    """Writes the quantization config JSON for `model` (AMCT spec 2.1)."""
+    """Writes the quantization config JSON for `model` (docs/amct-reference.md#create_quant_config)."""
     func = "create_quant_config"
     _check_type(func, "config_file", config_file, str)
     _check_type(func, "model", model, torch.nn.Module)

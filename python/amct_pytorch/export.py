@@ -29,7 +29,7 @@ def as_input_tuple(input_data):
 
 
 def check_export_settings(input_names, output_names, dynamic_axes):
-    """The checks AMCT applies to the export settings (spec 2.6)."""
+    """The checks AMCT applies to the export settings (docs/amct-reference.md#export-settings)."""
     for arg_name, names in (("input_names", input_names), ("output_names", output_names)):
         if names is None:
             continue

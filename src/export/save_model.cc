@@ -1,4 +1,4 @@
-// save_model (spec 2.5): checks the record against the modified ONNX, runs the
+// save_model (docs/amct-reference.md#save_model): checks the record against the modified ONNX, runs the
 // save passes and writes the deploy, fake-quant and QDQ models. All models
 // are built and checked in memory before the first byte is written.
 #include "amct/save_model.h"

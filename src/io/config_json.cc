@@ -1,5 +1,5 @@
-// The config JSON: creation from parameters (spec 2.1), the writer (3.1, 3.3)
-// and the validating reader (3.1, 3.2).
+// The config JSON: creation from parameters (docs/amct-reference.md#create_quant_config), the writer (docs/amct-reference.md#config-json, #example-config)
+// and the validating reader (docs/amct-reference.md#config-json, #reading-a-config).
 #include <algorithm>
 #include <climits>
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Rules of AMCT's config schema (spec 3.1) shared by the three ways a config
+// Rules of AMCT's config schema (docs/amct-reference.md#config-json) shared by the three ways a config
 // is made: from parameters, from a simple config, and from a JSON file. All
 // checks throw amct::Error with AMCT's wording; callers add the file name.
 #pragma once
@@ -39,7 +39,7 @@ void check_fakequant_precision_mode(const std::string& mode);
 // Every entry names a Conv1d/2d/3d module, at most once.
 void check_skip_fusion_layers(const std::vector<std::string>& layers, const ModelInfo& model);
 
-// Per-type capabilities (spec 4.1).
+// Per-type capabilities (docs/amct-reference.md#supported-layers).
 bool supports_dmq(const std::string& type);
 bool supports_ada(const std::string& type);
 bool supports_int6_int7_weights(const std::string& type);
@@ -49,7 +49,7 @@ bool is_symmetric_only(const std::string& type);
 // weights, channel_wise by type; Conv3d is always symmetric.
 LayerQuantConfig default_layer_config(const LayerInfo& layer, bool quant_enable, bool asymmetric);
 
-// Value ranges and type rules of one layer entry (spec 3.1); messages end
+// Value ranges and type rules of one layer entry (docs/amct-reference.md#config-json); messages end
 // with "in layer <name>".
 void check_layer_values(const LayerQuantConfig& config, const LayerInfo& layer);
 

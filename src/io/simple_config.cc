@@ -1,4 +1,4 @@
-// create_quant_config from a simple config (spec 3.4): AMCT's text-format
+// create_quant_config from a simple config (docs/amct-reference.md#simple-config): AMCT's text-format
 // AMCTConfig with a common config, per-type and per-layer overrides.
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 """An independent reader of AMCT record files: a protobuf message class built
-at run time from the field names and numbers of spec 5.1, parsed with the
+at run time from the field names and numbers of docs/amct-reference.md#record-file, parsed with the
 protobuf library's own text-format parser."""
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format

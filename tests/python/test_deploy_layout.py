@@ -1,5 +1,5 @@
 """The deploy model of the spec's example network holds exactly the nodes,
-initializers, types and attributes of spec 7.3."""
+initializers, types and attributes of docs/amct-reference.md#deploy-model."""
 
 import numpy as np
 import onnx

@@ -1,4 +1,4 @@
-"""Every quantizable layer type of spec 1.3 through the whole flow, checked
+"""Every quantizable layer type of docs/amct-reference.md#supported-layers through the whole flow, checked
 in ONNX Runtime against the float model; LSTM/GRU are left in float with a
 message, never a crash."""
 

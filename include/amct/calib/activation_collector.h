@@ -17,7 +17,7 @@ class ActivationCollector {
   virtual ~ActivationCollector() = default;
   // One calibration batch, flattened. Throws kRuntime on inf/nan.
   virtual void observe(std::span<const float> batch) = 0;
-  // The scale/offset after all batches (spec 6.2 IFMR, 6.7 HFMG).
+  // The scale/offset after all batches (docs/amct-reference.md#ifmr, #hfmg).
   virtual ScaleOffset finalize() const = 0;
   // Bytes of state held, for the memory benchmark.
   virtual size_t state_bytes() const = 0;

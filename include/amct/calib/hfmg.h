@@ -1,4 +1,4 @@
-// HFMG activation calibration (spec 6.7): a torch.histc histogram merged over
+// HFMG activation calibration (docs/amct-reference.md#hfmg): a torch.histc histogram merged over
 // batches, then a search over shrinking bin ranges for the lowest estimated
 // quantization error.
 #pragma once
@@ -21,7 +21,7 @@ void hfmg_histc(std::span<const float> values, double lo, double hi, std::span<i
 // hfmg_histc one element at a time, the test reference for its kernel.
 void hfmg_histc_reference(std::span<const float> values, double lo, double hi, std::span<int64_t> counts);
 
-// Step 2 of spec 6.7: redistributes a histogram over [old_min, old_max] into
+// Step 2 of docs/amct-reference.md#hfmg: redistributes a histogram over [old_min, old_max] into
 // `out` (same bin count, overwritten) over [new_min, new_max] ⊇ the old range.
 void hfmg_redistribute(std::span<const int64_t> counts, double old_min, double old_max, double new_min, double new_max,
                        std::span<int64_t> out);
@@ -31,13 +31,13 @@ struct HfmgCandidate {
   int64_t right = 0;  // last source bin kept
 };
 
-// Step 3 of spec 6.7: the candidate bin ranges, in search order.
+// Step 3 of docs/amct-reference.md#hfmg: the candidate bin ranges, in search order.
 std::vector<HfmgCandidate> hfmg_search_range(std::span<const int64_t> counts);
 
-// Step 4 of spec 6.7: the estimated quantization error of one candidate.
+// Step 4 of docs/amct-reference.md#hfmg: the estimated quantization error of one candidate.
 float hfmg_candidate_loss(std::span<const int64_t> counts, double bin_width, HfmgCandidate candidate, int num_bits);
 
-// Steps 3-5 of spec 6.7 for a histogram over [min, max].
+// Steps 3-5 of docs/amct-reference.md#hfmg for a histogram over [min, max].
 ScaleOffset hfmg_scale_offset(std::span<const int64_t> counts, float min, float max, bool asymmetric, int num_bits);
 
 class HfmgCollector final : public ActivationCollector {

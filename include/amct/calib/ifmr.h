@@ -1,4 +1,4 @@
-// IFMR activation calibration (spec 6.2): percentile min/max, then a search
+// IFMR activation calibration (docs/amct-reference.md#ifmr): percentile min/max, then a search
 // over clip ratios of the max for the lowest quantization MSE.
 #pragma once
 
@@ -28,13 +28,13 @@ struct IfmrCandidates {
 // Throws kInvalidArgument for parameters the search cannot run with.
 void check_ifmr_params(const ActivationQuantParams& params);
 
-// k of "k-th largest" for a percentile over n values (step 1 of spec 6.2).
+// k of "k-th largest" for a percentile over n values (step 1 of docs/amct-reference.md#ifmr).
 int64_t ifmr_percentile_rank(int64_t n, double percentile);
 
-// Steps 2-3 of spec 6.2 from the percentile max and min.
+// Steps 2-3 of docs/amct-reference.md#ifmr from the percentile max and min.
 IfmrCandidates ifmr_candidates(float max_value, float min_value, const ActivationQuantParams& params);
 
-// Step 5 of spec 6.2: the record's scale/offset for the winning candidate.
+// Step 5 of docs/amct-reference.md#ifmr: the record's scale/offset for the winning candidate.
 ScaleOffset ifmr_result(const IfmrCandidates& candidates, size_t best, const ActivationQuantParams& params);
 
 // IFMR over all calibration data at once, literally as the spec describes it

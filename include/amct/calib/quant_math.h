@@ -1,4 +1,4 @@
-// Shared quantization arithmetic (spec 6.1). Rounding is half-to-even
+// Shared quantization arithmetic (docs/amct-reference.md#scale-and-offset-helpers). Rounding is half-to-even
 // everywhere, as in AMCT (torch.round / np.round / ONNX Round).
 #pragma once
 
@@ -23,11 +23,11 @@ inline int64_t quant_max(int num_bits) { return (int64_t{1} << (num_bits - 1)) -
 // Rejects bit widths the quantization formulas cannot express (2..16 bits).
 void check_num_bits(int num_bits);
 
-// process_scale of spec 6.1 for the scale alone: below FLT_EPS it becomes 1.0;
+// process_scale of docs/amct-reference.md#scale-and-offset-helpers for the scale alone: below FLT_EPS it becomes 1.0;
 // an inf/nan scale (or one whose reciprocal overflows) throws kRuntime.
 float process_scale(float scale);
 
-// calculate_scale_offset of spec 6.1 ("min-max"), including process_scale.
+// calculate_scale_offset of docs/amct-reference.md#scale-and-offset-helpers ("min-max"), including process_scale.
 ScaleOffset calculate_scale_offset(float max_value, float min_value, bool asymmetric, int num_bits);
 
 }  // namespace amct

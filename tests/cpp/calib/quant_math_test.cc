@@ -10,7 +10,7 @@ namespace amct {
 namespace {
 
 TEST(QuantMath, AsymmetricMatchesAmctTestExpectations) {
-  // Rows [-1]*12, [0]*12, [1]*12, [-1,0,1]*4 of spec 6.3 with offset.
+  // Rows [-1]*12, [0]*12, [1]*12, [-1,0,1]*4 of docs/amct-reference.md#arq with offset.
   const ScaleOffset neg = calculate_scale_offset(-1.0f, -1.0f, true, 8);
   EXPECT_FLOAT_EQ(neg.scale, 1.0f / 255.0f);
   EXPECT_EQ(neg.offset, 127);

@@ -1,4 +1,4 @@
-// Bad records and inputs for save_model (spec 5.4): each is refused with a
+// Bad records and inputs for save_model (docs/amct-reference.md#record-validation): each is refused with a
 // message naming the file, the layer and the field, and nothing is written.
 #include <gtest/gtest.h>
 

@@ -45,7 +45,7 @@ TEST(SaveModelDeploy, ConvPerChannelStructureAndValues) {
   EXPECT_EQ(quant.output(0), "conv1.quant.output0");
   ASSERT_EQ(quant.attribute_size(), 3);
   EXPECT_EQ(find_attribute(quant, "scale")->type(), onnx::AttributeProto::FLOAT);
-  EXPECT_EQ(find_attribute(quant, "scale")->f(), 20.374073f);  // spec 10.4
+  EXPECT_EQ(find_attribute(quant, "scale")->f(), 20.374073f);  // docs/amct-reference.md#bit-exact-arithmetic
   EXPECT_EQ(find_attribute(quant, "offset")->f(), 10.0f);
   EXPECT_EQ(find_attribute(quant, "dst_type")->s(), "INT8");
 
@@ -66,7 +66,7 @@ TEST(SaveModelDeploy, ConvPerChannelStructureAndValues) {
   EXPECT_EQ(param.data_type(), onnx::TensorProto::UINT64);
   EXPECT_EQ(dims_of(param), (std::vector<int64_t>{2}));
   ASSERT_EQ(param.uint64_data_size(), 2);
-  EXPECT_EQ(param.uint64_data(0), 941047954u);  // spec 6.9
+  EXPECT_EQ(param.uint64_data(0), 941047954u);  // docs/amct-reference.md#dequant-parameter-packing
   EXPECT_EQ(float_bits_to_value(static_cast<uint32_t>(param.uint64_data(1))), deq(kScaleW1));
   EXPECT_EQ(param.uint64_data(1) >> 32, 0u);
 

@@ -34,7 +34,7 @@ TEST(SaveModelDeploy, GemmTransBWeightIsTransposedOffline) {
   for (int k = 0; k < 4; ++k)
     for (int n = 0; n < 3; ++n) expected.push_back((n * 4 + k) * 20 - 110);
   EXPECT_EQ(int8_values(weight), expected);
-  EXPECT_EQ(find_attribute(node_named(m, "fc.quant"), "scale")->f(), 256.49435f);  // spec 7.3 example
+  EXPECT_EQ(find_attribute(node_named(m, "fc.quant"), "scale")->f(), 256.49435f);  // docs/amct-reference.md#deploy-model example
   const float deq = static_cast<float>(0.02f * static_cast<double>(0.0038987214f));
   EXPECT_EQ(initializer_named(m, "fc.bias").int32_data(1), static_cast<int32_t>(std::nearbyint(-0.2f / double{deq})));
   EXPECT_EQ(node_named(m, "fc").output(0), "fc_output0");
@@ -107,7 +107,7 @@ TEST(SaveModelDeploy, AveragePoolQuantGoesBeforeItsPad) {
   EXPECT_EQ(node_named(m, "pool.quant").input(0), "x");
   EXPECT_EQ(node_named(m, "pool_pad").input(0), "pool.quant.output0");
   EXPECT_EQ(node_named(m, "pool").input(0), "padded");
-  EXPECT_EQ(find_attribute(node_named(m, "pool.quant"), "scale")->f(), 141.60474f);  // spec 7.3 example
+  EXPECT_EQ(find_attribute(node_named(m, "pool.quant"), "scale")->f(), 141.60474f);  // docs/amct-reference.md#deploy-model example
   const auto& param = initializer_named(m, "pool.dequant.param");
   EXPECT_EQ(dims_of(param), (std::vector<int64_t>{1}));
   EXPECT_EQ(float_bits_to_value(static_cast<uint32_t>(param.uint64_data(0))), 0.007061911f);

@@ -1,4 +1,4 @@
-// create_quant_config from a simple config (spec 3.4, 3.5).
+// create_quant_config from a simple config (docs/amct-reference.md#simple-config, #simple-config-example).
 #include <gtest/gtest.h>
 
 #include "amct/config.h"

@@ -1,4 +1,4 @@
-// The model of spec 3.3 (Conv2d+BN+ReLU -> depthwise Conv2d -> ConvTranspose2d
+// The model of docs/amct-reference.md#example-config (Conv2d+BN+ReLU -> depthwise Conv2d -> ConvTranspose2d
 // -> AvgPool2d -> Linear) as the Python front end describes it, plus helpers
 // shared by the config tests.
 #pragma once

@@ -1,4 +1,4 @@
-// GemmTransBOptimize (spec 7.2.1): quantized Gemm layers get their weight
+// GemmTransBOptimize (docs/amct-reference.md#gemmtransb): quantized Gemm layers get their weight
 // transposed offline to [K, N] and transB=0, so both outputs carry the weight
 // in the layout the Ascend converter expects.
 #include <vector>

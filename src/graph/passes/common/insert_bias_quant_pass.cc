@@ -25,7 +25,7 @@ BiasUse find_bias_use(onnx::NodeProto& layer) {
 }
 
 // INT4 activations: AMCT feeds the INT32 bias through a Cast(to=FLOAT)
-// "<L>.bias_quant" in the deploy model (spec 6.10).
+// "<L>.bias_quant" in the deploy model (docs/amct-reference.md#int16-and-int4-notes).
 void insert_bias_cast(onnx::GraphProto& graph, const QuantLayer& layer, BiasUse use) {
   const std::string name = layer.name + ".bias_quant";
   const std::string bias = use.node->input(use.index);

@@ -1,6 +1,6 @@
-// InsertQuant (spec 7.2.3): an AscendQuant "<L>.quant" quantizes the input of
+// InsertQuant (docs/amct-reference.md#insertquant): an AscendQuant "<L>.quant" quantizes the input of
 // every quantized layer; an AveragePool's own "<L>_pad" Pad moves behind it so
-// the padding happens on integers (spec 4.3).
+// the padding happens on integers (docs/amct-reference.md#avgpool2d).
 #include "amct/onnx_graph.h"
 #include "amct/save_passes.h"
 

@@ -1,4 +1,4 @@
-// QuantFusion (spec 7.2.8): layers that read the same tensor with the same
+// QuantFusion (docs/amct-reference.md#quantfusion): layers that read the same tensor with the same
 // activation factors share one AscendQuant; the first one is kept.
 #include <cstring>
 #include <map>

@@ -1,5 +1,5 @@
 // Both outputs drop the op_data_type attributes that quantize_model put on
-// the layers: they are not part of any ONNX operator (spec 7.5).
+// the layers: they are not part of any ONNX operator (docs/amct-reference.md#output-files).
 #include "amct/onnx_graph.h"
 #include "amct/save_passes.h"
 

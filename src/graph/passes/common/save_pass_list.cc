@@ -1,4 +1,4 @@
-// The one ordered list of save_model passes (spec 2.5 steps 4, 6 and 7, and
+// The one ordered list of save_model passes (docs/amct-reference.md#save_model steps 4, 6 and 7, and
 // the QDQ model).
 // AMCT's DMQ, MultQuant, INT4 packing, RNN and AntiQuant passes have no work
 // here: the record check refuses DMQ factors, INT4 weights and RNN layers.

@@ -1,4 +1,4 @@
-// ReplaceBiasQuant (spec 7.4): INT32 biases become FLOAT tensors with the same
+// ReplaceBiasQuant (docs/amct-reference.md#fake-quant-model): INT32 biases become FLOAT tensors with the same
 // integers, matching the integer-domain accumulator of the fake-quant layer;
 // the INT4-activation Cast "<L>.bias_quant" is no longer needed.
 #include <string>

@@ -1,4 +1,4 @@
-// ReplaceDequant (spec 7.4): each AscendDequant becomes a Mul by its float32
+// ReplaceDequant (docs/amct-reference.md#fake-quant-model): each AscendDequant becomes a Mul by its float32
 // dequant scales, shaped to broadcast along the channel axis of the output.
 #include <string>
 #include <vector>

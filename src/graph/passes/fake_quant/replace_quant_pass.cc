@@ -1,4 +1,4 @@
-// ReplaceQuant (spec 7.4): each AscendQuant becomes standard ONNX ops that
+// ReplaceQuant (docs/amct-reference.md#fake-quant-model): each AscendQuant becomes standard ONNX ops that
 // compute clip(round(x * scale) + offset) - offset, the integer input of the
 // layer held in float, so ONNX Runtime can run the fake-quant model.
 #include <optional>

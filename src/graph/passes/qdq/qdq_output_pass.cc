@@ -37,12 +37,21 @@
 namespace amct {
 namespace {
 
+// A Cast to a float type keeps a bound's value.
+bool is_float_cast(const onnx::NodeProto& node) {
+  if (node.op_type() != "Cast") return false;
+  const int64_t to = get_int_attribute(node, "to", 0);
+  return to == onnx::TensorProto::FLOAT || to == onnx::TensorProto::FLOAT16 || to == onnx::TensorProto::DOUBLE;
+}
+
 // `tensor` before Identity and CastLike(x, like), which torch.onnx puts on
-// Clip's bounds.
+// Clip's bounds, and the float Cast that CastLike becomes below opset 15.
 std::string uncast(onnx::GraphProto& graph, std::string tensor) {
   for (int hops = 0; hops < 64 && !find_initializer(graph, tensor); ++hops) {
     const onnx::NodeProto* producer = find_producer(graph, tensor);
-    if (!producer || (producer->op_type() != "Identity" && producer->op_type() != "CastLike")) break;
+    if (!producer || (producer->op_type() != "Identity" && producer->op_type() != "CastLike" &&
+                      !is_float_cast(*producer)))
+      break;
     tensor = producer->input(0);
   }
   return tensor;
