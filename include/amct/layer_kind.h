@@ -64,5 +64,9 @@ const OpKind* find_op_kind(std::string_view op_type);
 
 // Whether `op_type` is one of the ops a module of `kind` exports to.
 bool exports_to(const ModuleKind& kind, std::string_view op_type);
+// Whether a module of `kind` has a weight (its ops take one).
+bool has_weight(const ModuleKind& kind);
+// Whether a module of `kind` is recurrent (LSTM, GRU).
+bool is_recurrent(const ModuleKind& kind);
 
 }  // namespace amct

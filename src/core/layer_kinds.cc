@@ -59,4 +59,14 @@ bool exports_to(const ModuleKind& kind, std::string_view op_type) {
   return std::find(kind.op_types.begin(), kind.op_types.end(), op_type) != kind.op_types.end();
 }
 
+bool has_weight(const ModuleKind& kind) {
+  return std::all_of(kind.op_types.begin(), kind.op_types.end(),
+                     [](std::string_view op) { return find_op_kind(op)->weight_input >= 0; });
+}
+
+bool is_recurrent(const ModuleKind& kind) {
+  return std::any_of(kind.op_types.begin(), kind.op_types.end(),
+                     [](std::string_view op) { return find_op_kind(op)->recurrent_input >= 0; });
+}
+
 }  // namespace amct

@@ -43,7 +43,7 @@ void describe_layer(const onnx::GraphProto& graph, const onnx::NodeProto& node, 
 std::string support_problem(const onnx::GraphProto& graph, const ModuleInfo& module, const std::set<std::string>& reused,
                             const std::map<int64_t, int>& weight_users) {
   const ModuleKind* kind = find_module_kind(module.type);
-  if (kind && kind->op_types.size() == 1 && find_op_kind(kind->op_types[0])->recurrent_input >= 0)
+  if (kind && is_recurrent(*kind))
     return module.type + " layers are not supported yet; the layer stays in float";
   if (kind && kind->has_padding_mode && module.padding_mode != "zeros")
     return "padding_mode '" + module.padding_mode + "' is not supported (only 'zeros')";

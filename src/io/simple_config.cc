@@ -8,6 +8,7 @@
 
 #include "amct/config.h"
 #include "amct/error.h"
+#include "amct/layer_kind.h"
 #include "amct/file_io.h"
 #include "amct/number_format.h"
 #include "amct/text_proto.h"
@@ -205,7 +206,8 @@ LayerDraft draft_layer(const pb::CalibrationConfig& calibration, const LayerInfo
 // INT4 weights are packed in pairs along Cin, which a grouped conv (whose
 // weight holds Cin/groups) or an odd Cin cannot do.
 bool int4_packable(const LayerInfo& layer) {
-  if (layer.module_type == "AvgPool2d") return true;
+  const ModuleKind* kind = find_module_kind(layer.module_type);
+  if (kind && !has_weight(*kind)) return true;
   if (layer.groups > 1) return false;
   return layer.cin % 2 == 0;
 }

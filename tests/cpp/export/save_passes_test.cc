@@ -213,5 +213,53 @@ TEST(SavePass, QdqWeightStoresAmctIntegersPerAxis) {
   EXPECT_EQ(tensor_to_floats(f.tensor(f.node("conv.bias_dequant").input(1))), dequant_scales(f.plan.layers[0]));
 }
 
+TEST(SavePass, QdqDeconvToConvRegroupsABlockUpsamplingAlone) {
+  ModelBuilder b;
+  b.input("x", {1, 2, 3, 3}).output("y", {1, 1, 6, 6});
+  b.initializer("up.weight", {2, 1, 2, 2}, {0.1f, 0.2f, 0.3f, 0.4f, -0.1f, -0.2f, -0.3f, -0.4f});
+  onnx::NodeProto& up = b.layer("ConvTranspose", "up", {"x", "up.weight"}, "y");
+  onnx::AttributeProto* strides = up.add_attribute();
+  strides->set_name("strides");
+  strides->set_type(onnx::AttributeProto::INTS);
+  strides->add_ints(2);
+  strides->add_ints(2);
+  onnx::ModelProto model = b.model();
+  const QuantPlan plan = check_record(
+      parse_record_text(record_entry("up", "    scale_d: 0.1\n    offset_d: 0\n    scale_w: 0.004\n    offset_w: 0\n"), "r"),
+      model.graph(), "r", "m");
+  qdq_deconv_to_conv_pass(*model.mutable_graph(), plan);
+  EXPECT_EQ(node_named(model, "up").op_type(), "Conv");
+  EXPECT_EQ(node_named(model, "up.depth_to_space").output(0), "y");
+  // W'[(co * 2 + a) * 2 + b, ci] = W[ci, co, a, b]
+  EXPECT_EQ(dims_of(initializer_named(model, "up.weight")), (std::vector<int64_t>{4, 2, 1, 1}));
+  EXPECT_EQ(tensor_to_floats(initializer_named(model, "up.weight")),
+            (std::vector<float>{0.1f, -0.1f, 0.2f, -0.2f, 0.3f, -0.3f, 0.4f, -0.4f}));
+}
+
+TEST(SavePass, QdqOutputRequantizesForTheConsumerOrUsesConvInteger) {
+  Fixture f = make_fixture();
+  qdq_output_pass(f.graph(), f.plan);
+  // conv -> Relu -> Flatten -> fc: the conv result is requantized with fc's
+  // input factors right after the conv, so ONNX Runtime fuses QLinearConv.
+  const auto& requant = f.node("conv.output_quant");
+  EXPECT_EQ(requant.op_type(), "QuantizeLinear");
+  EXPECT_EQ(requant.input(0), f.node("conv").output(0));
+  EXPECT_EQ(requant.input(1), "fc.input_quant.scale");
+  EXPECT_EQ(tensor_to_floats(f.tensor("fc.input_quant.scale")), (std::vector<float>{0.05f}));
+  EXPECT_EQ(static_cast<uint8_t>(f.tensor("fc.input_quant.zero_point").raw_data()[0]), 138);  // 10 + 128
+
+  // A conv whose output reaches no quantized layer becomes ConvInteger.
+  ModelBuilder b;
+  b.input("x", {1, 1, 2, 2}).output("y", {1, 1, 2, 2});
+  b.initializer("c.weight", {1, 1, 1, 1}, {0.5f});
+  b.layer("Conv", "c", {"x", "c.weight"}, "y");
+  onnx::ModelProto model = b.model();
+  const QuantPlan plan = check_record(
+      parse_record_text(record_entry("c", "    scale_d: 0.1\n    offset_d: 0\n    scale_w: 0.004\n    offset_w: 0\n"), "r"),
+      model.graph(), "r", "m");
+  qdq_output_pass(*model.mutable_graph(), plan);
+  EXPECT_EQ(node_named(model, "c").op_type(), "ConvInteger");
+}
+
 }  // namespace
 }  // namespace amct::test

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "amct/layer_kind.h"
 #include "amct/model_prep.h"
 #include "amct/onnx_graph.h"
 
@@ -818,10 +819,14 @@ class ConstantEvaluator {
 // The inputs of a layer op that must be constant, with the suffix a folded
 // value is named with (torch's parameter names, as nodes carry module names).
 std::vector<std::pair<int, const char*>> constant_slots(const std::string& op) {
-  if (op == "Conv" || op == "ConvTranspose" || op == "Gemm") return {{1, "weight"}, {2, "bias"}};
-  if (op == "MatMul") return {{1, "weight"}};
   if (op == "BatchNormalization") return {{1, "weight"}, {2, "bias"}, {3, "running_mean"}, {4, "running_var"}};
-  return {};
+  std::vector<std::pair<int, const char*>> slots;
+  const OpKind* kind = find_op_kind(op);
+  // Recurrent layers are not quantized yet; their inputs stay as exported.
+  if (!kind || kind->recurrent_input >= 0) return slots;
+  if (kind->weight_input >= 0) slots.emplace_back(kind->weight_input, "weight");
+  if (kind->bias_input >= 0) slots.emplace_back(kind->bias_input, "bias");
+  return slots;
 }
 
 }  // namespace
