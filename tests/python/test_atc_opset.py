@@ -47,6 +47,34 @@ class TransformerBlock(nn.Module):
         return x + self.fc2(self.gelu(self.fc1(self.norm2(x))))
 
 
+class MobileBlockNet(nn.Module):
+    """torchvision-style CNN pieces: depthwise conv, squeeze-excite with
+    Hardsigmoid, Hardswish, SiLU, a residual Add, a branch Concat, MaxPool,
+    nearest upsampling and global average pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.Hardswish())
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.se_reduce = nn.Conv2d(16, 4, 1)
+        self.se_expand = nn.Conv2d(4, 16, 1)
+        self.branch_a = nn.Conv2d(16, 8, 1)
+        self.branch_b = nn.Conv2d(16, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Conv2d(16, 16, 1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = nn.functional.silu(self.dw(x))
+        scale = nn.functional.hardsigmoid(self.se_expand(torch.relu(self.se_reduce(y.mean((2, 3), keepdim=True)))))
+        x = x + y * scale
+        x = torch.cat([self.branch_a(x), self.branch_b(x)], dim=1)
+        x = nn.functional.interpolate(self.pool(x), scale_factor=2.0, mode="nearest")
+        x = nn.functional.adaptive_avg_pool2d(self.head(x), 1).flatten(1)
+        return self.fc(x)
+
+
 class Triangular(nn.Module):
     """torch.triu exports as Trilu, which exists from opset 14 only."""
 
@@ -93,8 +121,11 @@ def run_ort(path, x):
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
-@pytest.mark.parametrize("factory, shape", [(QuickStartMlp, (5, 16)), (TransformerBlock, (6, 16))],
-                         ids=["quickstart-mlp", "transformer"])
+FLOW_MODELS = [(QuickStartMlp, (5, 16)), (TransformerBlock, (6, 16)), (MobileBlockNet, (3, 16, 16))]
+FLOW_IDS = ["quickstart-mlp", "transformer", "mobile-cnn"]
+
+
+@pytest.mark.parametrize("factory, shape", FLOW_MODELS, ids=FLOW_IDS)
 def test_models_are_written_at_opset_11_and_qdq_at_13(factory, shape, tmp_path):
     paths = run_flow(factory().eval(), shape, tmp_path)
     modified = onnx.load(paths["modified"])
@@ -116,11 +147,10 @@ def test_models_are_written_at_opset_11_and_qdq_at_13(factory, shape, tmp_path):
             assert onnx.defs.has(node.op_type, max_inclusive_version=11), node.op_type
     # The layers keep their module names.
     names = {n.name for n in fake_quant.graph.node}
-    assert {"fc1", "fc2"} <= names or {"qkv", "proj", "fc1", "fc2"} <= names
+    assert {"fc1", "fc2"} <= names or {"fc", "dw", "head", "stem.0"} <= names
 
 
-@pytest.mark.parametrize("factory, shape", [(QuickStartMlp, (5, 16)), (TransformerBlock, (6, 16))],
-                         ids=["quickstart-mlp", "transformer"])
+@pytest.mark.parametrize("factory, shape", FLOW_MODELS, ids=FLOW_IDS)
 def test_fake_quant_outputs_do_not_depend_on_the_opset(factory, shape, tmp_path):
     opset11 = run_flow(factory().eval(), shape, tmp_path / "o11")
     opset20 = run_flow(factory().eval(), shape, tmp_path / "o20", opset_version=20)

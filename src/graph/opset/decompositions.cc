@@ -84,7 +84,9 @@ void decompose_layer_normalization(Rewrite& r) {
   const std::string mean = mean_out.empty() ? r.fresh("mean") : mean_out;
   add_reduce_mean(r, "mean", xs, mean, axes);
   const std::string centered = add_binary(r, "Sub", "centered", xs, mean);
-  const std::string squared = add_binary(r, "Mul", "squared", centered, centered);
+  // Pow(., 2) rather than Mul(., .): the form ONNX Runtime's LayerNormFusion
+  // recognises, so the decomposed op runs as one fused kernel again.
+  const std::string squared = add_binary(r, "Pow", "squared", centered, r.scalar("two", 2.0, stash));
   const std::string variance = r.fresh("variance");
   add_reduce_mean(r, "variance", squared, variance, axes);
   const std::string shifted = add_binary(r, "Add", "add_epsilon", variance, r.scalar("epsilon", epsilon, stash));
@@ -115,9 +117,14 @@ void decompose_gelu(Rewrite& r) {
         add_binary(r, "Mul", "argument", sum, r.scalar("sqrt_2_over_pi", std::sqrt(2.0 / M_PI), type));
     inner = add_unary(r, "Tanh", "tanh", argument);
   } else if (approximate == "none") {
-    // 0.5 * x * (1 + erf(x / sqrt(2)))
-    const std::string argument = add_binary(r, "Mul", "argument", x, r.scalar("inv_sqrt_2", M_SQRT1_2, type));
-    inner = add_unary(r, "Erf", "erf", argument);
+    // (x * (1 + erf(x / sqrt(2)))) * 0.5, in the order ONNX Runtime's
+    // GeluFusion recognises, so the decomposed op runs as one kernel again.
+    const std::string argument = add_binary(r, "Div", "argument", x, r.scalar("sqrt_2", M_SQRT2, type));
+    const std::string erf = add_unary(r, "Erf", "erf", argument);
+    const std::string one_plus = add_binary(r, "Add", "one_plus", erf, r.scalar("one", 1.0, type));
+    const std::string product = add_binary(r, "Mul", "x_times", x, one_plus);
+    r.become("Mul", {product, r.scalar("half", 0.5, type)}, {r.node.output(0)});
+    return;
   } else {
     r.fail("attribute approximate='" + approximate + "' is neither 'none' nor 'tanh'");
   }

@@ -300,8 +300,10 @@ TEST(OpsetConversion, LayerNormalizationDecomposes) {
       ": Net/norm: torch.nn.modules.normalization.LayerNorm/layer_norm: aten.layer_norm.default";
   scope->set_value(namespace_value);
   convert_opset(m, 11);
-  ASSERT_EQ(op_types(m), (std::vector<std::string>{"ReduceMean", "Sub", "Mul", "ReduceMean", "Add", "Sqrt", "Div",
+  // The shape ONNX Runtime's LayerNormFusion recognises (Pow, not Mul).
+  ASSERT_EQ(op_types(m), (std::vector<std::string>{"ReduceMean", "Sub", "Pow", "ReduceMean", "Add", "Sqrt", "Div",
                                                    "Mul", "Add"}));
+  EXPECT_FLOAT_EQ(initializer_float(m, m.graph().node(2).input(1)), 2.0f);
   const auto& g = m.graph();
   EXPECT_EQ(g.node(0).name(), "ln.mean");
   EXPECT_EQ(get_ints_attribute(g.node(0), "axes"), std::vector<int64_t>{-1});
@@ -330,12 +332,14 @@ TEST(OpsetConversion, GeluDecomposesInBothForms) {
   add(m, "Gelu", "gelu", {"x"}, {"y"});
   set_string_attribute(add(m, "Gelu", "gelu_tanh", {"x"}, {"z"}), "approximate", "tanh");
   convert_opset(m, 15);
-  EXPECT_EQ(op_types(m), (std::vector<std::string>{"Mul", "Erf", "Add", "Mul", "Mul",                       // erf form
+  // The erf form in the order ONNX Runtime's GeluFusion recognises.
+  EXPECT_EQ(op_types(m), (std::vector<std::string>{"Div", "Erf", "Add", "Mul", "Mul",                       // erf form
                                                    "Mul", "Mul", "Mul", "Add", "Mul", "Tanh", "Add", "Mul", "Mul"}));
   const auto& g = m.graph();
   EXPECT_EQ(g.node(4).name(), "gelu");
   EXPECT_EQ(g.node(13).name(), "gelu_tanh");
-  EXPECT_FLOAT_EQ(initializer_float(m, g.node(0).input(1)), static_cast<float>(M_SQRT1_2));
+  EXPECT_FLOAT_EQ(initializer_float(m, g.node(0).input(1)), static_cast<float>(M_SQRT2));
+  EXPECT_FLOAT_EQ(initializer_float(m, g.node(4).input(1)), 0.5f);
   EXPECT_FLOAT_EQ(initializer_float(m, g.node(7).input(1)), 0.044715f);
   EXPECT_FLOAT_EQ(initializer_float(m, g.node(9).input(1)), static_cast<float>(std::sqrt(2.0 / M_PI)));
 }
