@@ -47,8 +47,8 @@ void DistinctValues::observe(std::span<const float> values) {
 void DistinctValues::give_up() {
   complete_ = false;
   size_ = 0;
-  keys_ = {};
-  counts_ = {};
+  std::vector<uint32_t>().swap(keys_);
+  std::vector<int64_t>().swap(counts_);
 }
 
 std::vector<std::pair<float, int64_t>> DistinctValues::sorted() const {
