@@ -25,6 +25,14 @@ double excess_above(double count, double position_sum, double phi) {
   return count * (rest * rest / 2.0 + slope * ((phi - 0.5) * rest * rest / 2.0 + rest * rest * rest / 3.0));
 }
 
+// Branch-free so that it vectorizes: after a ReLU about half the values are
+// zeros, which a branch would mispredict.
+__attribute__((target_clones("avx2", "default"))) int64_t count_zeros(const float* values, size_t n) {
+  int64_t zeros = 0;
+  for (size_t i = 0; i < n; ++i) zeros += values[i] == 0.0f ? 1 : 0;
+  return zeros;
+}
+
 // The rank-th value counted from the top (or bottom) of the histogram,
 // assuming the values of the bin it falls in are evenly spread.
 float histogram_rank_value(const MomentHistogram& histogram, int64_t rank, bool from_top) {
@@ -116,7 +124,7 @@ void IfmrCollector::observe(std::span<const float> batch) {
   distinct_.observe(batch);
   largest_->observe(batch);
   smallest_->observe(batch);
-  zeros_ += std::count(batch.begin(), batch.end(), 0.0f);
+  zeros_ += count_zeros(batch.data(), batch.size());
   seen_ += static_cast<int64_t>(batch.size());
 }
 
