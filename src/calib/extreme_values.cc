@@ -67,4 +67,16 @@ float ExtremeValues::value_at(int64_t rank) const {
   return *nth;
 }
 
+std::vector<float> ExtremeValues::most_extreme() const {
+  std::vector<float> values(kept_);
+  const auto count = static_cast<size_t>(std::min(k_, seen_));
+  if (largest_) {
+    std::partial_sort(values.begin(), values.begin() + count, values.end(), std::greater<float>());
+  } else {
+    std::partial_sort(values.begin(), values.begin() + count, values.end());
+  }
+  values.resize(count);
+  return values;
+}
+
 }  // namespace amct

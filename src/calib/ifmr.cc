@@ -80,11 +80,7 @@ ScaleOffset ifmr_exact(std::span<const float> all_data, const ActivationQuantPar
   for (size_t i = 0; i < candidates.scales.size(); ++i) {
     const float scale = candidates.scales[i];
     double sum = 0.0;
-    for (const float x : all_data) {
-      const float clipped = std::clamp(x, candidates.clip_min[i], candidates.clip_max[i]);
-      const float error = round_half_even(clipped / scale) * scale - x;
-      sum += static_cast<double>(error * error);
-    }
+    for (const float x : all_data) sum += ifmr_squared_error(x, candidates.clip_min[i], candidates.clip_max[i], scale);
     const auto loss = static_cast<float>(sum / static_cast<double>(n));
     if (loss < best_loss) {
       best_loss = loss;

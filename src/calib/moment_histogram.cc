@@ -6,14 +6,14 @@
 namespace amct {
 namespace {
 
-// add() resolves each value's in-bin position to 2^-16 of a bin and packs a
-// value into one 64-bit increment: count in bits 40..63, position in bits
-// 0..39. One read-modify-write per value instead of two float ones.
+// add() resolves each value's in-bin position u to 2^-16 of a bin and packs a
+// value into one 64-bit increment: count in bits 40..63, u in bits 0..39; u²
+// goes to a second accumulator. Integer sums are exact and order-free.
 constexpr int kPositionBits = 16;
 constexpr uint64_t kCountUnit = uint64_t{1} << 40;
 constexpr uint64_t kPositionMask = kCountUnit - 1;
 // Each packed field overflows past 2^24 values per bin; a segment feeds two
-// accumulators, each at most 2^23 values.
+// accumulators, each at most 2^23 values (the u² sums stay below 2^55).
 constexpr size_t kSegment = size_t{1} << 24;
 
 // Bins finer than the spacing of float32 values near the largest magnitude
@@ -27,54 +27,59 @@ int finest_exponent(double abs_max) {
 
 double grid_index(float x, int exponent) { return std::floor(std::ldexp(static_cast<double>(x), -exponent)); }
 
+struct Accumulator {
+  std::vector<uint64_t> packed = std::vector<uint64_t>(MomentHistogram::kBins, 0);
+  std::vector<uint64_t> squares = std::vector<uint64_t>(MomentHistogram::kBins, 0);
+};
+
 // Two accumulators, fed alternately, so that runs of equal values (the zeros
 // after a ReLU) do not serialize on one memory location.
-void bin_packed(const float* values, size_t n, double scale, double origin, uint64_t* even, uint64_t* odd) {
-  auto packed = [&](float x) {
+void bin_packed(const float* values, size_t n, double scale, double origin, Accumulator& even, Accumulator& odd) {
+  auto add = [&](float x, Accumulator& acc) {
     const auto fixed = static_cast<int32_t>(static_cast<double>(x) * scale - origin);
-    return std::pair<int32_t, uint64_t>(fixed >> kPositionBits,
-                                        kCountUnit + static_cast<uint64_t>(fixed & ((1 << kPositionBits) - 1)));
+    const auto bin = static_cast<size_t>(fixed >> kPositionBits);
+    const auto position = static_cast<uint64_t>(fixed & ((1 << kPositionBits) - 1));
+    acc.packed[bin] += kCountUnit + position;
+    acc.squares[bin] += position * position;
   };
   size_t i = 0;
   for (; i + 1 < n; i += 2) {
-    const auto [bin_a, inc_a] = packed(values[i]);
-    const auto [bin_b, inc_b] = packed(values[i + 1]);
-    even[bin_a] += inc_a;
-    odd[bin_b] += inc_b;
+    add(values[i], even);
+    add(values[i + 1], odd);
   }
-  if (i < n) {
-    const auto [bin, inc] = packed(values[i]);
-    even[bin] += inc;
-  }
+  if (i < n) add(values[i], even);
 }
 
 }  // namespace
 
-MomentHistogram::MomentHistogram() : counts_(kBins, 0.0), position_sums_(kBins, 0.0) {}
+MomentHistogram::MomentHistogram() : counts_(kBins, 0.0), position_sums_(kBins, 0.0), square_sums_(kBins, 0.0) {}
 
 double MomentHistogram::bin_width() const { return std::ldexp(1.0, exponent_); }
 
 size_t MomentHistogram::state_bytes() const {
-  return sizeof(*this) + (counts_.capacity() + position_sums_.capacity()) * sizeof(double);
+  return sizeof(*this) + (counts_.capacity() + position_sums_.capacity() + square_sums_.capacity()) * sizeof(double);
 }
 
 void MomentHistogram::add(std::span<const float> values, float min, float max) {
   cover(min, max);
-  thread_local std::vector<uint64_t> even(kBins, 0);
-  thread_local std::vector<uint64_t> odd(kBins, 0);
+  thread_local Accumulator even;
+  thread_local Accumulator odd;
   const double scale = std::ldexp(1.0, kPositionBits - exponent_);
   const double origin = std::ldexp(static_cast<double>(first_), kPositionBits);
   const double position_unit = std::ldexp(1.0, -kPositionBits);
+  const double square_unit = std::ldexp(1.0, -2 * kPositionBits);
   for (size_t start = 0; start < values.size(); start += kSegment) {
     const size_t n = std::min(kSegment, values.size() - start);
-    bin_packed(values.data() + start, n, scale, origin, even.data(), odd.data());
-    for (auto* acc : {&even, &odd})
-      for (int64_t j = 0; j < kBins; ++j) {
-        const uint64_t packed = (*acc)[j];
+    bin_packed(values.data() + start, n, scale, origin, even, odd);
+    for (Accumulator* acc : {&even, &odd})
+      for (size_t j = 0; j < static_cast<size_t>(kBins); ++j) {
+        const uint64_t packed = acc->packed[j];
         if (packed == 0) continue;
         counts_[j] += static_cast<double>(packed >> 40);
         position_sums_[j] += static_cast<double>(packed & kPositionMask) * position_unit;
-        (*acc)[j] = 0;
+        square_sums_[j] += static_cast<double>(acc->squares[j]) * square_unit;
+        acc->packed[j] = 0;
+        acc->squares[j] = 0;
       }
   }
 }
@@ -87,7 +92,14 @@ void MomentHistogram::add_reference(std::span<const float> values, float min, fl
     const double bin = std::floor(position);
     counts_[static_cast<size_t>(bin)] += 1.0;
     position_sums_[static_cast<size_t>(bin)] += position - bin;
+    square_sums_[static_cast<size_t>(bin)] += (position - bin) * (position - bin);
   }
+}
+
+std::pair<int64_t, double> MomentHistogram::locate(float x) const {
+  const double position = static_cast<double>(x) * std::ldexp(1.0, -exponent_) - static_cast<double>(first_);
+  const double bin = std::floor(position);
+  return {static_cast<int64_t>(bin), position - bin};
 }
 
 void MomentHistogram::cover(float min, float max) {
@@ -118,6 +130,7 @@ void MomentHistogram::regrid(int exponent, int64_t first) {
   const int shift = exponent - exponent_;
   std::vector<double> counts(kBins, 0.0);
   std::vector<double> sums(kBins, 0.0);
+  std::vector<double> squares(kBins, 0.0);
   for (int64_t j = 0; j < kBins; ++j) {
     if (counts_[j] == 0.0) continue;
     const auto index = static_cast<double>(first_ + j);
@@ -125,11 +138,15 @@ void MomentHistogram::regrid(int exponent, int64_t first) {
     // Old bins between the coarse bin's start and this one, in old widths.
     const double skipped = index - std::ldexp(coarse, shift);
     const auto target = static_cast<size_t>(static_cast<int64_t>(coarse) - first);
+    // Positions f become (f + skipped)/2^shift.
     counts[target] += counts_[j];
     sums[target] += std::ldexp(position_sums_[j] + counts_[j] * skipped, -shift);
+    squares[target] += std::ldexp(square_sums_[j] + skipped * (2.0 * position_sums_[j] + counts_[j] * skipped),
+                                  -2 * shift);
   }
   counts_.swap(counts);
   position_sums_.swap(sums);
+  square_sums_.swap(squares);
   exponent_ = exponent;
   first_ = first;
 }

@@ -21,6 +21,8 @@ class ExtremeValues {
   bool holds(int64_t rank) const;
   // The rank-th most extreme value; requires holds(rank).
   float value_at(int64_t rank) const;
+  // The min(k, values seen) most extreme values, most extreme first.
+  std::vector<float> most_extreme() const;
 
   size_t state_bytes() const { return kept_.capacity() * sizeof(float); }
 

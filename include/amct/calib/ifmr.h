@@ -2,6 +2,7 @@
 // over clip ratios of the max for the lowest quantization MSE.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "amct/calib/activation_collector.h"
+#include "amct/calib/distinct_values.h"
 #include "amct/calib/extreme_values.h"
 #include "amct/calib/moment_histogram.h"
 #include "amct/calib/quant_math.h"
@@ -37,17 +39,30 @@ IfmrCandidates ifmr_candidates(float max_value, float min_value, const Activatio
 // Step 5 of docs/amct-reference.md#ifmr: the record's scale/offset for the winning candidate.
 ScaleOffset ifmr_result(const IfmrCandidates& candidates, size_t best, const ActivationQuantParams& params);
 
+// The squared error of one value under a candidate (step 4 of spec 6.2), in
+// float32 like the reference; lo/hi/scale are the candidate's clip and step.
+inline double ifmr_squared_error(float x, float lo, float hi, float scale) {
+  const float error = round_half_even(std::clamp(x, lo, hi) / scale) * scale - x;
+  return static_cast<double>(error * error);
+}
+
 // IFMR over all calibration data at once, literally as the spec describes it
 // (float32 arithmetic, exact percentiles). The reference for IfmrCollector.
 ScaleOffset ifmr_exact(std::span<const float> all_data, const ActivationQuantParams& params);
 
-// Streaming IFMR: exact min/max and extreme values for the percentiles, and a
-// MomentHistogram from which each candidate's squared error is evaluated.
+// Streaming IFMR: exact min/max, the most extreme values (for the
+// percentiles and the clipped tails), the count of exact zeros, the distinct
+// values while they are few, and a MomentHistogram from which the squared
+// error of the remaining values is evaluated per candidate.
 class IfmrCollector final : public ActivationCollector {
  public:
   // Ranks up to this many are selected exactly; beyond, the percentile is
   // read from the histogram, whose bin is then a negligible part of the range.
   static constexpr int64_t kMaxExactRank = int64_t{1} << 16;
+  // At least this many of the largest and of the smallest values are kept:
+  // the candidates that compete clip only values among these, whose errors
+  // are then exact.
+  static constexpr int64_t kTailValues = 4096;
 
   IfmrCollector(const ActivationQuantParams& params, int64_t batch_num);
 
@@ -55,20 +70,22 @@ class IfmrCollector final : public ActivationCollector {
   ScaleOffset finalize() const override;
   size_t state_bytes() const override;
 
-  // Each candidate's summed squared error, up to one constant shared by all
-  // candidates (so only differences and the argmin are meaningful).
+  // Each candidate's summed squared error over all values observed.
   std::vector<double> candidate_losses(const IfmrCandidates& candidates) const;
 
  private:
   float upper_percentile(int64_t rank) const;
   float lower_percentile(int64_t rank) const;
+  std::vector<double> histogram_losses(const IfmrCandidates& candidates) const;
 
   ActivationQuantParams params_;
   int64_t batch_num_;
   int64_t seen_ = 0;
+  int64_t zeros_ = 0;
   float min_ = 0.0f;
   float max_ = 0.0f;
   MomentHistogram histogram_;
+  DistinctValues distinct_;
   std::optional<ExtremeValues> largest_;
   std::optional<ExtremeValues> smallest_;
 };

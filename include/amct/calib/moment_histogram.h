@@ -1,5 +1,6 @@
-// A fixed-size histogram that keeps, per bin, the count and the sum of the
-// values' positions inside the bin, over a range that grows with the data.
+// A fixed-size histogram that keeps, per bin, the count and the sums of the
+// values' positions inside the bin and of their squares, over a range that
+// grows with the data.
 //
 // Bins lie on a dyadic grid: width w = 2^e, bin j covers
 // [(first + j)·w, (first + j + 1)·w). Grids of widths 2^e and 2^(e+1) share
@@ -11,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace amct {
@@ -33,6 +35,11 @@ class MomentHistogram {
   const std::vector<double>& counts() const { return counts_; }
   // Per bin, the sum over its values of x/w - floor(x/w), each in [0, 1).
   const std::vector<double>& position_sums() const { return position_sums_; }
+  // Per bin, the sum of the squared positions.
+  const std::vector<double>& square_sums() const { return square_sums_; }
+  // The bin a value falls in and its unquantized position in it, as
+  // add_reference() counts it (the value must lie in the covered range).
+  std::pair<int64_t, double> locate(float x) const;
 
   size_t state_bytes() const;
 
@@ -47,6 +54,7 @@ class MomentHistogram {
   float max_ = 0.0f;
   std::vector<double> counts_;
   std::vector<double> position_sums_;
+  std::vector<double> square_sums_;
 };
 
 }  // namespace amct

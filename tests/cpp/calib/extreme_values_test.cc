@@ -32,6 +32,13 @@ TEST(CalibExtremeValues, KthLargestAndSmallestOverBatches) {
     EXPECT_EQ(bottom.value_at(rank), sorted[static_cast<size_t>(rank) - 1]);
   }
   EXPECT_FALSE(top.holds(51));
+  const std::vector<float> largest(sorted.rbegin(), sorted.rbegin() + 50);
+  const std::vector<float> smallest(sorted.begin(), sorted.begin() + 50);
+  EXPECT_EQ(top.most_extreme(), largest);
+  EXPECT_EQ(bottom.most_extreme(), smallest);
+  ExtremeValues few(50, true);
+  few.observe(std::vector<float>{2.0f, 7.0f, 1.0f});
+  EXPECT_EQ(few.most_extreme(), (std::vector<float>{7.0f, 2.0f, 1.0f}));
 }
 
 TEST(CalibExtremeValues, AscendingInputAndTies) {

@@ -33,6 +33,7 @@ void expect_close(const MomentHistogram& a, const MomentHistogram& b) {
   for (int64_t j = 0; j < MomentHistogram::kBins; ++j) {
     ASSERT_EQ(a.counts()[j], b.counts()[j]) << "bin " << j;
     EXPECT_NEAR(a.position_sums()[j], b.position_sums()[j], 1e-9 + a.counts()[j] * std::ldexp(1.0, -16));
+    EXPECT_NEAR(a.square_sums()[j], b.square_sums()[j], 1e-9 + a.counts()[j] * std::ldexp(1.0, -15));
   }
 }
 
@@ -66,6 +67,7 @@ TEST(CalibMomentHistogram, GrowingRangeMatchesSinglePass) {
   for (int64_t j = 0; j < MomentHistogram::kBins; ++j) {
     ASSERT_EQ(streamed.counts()[j], once.counts()[j]) << "bin " << j;
     EXPECT_NEAR(streamed.position_sums()[j], once.position_sums()[j], 1e-9 * (1.0 + once.counts()[j]));
+    EXPECT_NEAR(streamed.square_sums()[j], once.square_sums()[j], 1e-9 * (1.0 + once.counts()[j]));
   }
 }
 
@@ -75,12 +77,18 @@ TEST(CalibMomentHistogram, PositionsAreInBinUnits) {
   const double w = h.bin_width();
   double count = 0.0;
   double sum = 0.0;
+  double square_sum = 0.0;
   for (int64_t j = 0; j < MomentHistogram::kBins; ++j) {
+    const auto start = static_cast<double>(h.first_index() + j);
     count += h.counts()[j];
-    sum += (static_cast<double>(h.first_index() + j) * h.counts()[j] + h.position_sums()[j]) * w;
+    sum += (start * h.counts()[j] + h.position_sums()[j]) * w;
+    square_sum += (start * start * h.counts()[j] + 2.0 * start * h.position_sums()[j] + h.square_sums()[j]) * w * w;
   }
   EXPECT_EQ(count, 4.0);
   EXPECT_NEAR(sum, 2.0, 1e-12);
+  EXPECT_NEAR(square_sum, 0.0625 + 0.5625 + 1.0, 1e-12);
+  const auto [bin, position] = h.locate(0.75f);
+  EXPECT_EQ(static_cast<double>(h.first_index() + bin) * w + position * w, 0.75);
 }
 
 TEST(CalibMomentHistogram, ConstantThenSpreadData) {
