@@ -96,11 +96,10 @@ void dropout_to_attribute(Rewrite& r) {
 }
 
 void dropout_to_input(Rewrite& r) {
-  const auto* ratio = find_attribute(r.node, "ratio");
-  if (!ratio) return;
+  if (!find_attribute(r.node, "ratio")) return;
   onnx::TensorProto t;
   t.set_data_type(onnx::TensorProto::FLOAT);
-  t.add_float_data(ratio->f());
+  t.add_float_data(get_float_attribute(r.node, "ratio", 0.5f));
   remove_attribute(r.node, "ratio");
   r.set_input(1, r.ctx.add_initializer(r.node.name() + ".ratio", std::move(t)));
 }

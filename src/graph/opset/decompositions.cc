@@ -61,7 +61,7 @@ void decompose_layer_normalization(Rewrite& r) {
   const std::string bias = r.input(2);
   const int32_t type = known_elem_type(r, 0);
   const int64_t axis = get_int_attribute(r.node, "axis", -1);
-  const float epsilon = find_attribute(r.node, "epsilon") ? find_attribute(r.node, "epsilon")->f() : 1e-5f;
+  const float epsilon = get_float_attribute(r.node, "epsilon", 1e-5f);
   // The statistics are computed in stash_type (float by default), as the op defines.
   const int32_t stash = static_cast<int32_t>(get_int_attribute(r.node, "stash_type", onnx::TensorProto::FLOAT));
 

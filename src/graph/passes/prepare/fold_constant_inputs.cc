@@ -565,14 +565,24 @@ std::optional<Value> transpose(const Value& in, std::vector<int64_t> perm) {
   return out;
 }
 
-// The value a Constant node holds, from whichever attribute it uses.
+// The value a Constant node holds, from whichever attribute it uses; an
+// attribute of the wrong type makes it not constant rather than zero.
 std::optional<Value> constant_value(const onnx::NodeProto& node) {
-  if (const auto* a = find_attribute(node, "value")) return a->has_t() ? read_tensor(a->t()) : std::nullopt;
-  if (const auto* a = find_attribute(node, "value_float")) return Value{onnx::TensorProto::FLOAT, {}, {a->f()}, {}};
-  if (const auto* a = find_attribute(node, "value_floats"))
+  const auto typed = [&](const char* name, onnx::AttributeProto::AttributeType type) {
+    const onnx::AttributeProto* a = find_attribute(node, name);
+    return a && a->type() == type ? a : nullptr;
+  };
+  if (find_attribute(node, "value")) {
+    const auto* a = typed("value", onnx::AttributeProto::TENSOR);
+    return a ? read_tensor(a->t()) : std::nullopt;
+  }
+  if (const auto* a = typed("value_float", onnx::AttributeProto::FLOAT))
+    return Value{onnx::TensorProto::FLOAT, {}, {a->f()}, {}};
+  if (const auto* a = typed("value_floats", onnx::AttributeProto::FLOATS))
     return Value{onnx::TensorProto::FLOAT, {a->floats_size()}, {a->floats().begin(), a->floats().end()}, {}};
-  if (const auto* a = find_attribute(node, "value_int")) return Value{onnx::TensorProto::INT64, {}, {}, {a->i()}};
-  if (const auto* a = find_attribute(node, "value_ints"))
+  if (const auto* a = typed("value_int", onnx::AttributeProto::INT))
+    return Value{onnx::TensorProto::INT64, {}, {}, {a->i()}};
+  if (const auto* a = typed("value_ints", onnx::AttributeProto::INTS))
     return Value{onnx::TensorProto::INT64, {a->ints_size()}, {}, {a->ints().begin(), a->ints().end()}};
   return std::nullopt;
 }

@@ -77,7 +77,7 @@ std::optional<float> constant_scalar(onnx::GraphProto& graph, const std::string&
   }
   const onnx::NodeProto* producer = find_producer(graph, name);
   if (!producer || producer->op_type() != "Constant") return std::nullopt;
-  if (const onnx::AttributeProto* value = find_attribute(*producer, "value_float")) return value->f();
+  if (find_attribute(*producer, "value_float")) return get_float_attribute(*producer, "value_float", 0.0f);
   return std::nullopt;
 }
 
@@ -101,7 +101,7 @@ bool reads_no_values(const onnx::NodeProto& node, const std::string& tensor) {
 bool pads_with_grid_values(onnx::GraphProto& graph, const onnx::NodeProto& node) {
   if (!constant_operands(graph, node)) return false;
   if (get_string_attribute(node, "mode", "constant") != "constant") return true;
-  if (const onnx::AttributeProto* value = find_attribute(node, "value")) return value->f() == 0.0f;  // opset < 11
+  if (find_attribute(node, "value")) return get_float_attribute(node, "value", 0.0f) == 0.0f;  // opset < 11
   if (node.input_size() < 3 || node.input(2).empty()) return true;
   return constant_scalar(graph, node.input(2)) == 0.0f;
 }
