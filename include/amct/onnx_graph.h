@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "onnx/onnx.pb.h"
@@ -64,5 +66,31 @@ void remove_attribute(onnx::NodeProto& node, const std::string& name);
 
 // A node name not used by any node of the graph, built from `base`.
 std::string unique_node_name(const onnx::GraphProto& graph, const std::string& base);
+
+// The producer, consumers and initializer of every tensor of a graph, from
+// one pass over it, so that a walk along a chain of N nodes costs O(N)
+// instead of the O(N^2) of repeated find_producer / find_consumers scans.
+// It is a snapshot: nodes and initializers added later are not in it, and
+// it must be rebuilt after nodes or initializers are removed (their
+// pointers dangle) or inputs and outputs are rewired.
+class GraphIndex {
+ public:
+  explicit GraphIndex(onnx::GraphProto& graph);
+
+  // As find_producer: the first node producing `tensor`, or nullptr.
+  onnx::NodeProto* producer(const std::string& tensor) const;
+  // As find_consumers: each node reading `tensor`, once, in graph order.
+  const std::vector<onnx::NodeProto*>& consumers(const std::string& tensor) const;
+  const onnx::TensorProto* initializer(const std::string& tensor) const;
+  bool is_graph_output(const std::string& tensor) const;
+  // As resolve_constant.
+  const onnx::TensorProto* resolve_constant(const std::string& tensor) const;
+
+ private:
+  std::unordered_map<std::string, onnx::NodeProto*> producers_;
+  std::unordered_map<std::string, std::vector<onnx::NodeProto*>> consumers_;
+  std::unordered_map<std::string, const onnx::TensorProto*> initializers_;
+  std::unordered_set<std::string> outputs_;
+};
 
 }  // namespace amct

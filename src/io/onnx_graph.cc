@@ -111,19 +111,38 @@ void remove_nodes(onnx::GraphProto& graph, const std::vector<std::string>& names
 }
 
 void remove_dead_nodes(onnx::GraphProto& graph) {
-  for (bool changed = true; changed;) {
-    std::unordered_set<std::string> read;
-    for (const auto& n : graph.node())
-      for (const auto& in : n.input()) read.insert(in);
-    for (const auto& o : graph.output()) read.insert(o.name());
-    std::vector<std::string> dead;
-    for (const auto& n : graph.node()) {
-      const bool used = std::any_of(n.output().begin(), n.output().end(), [&](const auto& out) { return read.count(out) > 0; });
-      if (!used) dead.push_back(n.name());
-    }
-    changed = !dead.empty();
-    remove_nodes(graph, dead);
+  // Counting reads and following each removal back to the producers of the
+  // removed node's inputs is linear; re-scanning the graph until nothing
+  // changes was quadratic on a long dead chain.
+  const int count = graph.node_size();
+  std::unordered_map<std::string, int> reads;
+  std::unordered_map<std::string, std::vector<int>> producers;
+  for (int i = 0; i < count; ++i) {
+    for (const auto& in : graph.node(i).input()) ++reads[in];
+    for (const auto& out : graph.node(i).output()) producers[out].push_back(i);
   }
+  for (const auto& o : graph.output()) ++reads[o.name()];
+  const auto unread = [&](int i) {
+    return std::none_of(graph.node(i).output().begin(), graph.node(i).output().end(),
+                        [&](const std::string& out) { return reads[out] > 0; });
+  };
+  std::vector<char> dead(static_cast<size_t>(count), 0);
+  std::vector<int> pending;
+  for (int i = 0; i < count; ++i)
+    if (unread(i)) pending.push_back(i);
+  while (!pending.empty()) {
+    const int i = pending.back();
+    pending.pop_back();
+    if (dead[static_cast<size_t>(i)] || !unread(i)) continue;
+    dead[static_cast<size_t>(i)] = 1;
+    for (const auto& in : graph.node(i).input())
+      if (--reads[in] == 0)
+        for (int p : producers[in]) pending.push_back(p);
+  }
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> kept;
+  for (int i = 0; i < count; ++i)
+    if (!dead[static_cast<size_t>(i)]) kept.Add(std::move(*graph.mutable_node(i)));
+  graph.mutable_node()->Swap(&kept);
 }
 
 void topological_sort(onnx::GraphProto& graph) {
@@ -383,6 +402,59 @@ std::string unique_node_name(const onnx::GraphProto& graph, const std::string& b
     std::string candidate = base + std::to_string(i);
     if (!used.count(candidate)) return candidate;
   }
+}
+
+GraphIndex::GraphIndex(onnx::GraphProto& graph) {
+  for (auto& node : *graph.mutable_node()) {
+    for (const auto& out : node.output())
+      if (!out.empty()) producers_.emplace(out, &node);
+    for (int i = 0; i < node.input_size(); ++i) {
+      const std::string& in = node.input(i);
+      // An empty name is an omitted optional input, not a tensor. A node
+      // reading a tensor twice is one consumer, as in find_consumers.
+      if (!in.empty() && std::find(node.input().begin(), node.input().begin() + i, in) == node.input().begin() + i)
+        consumers_[in].push_back(&node);
+    }
+  }
+  for (const auto& t : graph.initializer()) initializers_.emplace(t.name(), &t);
+  for (const auto& o : graph.output()) outputs_.insert(o.name());
+}
+
+onnx::NodeProto* GraphIndex::producer(const std::string& tensor) const {
+  const auto it = producers_.find(tensor);
+  return it == producers_.end() ? nullptr : it->second;
+}
+
+const std::vector<onnx::NodeProto*>& GraphIndex::consumers(const std::string& tensor) const {
+  static const std::vector<onnx::NodeProto*> kNone;
+  const auto it = consumers_.find(tensor);
+  return it == consumers_.end() ? kNone : it->second;
+}
+
+const onnx::TensorProto* GraphIndex::initializer(const std::string& tensor) const {
+  const auto it = initializers_.find(tensor);
+  return it == initializers_.end() ? nullptr : it->second;
+}
+
+bool GraphIndex::is_graph_output(const std::string& tensor) const { return outputs_.count(tensor) > 0; }
+
+const onnx::TensorProto* GraphIndex::resolve_constant(const std::string& tensor) const {
+  std::string name = tensor;
+  for (int hops = 0; hops < 64; ++hops) {
+    if (const auto* init = initializer(name)) return init;
+    const onnx::NodeProto* node = producer(name);
+    if (!node) return nullptr;
+    if (node->op_type() == "Identity" && node->input_size() == 1) {
+      name = node->input(0);
+      continue;
+    }
+    if (node->op_type() == "Constant") {
+      const auto* value = find_attribute(*node, "value");
+      return value && value->has_t() ? &value->t() : nullptr;
+    }
+    return nullptr;
+  }
+  return nullptr;
 }
 
 }  // namespace amct

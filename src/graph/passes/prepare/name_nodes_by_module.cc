@@ -79,10 +79,19 @@ std::set<std::string> name_nodes_by_module(onnx::GraphProto& graph, const std::v
   // a module name is free before a node takes it.
   std::unordered_set<std::string> taken_names;
   for (const auto& m : modules) taken_names.insert(m.name);
+  // One set of used names and a counter per base keep this linear when
+  // many nodes (say a long chain of unnamed Identity nodes) need a name;
+  // unique_node_name per node would rescan the graph each time.
+  std::unordered_set<std::string> used;
+  for (const auto& node : graph.node()) used.insert(node.name());
+  std::unordered_map<std::string, int> next_suffix;
   for (auto& node : *graph.mutable_node()) {
-    if (node.name().empty() || taken_names.count(node.name())) {
-      node.set_name(unique_node_name(graph, "node_" + node.op_type()));
-    }
+    if (!node.name().empty() && !taken_names.count(node.name())) continue;
+    const std::string base = "node_" + node.op_type();
+    std::string name = base;
+    for (int& k = next_suffix[base]; used.count(name);) name = base + std::to_string(++k);
+    used.insert(name);
+    node.set_name(name);
   }
 
   // First every module's node, then the extra calls of reused modules, so an

@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "amct/onnx_graph.h"
@@ -46,9 +47,9 @@ bool is_float_cast(const onnx::NodeProto& node) {
 
 // `tensor` before Identity and CastLike(x, like), which torch.onnx puts on
 // Clip's bounds, and the float Cast that CastLike becomes below opset 15.
-std::string uncast(onnx::GraphProto& graph, std::string tensor) {
-  for (int hops = 0; hops < 64 && !find_initializer(graph, tensor); ++hops) {
-    const onnx::NodeProto* producer = find_producer(graph, tensor);
+std::string uncast(const GraphIndex& index, std::string tensor) {
+  for (int hops = 0; hops < 64 && !index.initializer(tensor); ++hops) {
+    const onnx::NodeProto* producer = index.producer(tensor);
     if (!producer || (producer->op_type() != "Identity" && producer->op_type() != "CastLike" &&
                       !is_float_cast(*producer)))
       break;
@@ -58,33 +59,33 @@ std::string uncast(onnx::GraphProto& graph, std::string tensor) {
 }
 
 // An initializer or Constant output (any of its value attributes).
-bool is_constant(onnx::GraphProto& graph, const std::string& tensor) {
-  const std::string name = uncast(graph, tensor);
-  if (find_initializer(graph, name)) return true;
-  const onnx::NodeProto* producer = find_producer(graph, name);
+bool is_constant(const GraphIndex& index, const std::string& tensor) {
+  const std::string name = uncast(index, tensor);
+  if (index.initializer(name)) return true;
+  const onnx::NodeProto* producer = index.producer(name);
   return producer && producer->op_type() == "Constant";
 }
 
 // The value of a constant floating-point scalar, nullopt for anything else.
-std::optional<float> constant_scalar(onnx::GraphProto& graph, const std::string& tensor) {
-  const std::string name = uncast(graph, tensor);
-  if (const onnx::TensorProto* value = resolve_constant(graph, name)) {
+std::optional<float> constant_scalar(const GraphIndex& index, const std::string& tensor) {
+  const std::string name = uncast(index, tensor);
+  if (const onnx::TensorProto* value = index.resolve_constant(name)) {
     const auto type = value->data_type();
     if (tensor_numel(*value) != 1 || (type != onnx::TensorProto::FLOAT && type != onnx::TensorProto::FLOAT16 &&
                                       type != onnx::TensorProto::DOUBLE))
       return std::nullopt;
     return tensor_to_floats(*value).at(0);
   }
-  const onnx::NodeProto* producer = find_producer(graph, name);
+  const onnx::NodeProto* producer = index.producer(name);
   if (!producer || producer->op_type() != "Constant") return std::nullopt;
   if (find_attribute(*producer, "value_float")) return get_float_attribute(*producer, "value_float", 0.0f);
   return std::nullopt;
 }
 
 // Every input after the data one is absent or a constant.
-bool constant_operands(onnx::GraphProto& graph, const onnx::NodeProto& node) {
+bool constant_operands(const GraphIndex& index, const onnx::NodeProto& node) {
   for (int i = 1; i < node.input_size(); ++i)
-    if (!node.input(i).empty() && !is_constant(graph, node.input(i))) return false;
+    if (!node.input(i).empty() && !is_constant(index, node.input(i))) return false;
   return true;
 }
 
@@ -98,12 +99,12 @@ bool reads_no_values(const onnx::NodeProto& node, const std::string& tensor) {
 // Pad only moves data when the fill is a copy of the input (edge, reflect,
 // wrap) or 0, which is always on the grid: it dequantizes from the zero
 // point, an integer.
-bool pads_with_grid_values(onnx::GraphProto& graph, const onnx::NodeProto& node) {
-  if (!constant_operands(graph, node)) return false;
+bool pads_with_grid_values(const GraphIndex& index, const onnx::NodeProto& node) {
+  if (!constant_operands(index, node)) return false;
   if (get_string_attribute(node, "mode", "constant") != "constant") return true;
   if (find_attribute(node, "value")) return get_float_attribute(node, "value", 0.0f) == 0.0f;  // opset < 11
   if (node.input_size() < 3 || node.input(2).empty()) return true;
-  return constant_scalar(graph, node.input(2)) == 0.0f;
+  return constant_scalar(index, node.input(2)) == 0.0f;
 }
 
 // Ops y = f(x) with quantize(f(x)) == f(quantize(x)) for the same factors:
@@ -120,13 +121,13 @@ bool pads_with_grid_values(onnx::GraphProto& graph, const onnx::NodeProto& node)
 // x' / s next to a bound: under one step, at the clip bound only. ONNX
 // Runtime drops the Clip when the grid lies inside [lo, hi] (ReLU6 with a
 // calibrated maximum of at most 6).
-bool commutes_with_quantization(onnx::GraphProto& graph, const onnx::NodeProto& node) {
+bool commutes_with_quantization(const GraphIndex& index, const onnx::NodeProto& node) {
   static const char* const kOps[] = {"Relu",      "Reshape", "Flatten",      "Identity",    "Squeeze",
                                      "Unsqueeze", "Transpose", "DepthToSpace", "SpaceToDepth"};
   for (const char* op : kOps)
     if (node.op_type() == op) return true;
-  if (node.op_type() == "Clip") return constant_operands(graph, node);
-  if (node.op_type() == "Pad") return pads_with_grid_values(graph, node);
+  if (node.op_type() == "Clip") return constant_operands(index, node);
+  if (node.op_type() == "Pad") return pads_with_grid_values(index, node);
   return node.op_type() == "MaxPool" && node.output_size() == 1;
 }
 
@@ -135,24 +136,41 @@ bool same_factors(const QuantLayer& a, const QuantLayer& b) {
 }
 
 // The quantized layer whose input factors every use of `tensor` ends in, or
-// nullptr when some use leads elsewhere or the factors differ.
-const QuantLayer* common_consumer(onnx::GraphProto& graph, const QuantPlan& plan, const std::string& tensor) {
-  if (is_graph_output(graph, tensor)) return nullptr;
-  const auto consumers = find_consumers(graph, tensor);
-  if (consumers.empty()) return nullptr;
+// nullptr when some use leads elsewhere or the factors differ. All layers
+// found have the same factors; the last one in depth-first order names the
+// shared QDQ parameters. The search keeps its own stack: a chain of tens of
+// thousands of commuting ops must not exhaust the C++ stack.
+const QuantLayer* common_consumer(const GraphIndex& index, const QuantPlan& plan, const std::string& tensor) {
+  struct Use {
+    const onnx::NodeProto* node;
+    const std::string* tensor;
+  };
+  std::vector<Use> pending;
+  // Queues the uses of `t` so that the first one is visited first.
+  const auto push_uses = [&](const std::string& t) {
+    if (t.empty() || index.is_graph_output(t)) return false;
+    const auto& consumers = index.consumers(t);
+    for (auto it = consumers.rbegin(); it != consumers.rend(); ++it) pending.push_back({*it, &t});
+    return !consumers.empty();
+  };
+  if (!push_uses(tensor)) return nullptr;
+  std::unordered_set<const onnx::NodeProto*> expanded;
   const QuantLayer* found = nullptr;
-  for (onnx::NodeProto* consumer : consumers) {
-    if (reads_no_values(*consumer, tensor)) continue;
-    for (int i = 1; i < consumer->input_size(); ++i)
-      if (consumer->input(i) == tensor) return nullptr;
-    const QuantLayer* next = plan.find(consumer->name());
-    if (next && !qdq_quantizes(*next)) return nullptr;
-    if (!next) {
-      if (!commutes_with_quantization(graph, *consumer)) return nullptr;
-      next = common_consumer(graph, plan, consumer->output(0));
+  while (!pending.empty()) {
+    const Use use = pending.back();
+    pending.pop_back();
+    const onnx::NodeProto& consumer = *use.node;
+    if (reads_no_values(consumer, *use.tensor)) continue;
+    for (int i = 1; i < consumer.input_size(); ++i)
+      if (consumer.input(i) == *use.tensor) return nullptr;
+    const QuantLayer* next = plan.find(consumer.name());
+    if (next) {
+      if (!qdq_quantizes(*next) || (found && !same_factors(*found, *next))) return nullptr;
+      found = next;
+      continue;
     }
-    if (!next || (found && !same_factors(*found, *next))) return nullptr;
-    found = next;
+    if (!commutes_with_quantization(index, consumer)) return nullptr;
+    if (expanded.insert(&consumer).second && !push_uses(consumer.output(0))) return nullptr;
   }
   return found;
 }
@@ -178,18 +196,18 @@ void requantize_output(onnx::GraphProto& graph, const QuantLayer& layer, onnx::N
 // only Clip bounds of the chain, which become UINT8 constants.
 struct IntegerChain {
   std::vector<onnx::NodeProto*> nodes;
-  std::vector<std::string> cast_likes;  // CastLike nodes of the replaced bounds
+  std::vector<onnx::NodeProto*> cast_likes;  // CastLike nodes of the replaced bounds
 };
 
-IntegerChain integer_chain(onnx::GraphProto& graph, const QuantPlan& plan, const std::string& tensor) {
+IntegerChain integer_chain(const GraphIndex& index, const QuantPlan& plan, const std::string& tensor) {
   IntegerChain chain;
   std::vector<onnx::NodeProto*> cast_likes;
   bool clip_or_pad = false;
   for (std::string current = tensor;;) {
-    if (is_graph_output(graph, current)) return {};
+    if (current.empty() || index.is_graph_output(current)) return {};
     onnx::NodeProto* next = nullptr;
     bool layers = false;
-    for (onnx::NodeProto* consumer : find_consumers(graph, current)) {
+    for (onnx::NodeProto* consumer : index.consumers(current)) {
       if (consumer->op_type() == "Shape" || consumer->op_type() == "Size") continue;
       if (consumer->op_type() == "CastLike" && consumer->input(0) != current) {
         cast_likes.push_back(consumer);
@@ -211,7 +229,7 @@ IntegerChain integer_chain(onnx::GraphProto& graph, const QuantPlan& plan, const
     const std::string& op = next->op_type();
     if (op == "Clip") {
       for (int i = 1; i < next->input_size(); ++i)
-        if (!next->input(i).empty() && !constant_scalar(graph, next->input(i))) return {};
+        if (!next->input(i).empty() && !constant_scalar(index, next->input(i))) return {};
       clip_or_pad = true;
     } else if (op == "Pad") {
       if (find_attribute(*next, "value") || next->input_size() < 2) return {};
@@ -221,13 +239,12 @@ IntegerChain integer_chain(onnx::GraphProto& graph, const QuantPlan& plan, const
     current = next->output(0);
   }
   // The CastLike outputs must be read only as bounds of the chain's Clips.
+  const std::unordered_set<const onnx::NodeProto*> in_chain(chain.nodes.begin(), chain.nodes.end());
   for (onnx::NodeProto* cast_like : cast_likes) {
-    if (cast_like->name().empty() || is_graph_output(graph, cast_like->output(0))) return {};
-    for (onnx::NodeProto* reader : find_consumers(graph, cast_like->output(0))) {
-      const bool in_chain = std::find(chain.nodes.begin(), chain.nodes.end(), reader) != chain.nodes.end();
-      if (!in_chain || reader->op_type() != "Clip" || reader->input(0) == cast_like->output(0)) return {};
-    }
-    chain.cast_likes.push_back(cast_like->name());
+    if (cast_like->name().empty() || index.is_graph_output(cast_like->output(0))) return {};
+    for (onnx::NodeProto* reader : index.consumers(cast_like->output(0)))
+      if (!in_chain.count(reader) || reader->op_type() != "Clip" || reader->input(0) == cast_like->output(0)) return {};
+    chain.cast_likes.push_back(cast_like);
   }
   return chain;
 }
@@ -248,17 +265,32 @@ uint8_t quantize_scalar(float value, float scale, int32_t zero_point) {
   return static_cast<uint8_t>(std::clamp(q, 0.0f, 255.0f));
 }
 
-// Removes the initializer or Constant node `tensor` when nothing reads it
-// any more (a replaced float bound or fill).
-void drop_if_unread(onnx::GraphProto& graph, const std::string& tensor) {
-  if (tensor.empty() || is_graph_output(graph, tensor) || !find_consumers(graph, tensor).empty()) return;
-  if (find_initializer(graph, tensor)) {
-    remove_initializer(graph, tensor);
-    return;
+// Removes the initializers and Constant nodes of `tensors` that nothing
+// reads any more (replaced float bounds and fills), in one pass over the
+// graph however many there are.
+void drop_unread(onnx::GraphProto& graph, const std::vector<std::string>& tensors) {
+  std::unordered_set<std::string> read;
+  for (const auto& n : graph.node())
+    for (const auto& in : n.input()) read.insert(in);
+  for (const auto& o : graph.output()) read.insert(o.name());
+  std::unordered_set<std::string> unread;
+  for (const std::string& tensor : tensors)
+    if (!tensor.empty() && !read.count(tensor)) unread.insert(tensor);
+  if (unread.empty()) return;
+  auto* initializers = graph.mutable_initializer();
+  google::protobuf::RepeatedPtrField<onnx::TensorProto> kept;
+  for (auto& t : *initializers) {
+    if (unread.count(t.name()))
+      unread.erase(t.name());
+    else
+      kept.Add(std::move(t));
   }
-  const onnx::NodeProto* producer = find_producer(graph, tensor);
-  if (producer && producer->op_type() == "Constant" && !producer->name().empty())
-    remove_nodes(graph, {producer->name()});
+  initializers->Swap(&kept);
+  std::vector<std::string> constants;
+  for (const auto& n : graph.node())
+    if (n.op_type() == "Constant" && !n.name().empty() && n.output_size() == 1 && unread.count(n.output(0)))
+      constants.push_back(n.name());
+  remove_nodes(graph, constants);
 }
 
 // The chain op on the integers n = q(x), for q above: q is monotone, so
@@ -267,8 +299,8 @@ void drop_if_unread(onnx::GraphProto& graph, const std::string& tensor) {
 // q(0), the zero point; max pooling and data movement commute with q. Clip
 // takes UINT8 from opset 12 and Pad from opset 11; the QDQ model has 13+.
 // The float operands it stops reading go to `replaced`.
-void integer_chain_op(onnx::GraphProto& graph, onnx::NodeProto& node, const QuantLayer& consumer,
-                      const QdqParams& params, std::vector<std::string>& replaced) {
+void integer_chain_op(onnx::GraphProto& graph, const GraphIndex& index, onnx::NodeProto& node,
+                      const QuantLayer& consumer, const QdqParams& params, std::vector<std::string>& replaced) {
   const auto zero_point = static_cast<int32_t>(consumer.data_offset + consumer.act_format.unsigned_shift());
   if (node.op_type() == "Relu") {
     node.set_op_type("Clip");
@@ -277,7 +309,7 @@ void integer_chain_op(onnx::GraphProto& graph, onnx::NodeProto& node, const Quan
     static const char* const kBounds[] = {"", ".quantized_min", ".quantized_max"};
     for (int i = 1; i < node.input_size() && i < 3; ++i) {
       if (node.input(i).empty()) continue;
-      const float bound = *constant_scalar(graph, node.input(i));
+      const float bound = *constant_scalar(index, node.input(i));
       replaced.push_back(node.input(i));
       node.set_input(i, add_uint8_scalar(graph, node.name() + kBounds[i],
                                          quantize_scalar(bound, consumer.data_scale, zero_point)));
@@ -293,8 +325,10 @@ void integer_chain_op(onnx::GraphProto& graph, onnx::NodeProto& node, const Quan
   }
 }
 
-void requantize_through_integer_chain(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeProto& result,
-                                      const QuantLayer& consumer, const QdqParams& params,
+// `index` was taken before the rewrite; the uses of the chain's tensors
+// that it lists are still those of the graph when each is read.
+void requantize_through_integer_chain(onnx::GraphProto& graph, const GraphIndex& index, const QuantLayer& layer,
+                                      onnx::NodeProto& result, const QuantLayer& consumer, const QdqParams& params,
                                       const IntegerChain& chain) {
   const std::string quant = layer.name + ".output_quant";
   const std::string dequant = layer.name + ".output_dequant";
@@ -305,34 +339,33 @@ void requantize_through_integer_chain(onnx::GraphProto& graph, const QuantLayer&
   std::vector<std::string> replaced;
   for (onnx::NodeProto* node : chain.nodes) {
     // float_tensor disappears: its Shape / Size uses read the integers.
-    for (onnx::NodeProto* reader : find_consumers(graph, float_tensor))
+    for (onnx::NodeProto* reader : index.consumers(float_tensor))
       if (reader->op_type() == "Shape" || reader->op_type() == "Size") reader->set_input(0, integers);
     remove_value_info(graph, float_tensor);
     node->set_input(0, integers);
-    integer_chain_op(graph, *node, consumer, params, replaced);
+    integer_chain_op(graph, index, *node, consumer, params, replaced);
     float_tensor = node->output(0);
     integers = float_tensor + ".quantized";
     node->set_output(0, integers);
   }
   add_node(graph, "DequantizeLinear", dequant, {integers, params.scale, params.zero_point}, {float_tensor});
   // The CastLike bounds and the constants only they read.
-  std::vector<std::string> doomed = chain.cast_likes;
-  for (const std::string& name : chain.cast_likes) {
-    const onnx::NodeProto* cast_like = find_node(graph, name);
-    const onnx::NodeProto* source = find_producer(graph, cast_like->input(0));
+  const std::unordered_set<const onnx::NodeProto*> cast_likes(chain.cast_likes.begin(), chain.cast_likes.end());
+  std::vector<std::string> doomed;
+  for (const onnx::NodeProto* cast_like : chain.cast_likes) {
+    doomed.push_back(cast_like->name());
+    const onnx::NodeProto* source = index.producer(cast_like->input(0));
     if (source && !source->name().empty() && source->op_type() == "Constant" &&
-        !is_graph_output(graph, cast_like->input(0))) {
-      bool only_cast_likes = true;
-      for (onnx::NodeProto* reader : find_consumers(graph, cast_like->input(0)))
-        only_cast_likes &= std::find(chain.cast_likes.begin(), chain.cast_likes.end(), reader->name()) !=
-                           chain.cast_likes.end();
-      if (only_cast_likes) doomed.push_back(source->name());
+        !index.is_graph_output(cast_like->input(0))) {
+      const auto& readers = index.consumers(cast_like->input(0));
+      if (std::all_of(readers.begin(), readers.end(), [&](const onnx::NodeProto* r) { return cast_likes.count(r) > 0; }))
+        doomed.push_back(source->name());
     }
   }
   std::sort(doomed.begin(), doomed.end());
   doomed.erase(std::unique(doomed.begin(), doomed.end()), doomed.end());
   remove_nodes(graph, doomed);
-  for (const std::string& tensor : replaced) drop_if_unread(graph, tensor);
+  drop_unread(graph, replaced);
 }
 
 void to_conv_integer(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeProto& node) {
@@ -365,15 +398,16 @@ void to_conv_integer(onnx::GraphProto& graph, const QuantLayer& layer, onnx::Nod
 void rewrite_output(onnx::GraphProto& graph, const QuantPlan& plan, const QuantLayer& layer) {
   onnx::NodeProto& node = layer_node(graph, layer);
   onnx::NodeProto& result = qdq_result_node(graph, node);
-  if (const QuantLayer* consumer = common_consumer(graph, plan, result.output(0))) {
+  const GraphIndex index(graph);
+  if (const QuantLayer* consumer = common_consumer(index, plan, result.output(0))) {
     const QdqParams params = qdq_input_params(graph, *consumer);
-    const IntegerChain chain = integer_chain(graph, plan, result.output(0));
+    const IntegerChain chain = integer_chain(index, plan, result.output(0));
     // A regrouped ConvTranspose's DepthToSpace stays float: compare
     // (qdq_parity.cc) reads the layer's result after it.
     if (chain.nodes.empty() || chain.nodes.front()->name() == layer.name + ".depth_to_space")
       requantize_output(graph, layer, result, params);
     else
-      requantize_through_integer_chain(graph, layer, result, *consumer, params, chain);
+      requantize_through_integer_chain(graph, index, layer, result, *consumer, params, chain);
   } else if (node.op_type() == "AveragePool") {
     requantize_output(graph, layer, result, qdq_input_params(graph, layer));
   } else if (node.op_type() == "Conv") {
