@@ -10,6 +10,7 @@
 #include "amct/error.h"
 #include "amct/file_io.h"
 #include "amct/onnx_graph.h"
+#include "amct/onnx_validate.h"
 #include "amct/opset_conversion.h"
 #include "amct/record_check.h"
 #include "amct/save_passes.h"
@@ -96,6 +97,7 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
   const std::string qdq_path = output_model_path(save_path, "qdq");
 
   onnx::ModelProto model = load_onnx_model(modified_onnx_file);
+  validate_onnx_model(model, modified_onnx_file);
   const QuantPlan plan = read_quant_plan(record_file, model.graph(), modified_onnx_file);
   if ((options.fake_quant || options.deploy) && default_opset(model) < 11)
     invalid("modified ONNX file '" + modified_onnx_file + "' uses opset " + std::to_string(default_opset(model)) +

@@ -6,6 +6,7 @@
 #include "amct/layer_graph.h"
 #include "amct/model_prep.h"
 #include "amct/onnx_graph.h"
+#include "amct/onnx_validate.h"
 
 namespace amct {
 namespace {
@@ -102,6 +103,7 @@ void check_no_quantization_modules(const std::vector<ModuleInfo>& modules) {
 PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInfo> modules) {
   PreparedModel prepared;
   prepared.model = parse_onnx_model(onnx_bytes, "exported model");
+  validate_onnx_model(prepared.model, "exported model");
   onnx::GraphProto& graph = *prepared.model.mutable_graph();
 
   const std::set<std::string> reused = name_nodes_by_module(graph, modules);

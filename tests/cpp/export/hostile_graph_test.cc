@@ -11,6 +11,7 @@
 #include "amct/error.h"
 #include "amct/layer_graph.h"
 #include "amct/model_prep.h"
+#include "amct/onnx_validate.h"
 #include "amct/save_passes.h"
 #include "save_test_support.h"
 
@@ -148,6 +149,167 @@ TEST(HostileGraph, GraphIndexAgreesWithTheScans) {
   EXPECT_EQ(index.resolve_constant("m"), nullptr);
   EXPECT_TRUE(index.is_graph_output("y"));
   EXPECT_FALSE(index.is_graph_output("m"));
+}
+
+// ---- item 13: the input model is validated before anything is written ----
+
+// x -> Conv c -> y, with the record of c: a valid model to break.
+ModelBuilder valid_conv() {
+  ModelBuilder b;
+  b.input("x", {1, 2, 2, 2}).output("y", {});
+  b.initializer("c.weight", {2, 2, 1, 1}, {0.1f, 0.2f, 0.3f, 0.4f});
+  b.layer("Conv", "c", {"x", "c.weight"}, "y");
+  return b;
+}
+
+TEST(HostileGraph, UndefinedNodeInputIsRefused) {
+  ModelBuilder b = valid_conv();
+  b.node("Relu", "r", {"nowhere"}, {"r.out"});
+  expect_refused(b.model(), record_entry("c", kConvRecord),
+                 {"modified.onnx", "node 'r' (Relu): input 0 'nowhere' is not defined"});
+}
+
+TEST(HostileGraph, TwoProducersOfOneTensorAreRefused) {
+  ModelBuilder b = valid_conv();
+  b.node("Relu", "r", {"x"}, {"y"});
+  expect_refused(b.model(), record_entry("c", kConvRecord),
+                 {"modified.onnx", "tensor 'y' is written by node 'c' (Conv) and by node 'r' (Relu)"});
+}
+
+TEST(HostileGraph, NodeOutputShadowingAnInitializerIsRefused) {
+  ModelBuilder b = valid_conv();
+  b.node("Relu", "r", {"x"}, {"c.weight"});
+  expect_refused(b.model(), record_entry("c", kConvRecord),
+                 {"node 'r' (Relu) writes tensor 'c.weight', which is also a graph initializer"});
+}
+
+TEST(HostileGraph, InitializerDataNotMatchingDimsIsRefused) {
+  ModelBuilder b = valid_conv();
+  b.graph().mutable_initializer(0)->mutable_raw_data()->resize(12);
+  expect_refused(b.model(), record_entry("c", kConvRecord),
+                 {"modified.onnx", "initializer 'c.weight' (FLOAT, 4 elements) has 12 bytes of raw_data; expected 16"});
+}
+
+TEST(HostileGraph, TypedInitializerDataNotMatchingDimsIsRefused) {
+  ModelBuilder b = valid_conv();
+  onnx::TensorProto& bias = *b.graph().add_initializer();
+  bias.set_name("c.bias");
+  bias.set_data_type(onnx::TensorProto::DOUBLE);
+  bias.add_dims(2);
+  bias.add_double_data(0.5);
+  b.graph().mutable_node(0)->add_input("c.bias");
+  expect_refused(b.model(), record_entry("c", kConvRecord),
+                 {"initializer 'c.bias' (DOUBLE, 2 elements) has 1 values in double_data; expected 2"});
+}
+
+TEST(HostileGraph, OverflowingDimsAreRefused) {
+  ModelBuilder b = valid_conv();
+  onnx::TensorProto& huge = *b.graph().add_initializer();
+  huge.set_name("huge");
+  huge.set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : {int64_t{1} << 32, int64_t{1} << 32, int64_t{3}}) huge.add_dims(d);
+  expect_refused(b.model(), record_entry("c", kConvRecord),
+                 {"initializer 'huge' has dims whose product does not fit in int64"});
+}
+
+TEST(HostileGraph, UnproducedGraphOutputIsRefused) {
+  ModelBuilder b = valid_conv();
+  b.output("ghost", {});
+  expect_refused(b.model(), record_entry("c", kConvRecord), {"modified.onnx", "graph output 'ghost' is not defined"});
+}
+
+TEST(HostileGraph, DuplicateLayerNodeNameIsRefused) {
+  ModelBuilder b = valid_conv();
+  b.node("Relu", "c", {"x"}, {"r.out"});
+  expect_refused(b.model(), record_entry("c", kConvRecord),
+                 {"modified.onnx", "two nodes are named 'c' (Conv and Relu)"});
+}
+
+TEST(HostileGraph, CycleIsRefused) {
+  ModelBuilder b = valid_conv();
+  b.node("Add", "loop_a", {"x", "loop_b.out"}, {"loop_a.out"});
+  b.node("Relu", "loop_b", {"loop_a.out"}, {"loop_b.out"});
+  b.node("Relu", "after", {"loop_b.out"}, {"after.out"});
+  expect_refused(b.model(), record_entry("c", kConvRecord), {"modified.onnx", "is on a cycle"});
+}
+
+TEST(HostileGraph, UnsortedAcyclicGraphIsAccepted) {
+  ModelBuilder b;
+  b.input("x", {1, 2, 2, 2}).output("y", {});
+  b.initializer("c.weight", {2, 2, 1, 1}, {0.1f, 0.2f, 0.3f, 0.4f});
+  b.node("Relu", "r", {"c.out"}, {"y"});
+  b.layer("Conv", "c", {"x", "c.weight"}, "c.out");
+  EXPECT_NO_THROW(validate_onnx_model(b.model(), "m.onnx"));
+}
+
+TEST(HostileGraph, SubgraphMayReadOuterTensors) {
+  ModelBuilder b = valid_conv();
+  b.input("cond", {});
+  onnx::NodeProto& branch = b.node("If", "if", {"cond"}, {"if.out"});
+  onnx::GraphProto then_graph;
+  then_graph.set_name("then");
+  auto* n = then_graph.add_node();
+  n->set_op_type("Relu");
+  n->add_input("y");
+  n->add_output("then.out");
+  then_graph.add_output()->set_name("then.out");
+  auto* attr = branch.add_attribute();
+  attr->set_name("then_branch");
+  attr->set_type(onnx::AttributeProto::GRAPH);
+  *attr->mutable_g() = then_graph;
+  EXPECT_NO_THROW(validate_onnx_model(b.model(), "m.onnx"));
+  n->set_input(0, "nowhere");
+  *attr->mutable_g() = then_graph;
+  try {
+    validate_onnx_model(b.model(), "m.onnx");
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("subgraph 'then_branch' of node 'if' (If): node #0 (Relu): input 0 'nowhere'"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(HostileGraph, ExportedModelIsValidatedByPrepareModel) {
+  ModelBuilder b = valid_conv();
+  b.node("Relu", "r", {"nowhere"}, {"r.out"});
+  try {
+    prepare_model(b.model().SerializeAsString(), {});
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ONNX model 'exported model': node 'r' (Relu): input 0 'nowhere'"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// ---- item 17: nodes without outputs, external data ----
+
+TEST(HostileGraph, NodeWithoutOutputsIsRefused) {
+  ModelBuilder b = valid_conv();
+  b.node("Relu", "r", {"x"}, {});
+  expect_refused(b.model(), record_entry("c", kConvRecord),
+                 {"modified.onnx", "node 'r' (Relu) has no outputs; expected at least one"});
+}
+
+TEST(HostileGraph, LayerWithoutOutputsIsRefused) {
+  ModelBuilder b = valid_conv();
+  b.graph().mutable_node(0)->clear_output();
+  b.node("Identity", "keep", {"x"}, {"y"});
+  expect_refused(b.model(), record_entry("c", kConvRecord), {"node 'c' (Conv) has no outputs"});
+}
+
+TEST(HostileGraph, ExternalDataIsRefusedAsUnsupported) {
+  ModelBuilder b = valid_conv();
+  onnx::TensorProto& weight = *b.graph().mutable_initializer(0);
+  weight.clear_raw_data();
+  weight.set_data_location(onnx::TensorProto::EXTERNAL);
+  auto* location = weight.add_external_data();
+  location->set_key("location");
+  location->set_value("missing.bin");
+  expect_refused(b.model(), record_entry("c", kConvRecord),
+                 {"modified.onnx", "initializer 'c.weight' stores its data in the external file 'missing.bin'",
+                  "ONNX external data is not supported"});
 }
 
 }  // namespace

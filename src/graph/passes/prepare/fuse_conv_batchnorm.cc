@@ -40,7 +40,7 @@ std::vector<FusedBatchNorm> fuse_conv_batchnorm(onnx::GraphProto& graph, const M
     if (!bn_module) continue;
     onnx::NodeProto* conv = find_producer(graph, bn.input(0));
     const OpKind* conv_kind = conv ? find_op_kind(conv->op_type()) : nullptr;
-    if (!conv_kind || !conv_kind->fusable_with_bn) continue;
+    if (!conv_kind || !conv_kind->fusable_with_bn || conv->input_size() < 2) continue;
     const ModuleInfo* conv_module = info.find_module(conv->name());
     if (!conv_module || !is_fusable_conv(*conv_module) || skipped.count(conv->name())) continue;
     if (find_consumers(graph, conv->output(0)).size() != 1 || is_graph_output(graph, conv->output(0))) continue;

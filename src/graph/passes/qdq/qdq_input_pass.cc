@@ -33,7 +33,8 @@ onnx::NodeProto* equal_dequantize(onnx::GraphProto& graph, const std::string& te
   if (!producer || producer->op_type() != "DequantizeLinear" || producer->input_size() < 3) return nullptr;
   const onnx::TensorProto* scale = resolve_constant(graph, producer->input(1));
   const onnx::TensorProto* zero_point = resolve_constant(graph, producer->input(2));
-  if (!scale || !zero_point || zero_point->data_type() != onnx::TensorProto::UINT8 || tensor_numel(*scale) != 1)
+  if (!scale || !zero_point || zero_point->data_type() != onnx::TensorProto::UINT8 || tensor_numel(*scale) != 1 ||
+      tensor_numel(*zero_point) != 1)
     return nullptr;
   const auto expected_zero = static_cast<uint8_t>(layer.data_offset + layer.act_format.unsigned_shift());
   return tensor_to_floats(*scale)[0] == layer.data_scale && zero_point_value(*zero_point) == expected_zero ? producer
