@@ -149,7 +149,13 @@ QuantPlan check_record(const ScaleOffsetRecord& record, const onnx::GraphProto& 
     if (!node)
       fail(ErrorCode::kRuntime, "record file '" + record_origin + "': layer '" + name + "' is not a node of model '" +
                                     model_origin + "'; the record and the model do not match");
-    const std::string reason = unquantizable_reason(graph, *node);
+    std::string reason;
+    try {
+      reason = unquantizable_reason(graph, *node);
+    } catch (const Error& e) {
+      // A malformed attribute (say a FLOAT group) of the layer's node.
+      check.reject(e.what());
+    }
     if (!reason.empty()) check.reject_runtime("the layer cannot be quantized: " + reason);
 
     const SingleLayerRecord& value = entry.value();

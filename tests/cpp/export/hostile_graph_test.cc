@@ -38,6 +38,70 @@ void expect_refused(const onnx::ModelProto& model, const std::string& record, co
 }
 
 // x[1,4,2,2] -> ConvTranspose d (W [4,2,2,2], group 2: 4 output channels) -> y.
+ModelBuilder deconv(const std::vector<std::string>& inputs) {
+  ModelBuilder b;
+  b.input("x", {1, 4, 2, 2}).output("y", {});
+  b.initializer("d.weight", {4, 2, 2, 2}, std::vector<float>(32, 0.25f));
+  b.initializer("d.bias", {4}, {0.1f, 0.2f, 0.3f, 0.4f});
+  set_int_attribute(b.layer("ConvTranspose", "d", inputs, "y"), "group", 2);
+  return b;
+}
+
+// ---- item 1: ConvTranspose group ----
+
+TEST(HostileGraph, DeconvGroupZeroIsRefused) {
+  ModelBuilder b = deconv({"x", "d.weight", "d.bias"});
+  set_int_attribute(*find_node(b.graph(), "d"), "group", 0);
+  expect_refused(b.model(), record_entry("d", kConvRecord),
+                 {"record.txt", "layer 'd'", "group attribute is 0; expected a positive number of groups"});
+}
+
+TEST(HostileGraph, DeconvFloatGroupIsRefused) {
+  ModelBuilder b = deconv({"x", "d.weight", "d.bias"});
+  set_float_attribute(*find_node(b.graph(), "d"), "group", 2.0f);
+  expect_refused(b.model(), record_entry("d", kConvRecord),
+                 {"record.txt", "layer 'd'", "attribute 'group' has type FLOAT; expected INT"});
+}
+
+TEST(HostileGraph, GroupNotDividingTheChannelsIsRefused) {
+  ModelBuilder b;
+  b.input("x", {1, 4, 2, 2}).output("y", {});
+  b.initializer("c.weight", {3, 2, 1, 1}, std::vector<float>(6, 0.25f));
+  set_int_attribute(b.layer("Conv", "c", {"x", "c.weight"}, "y"), "group", 2);
+  expect_refused(b.model(), record_entry("c", kConvRecord),
+                 {"layer 'c'", "does not split into group=2 groups: dimension 0 (3) is not a multiple of 2"});
+}
+
+// ---- item 2: the bias must be its own 1-D tensor of Cout values ----
+
+TEST(HostileGraph, DeconvBiasThatIsItsWeightIsRefused) {
+  expect_refused(deconv({"x", "d.weight", "d.weight"}).model(), record_entry("d", kConvRecord),
+                 {"layer 'd'", "its bias (input 2) 'd.weight' is its weight tensor",
+                  "expected a distinct constant 1-D tensor of 4 values"});
+}
+
+TEST(HostileGraph, BiasAliasingTheWeightThroughIdentityIsRefused) {
+  ModelBuilder b = deconv({"x", "d.weight", "alias"});
+  b.node("Identity", "alias_of_weight", {"d.weight"}, {"alias"});
+  expect_refused(b.model(), record_entry("d", kConvRecord), {"layer 'd'", "'alias' is its weight tensor"});
+}
+
+TEST(HostileGraph, BiasOfTheWrongShapeIsRefused) {
+  ModelBuilder b = deconv({"x", "d.weight", "short"});
+  b.initializer("short", {2}, {0.1f, 0.2f});
+  expect_refused(b.model(), record_entry("d", kConvRecord),
+                 {"layer 'd'", "its bias 'short' has dims [2]; expected a distinct constant 1-D tensor of 4 values"});
+}
+
+TEST(HostileGraph, ExclusiveInitializerCopiesATensorTheNodeReadsTwice) {
+  ModelBuilder b = deconv({"x", "d.weight", "d.weight"});
+  onnx::NodeProto& node = *find_node(b.graph(), "d");
+  onnx::TensorProto& weight = exclusive_initializer(b.graph(), node, 1, "d.weight_copy", "weight");
+  EXPECT_EQ(weight.name(), "d.weight_copy");
+  EXPECT_EQ(node.input(1), "d.weight_copy");
+  EXPECT_EQ(node.input(2), "d.weight");
+}
+
 // ---- item 5: long chains save in linear time, without recursion ----
 
 // x -> Conv a -> [Relu] -> Identity x n -> [Clip(0, 6)] -> Conv b (into_layer) or graph output y.
@@ -297,6 +361,14 @@ TEST(HostileGraph, LayerWithoutOutputsIsRefused) {
   b.graph().mutable_node(0)->clear_output();
   b.node("Identity", "keep", {"x"}, {"y"});
   expect_refused(b.model(), record_entry("c", kConvRecord), {"node 'c' (Conv) has no outputs"});
+}
+
+TEST(HostileGraph, LayerWithoutDataInputIsRefused) {
+  ModelBuilder b;
+  b.output("y", {});
+  b.layer("AveragePool", "pool", {}, "y");
+  expect_refused(b.model(), record_entry("pool", "    scale_d: 0.5\n    offset_d: 0\n    scale_w: 1.0\n    offset_w: 0\n"),
+                 {"layer 'pool'", "it has no data input (input 0)"});
 }
 
 TEST(HostileGraph, ExternalDataIsRefusedAsUnsupported) {

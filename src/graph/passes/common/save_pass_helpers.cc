@@ -1,4 +1,5 @@
 // Graph helpers shared by the save passes.
+#include <algorithm>
 #include <cstring>
 
 #include "amct/error.h"
@@ -51,7 +52,10 @@ onnx::TensorProto& exclusive_initializer(onnx::GraphProto& graph, onnx::NodeProt
                                          const std::string& copy_name, const std::string& what) {
   const std::string name = node.input(index);
   onnx::TensorProto* own = find_initializer(graph, name);
-  if (own && find_consumers(graph, name).size() == 1 && !is_graph_output(graph, name)) return *own;
+  // A tensor the node reads at another input too (say its bias is its
+  // weight) is not exclusive: rewriting it for one input would change the other.
+  const bool read_once = std::count(node.input().begin(), node.input().end(), name) == 1;
+  if (own && read_once && find_consumers(graph, name).size() == 1 && !is_graph_output(graph, name)) return *own;
   const onnx::TensorProto* value = resolve_constant(graph, name);
   if (!value) invalid("layer '" + node.name() + "': the " + what + " '" + name + "' is not a constant tensor");
   onnx::TensorProto copy = *value;
