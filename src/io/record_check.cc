@@ -49,12 +49,6 @@ class EntryChecker {
   std::string where_;
 };
 
-// The offset range of an activation format: INT4 activations use AMCT's
-// INT8 range check (docs/amct-reference.md#record-validation).
-QuantFormat offset_range_format(QuantFormat act) {
-  return act.bits() == 16 ? act : QuantFormat::signed_bits(8);
-}
-
 void check_factors(const SingleLayerRecord& value, const EntryChecker& check, QuantLayer& layer,
                    const onnx::NodeProto& node) {
   // AMCT treats an entry without factors as DMQ-only; either way the
@@ -84,7 +78,11 @@ void check_factors(const SingleLayerRecord& value, const EntryChecker& check, Qu
   for (float s : value.scale_w()) check.scale(s, "scale_w");
   for (int32_t o : value.offset_w())
     if (o != 0) check.reject("offset_w contains " + std::to_string(o) + "; expected 0 (weights are symmetric)");
-  check.offset(value.offset_d(), offset_range_format(layer.act_format), "offset_d");
+  // AMCT accepts an INT4 offset_d anywhere in the INT8 range, but the
+  // zero point must be one of the format's integers: outside [-8, 7] the
+  // fake-quant clip moves every value, and the deploy model's INT4 grid
+  // cannot hold it (docs/amct-reference.md#record-validation).
+  check.offset(value.offset_d(), layer.act_format, "offset_d");
 
   layer.data_scale = value.scale_d();
   layer.data_offset = value.offset_d();

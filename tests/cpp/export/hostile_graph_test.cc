@@ -384,5 +384,30 @@ TEST(HostileGraph, ExternalDataIsRefusedAsUnsupported) {
                   "ONNX external data is not supported"});
 }
 
+// ---- item 10: INT4 activations keep their zero point on the INT4 grid ----
+
+ModelBuilder pool() {
+  ModelBuilder b;
+  b.input("x", {1, 1, 2, 2}).output("y", {});
+  set_ints_attribute(b.layer("AveragePool", "pool", {"x"}, "y"), "kernel_shape", {2, 2});
+  return b;
+}
+
+TEST(HostileGraph, Int4OffsetOutsideTheInt4RangeIsRefused) {
+  expect_refused(pool().model(),
+                 record_entry("pool", "    scale_d: 0.5\n    offset_d: 17\n    scale_w: 1.0\n    offset_w: 0\n"
+                                      "    dst_type: \"INT4\"\n"),
+                 {"record.txt", "layer 'pool'", "offset_d is 17; expected a value in [-8, 7] for INT4 activations"});
+}
+
+TEST(HostileGraph, Int4OffsetInsideTheInt4RangeIsAccepted) {
+  const Saved saved =
+      run_save(pool().model(),
+               record_entry("pool", "    scale_d: 0.5\n    offset_d: 7\n    scale_w: 1.0\n    offset_w: 0\n"
+                                    "    dst_type: \"INT4\"\n"),
+               fresh_dir());
+  EXPECT_EQ(find_attribute(node_named(saved.deploy, "pool.quant"), "dst_type")->s(), "INT4");
+}
+
 }  // namespace
 }  // namespace amct::test
