@@ -13,6 +13,7 @@
 #include "amct/opset_conversion.h"
 #include "amct/record_check.h"
 #include "amct/save_passes.h"
+#include "amct/weights_fingerprint.h"
 
 namespace amct {
 namespace {
@@ -94,6 +95,9 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
   const std::string qdq_path = output_model_path(save_path, "qdq");
 
   onnx::ModelProto model = load_onnx_model(modified_onnx_file);
+  // Before the record checks: a record of another run fails them with
+  // messages that do not say why.
+  check_same_run(model, modified_onnx_file, record_file);
   const QuantPlan plan = read_quant_plan(record_file, model.graph(), modified_onnx_file);
   if ((options.fake_quant || options.deploy) && default_opset(model) < 11)
     invalid("modified ONNX file '" + modified_onnx_file + "' uses opset " + std::to_string(default_opset(model)) +
