@@ -3,7 +3,8 @@
 // every tensor has seen batch_num batches the scales are computed and written:
 // a layer's input as scale_d/offset_d/act_type and its recurrent state as
 // scale_h/offset_h in the record, other roles (layer outputs) in the tensor
-// ranges sidecar beside it.
+// ranges sidecar beside it, and quantize_model's weights fingerprint in the
+// record's own sidecar (weights_fingerprint.h), all as one set of files.
 #pragma once
 
 #include <cstdint>
@@ -29,11 +30,12 @@ class Calibrator {
  public:
   // `targets` in record order; `record` holds the weight factors already
   // written. Each target is calibrated with its layer's activation config.
+  // A non-empty `weights_fingerprint` is rewritten beside the record with it.
   Calibrator(std::string record_file, ScaleOffsetRecord record, const QuantConfig& config,
-             std::vector<CalibrationTarget> targets);
+             std::vector<CalibrationTarget> targets, std::string weights_fingerprint = {});
   // Every layer's input, the targets of AMCT's calibration.
   Calibrator(std::string record_file, ScaleOffsetRecord record, const QuantConfig& config,
-             const std::vector<std::string>& layers);
+             const std::vector<std::string>& layers, std::string weights_fingerprint = {});
 
   size_t layer_count() const { return layers_.size(); }
   const std::string& layer_name(size_t index) const { return layers_.at(index).target.layer; }
@@ -42,12 +44,18 @@ class Calibrator {
   size_t index_of(const std::string& layer, TensorRole role) const;
   int64_t batch_num() const { return batch_num_; }
   int64_t batches_seen(size_t index) const;
+  // True once the record file has been written.
   bool finished() const;
 
   // Feeds one batch of layer `index`'s input. Batches after batch_num are
-  // ignored. Returns true when this call completed calibration and the
-  // record file was written.
+  // ignored, except that while the record is not written (its write failed:
+  // directory removed, disk full) each one retries the write. Returns true
+  // when this call wrote the record file.
   bool observe(size_t index, std::span<const float> activation);
+
+  // Writes the record file (and its sidecars) now; throws kRuntime naming a
+  // tensor that has not seen batch_num batches yet.
+  void write_record();
 
   // Total bytes of collector state (the memory benchmark reads it).
   size_t state_bytes() const;
@@ -61,9 +69,10 @@ class Calibrator {
     ScaleOffset result;
   };
 
-  void write_record();
+  void write_record_locked();
 
   std::string record_file_;
+  std::string weights_fingerprint_;
   ScaleOffsetRecord record_;
   int64_t batch_num_;
   bool force_fp16_;

@@ -17,6 +17,8 @@ onnx::ModelProto load_onnx_model(const std::string& path);
 onnx::ModelProto parse_onnx_model(const std::string& bytes, const std::string& origin);
 // Serializes and writes atomically; graph outputs above 2 GB are refused with a clear error.
 void save_onnx_model(const onnx::ModelProto& model, const std::string& path);
+// The bytes save_onnx_model writes to `path` (named in errors).
+std::string serialize_onnx_model(const onnx::ModelProto& model, const std::string& path);
 
 onnx::TensorProto* find_initializer(onnx::GraphProto& graph, const std::string& name);
 const onnx::TensorProto* find_initializer(const onnx::GraphProto& graph, const std::string& name);

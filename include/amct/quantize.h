@@ -41,6 +41,7 @@ struct QuantizeResult {
   std::vector<FusedBatchNorm> fused;
   std::vector<std::string> notes;      // things the user should know (skipped fusions, float layers)
   ScaleOffsetRecord record;            // weight factors, as written to the record file
+  std::string weights_fingerprint;     // in the modified ONNX and the record's sidecar (weights_fingerprint.h)
 };
 
 // Choices beyond AMCT's behaviour; the defaults are AMCT's.
@@ -58,8 +59,9 @@ struct QuantizeOptions {
   static constexpr int64_t kMaxOpset = 21;
 };
 
-// Runs the whole weight side of quantize_model and writes modified_onnx_file
-// and record_file (atomically, after every check has passed).
+// Runs the whole weight side of quantize_model and writes modified_onnx_file,
+// record_file and its sidecar "<record_file>.amct.json" (all together, after
+// every check has passed).
 QuantizeResult quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
                               const std::string& record_file, const std::string& onnx_bytes,
                               std::vector<ModuleInfo> modules, const QuantizeOptions& options = {});

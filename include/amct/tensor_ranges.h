@@ -29,8 +29,9 @@ struct TensorRange {
 
 std::string tensor_ranges_path(const std::string& record_file);
 
-// Writes atomically; JSON {"version": 1, "ranges": [{"layer", "role", "scale", "offset", "bits"}]}.
-void write_tensor_ranges(const std::string& path, const std::vector<TensorRange>& ranges);
+// The file's text: JSON {"version": 1, "ranges": [{"layer", "role", "scale", "offset", "bits"}]}.
+// The calibrator writes it in one FileSet with the record.
+std::string tensor_ranges_json(const std::vector<TensorRange>& ranges);
 // Errors name the file and the entry; a missing file is kNotFound.
 std::vector<TensorRange> read_tensor_ranges(const std::string& path);
 

@@ -4,6 +4,11 @@ torch 2.13's default exporter is the dynamo-based one; it records for every
 ONNX node the module scopes it came from, which the C++ core uses to name
 nodes after torch modules. The exporter's graph optimizer is turned off so
 that BatchNorm nodes and parameter names survive for our own passes.
+
+The exporter is not thread-safe: two exports at once in one process fail or
+return a graph without module scopes (then "No layer support quantization").
+It also changes process-wide state around the export (warning filters,
+stdout, logger levels). Exports are therefore serialized by _EXPORT_LOCK.
 """
 
 import contextlib
@@ -11,11 +16,14 @@ import io
 import json
 import logging
 import re
+import threading
 import warnings
 
 import torch
 
 from amct_pytorch.errors import AmctTypeError, AmctValueError
+
+_EXPORT_LOCK = threading.Lock()
 
 
 def as_input_tuple(input_data):
@@ -66,15 +74,16 @@ def export_onnx(model, input_data, input_names=None, output_names=None, dynamic_
     check_export_settings(input_names, output_names, dynamic_axes)
     quiet = io.StringIO()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), _quiet_loggers():
+        with _EXPORT_LOCK, warnings.catch_warnings(), contextlib.redirect_stdout(quiet), _quiet_loggers():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 model, args, kwargs=kwargs, input_names=input_names, output_names=output_names,
                 dynamic_axes=dynamic_axes, dynamo=True, optimize=False, external_data=False)
+            # model_proto is built from the exporter's IR on first access: still the exporter's code.
+            data = program.model_proto.SerializeToString()
     except Exception as error:  # the exporter raises many types; report them uniformly
         detail = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # the exporter colours its messages
         raise RuntimeError(f"the model cannot be exported to ONNX: {type(error).__name__}: {detail}") from error
-    data = program.model_proto.SerializeToString()
     if not data:
         raise RuntimeError("the model cannot be exported to ONNX: the exporter produced an empty model")
     return data

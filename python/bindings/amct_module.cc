@@ -96,7 +96,8 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
   out["layers"] = layers;
   out["fused_batchnorms"] = fused;
   out["notes"] = result.notes;
-  out["calibrator"] = nb::cast(new amct::Calibrator(record_file, std::move(result.record), result.config, names),
+  out["calibrator"] = nb::cast(new amct::Calibrator(record_file, std::move(result.record), result.config, names,
+                                                    result.weights_fingerprint),
                                nb::rv_policy::take_ownership);
   return out;
 }
@@ -227,5 +228,7 @@ NB_MODULE(_amct, m) {
             return self.observe(index, data);
           },
           nb::arg("index"), nb::arg("activation"),
-          "Feeds one batch of a layer's input (a contiguous float32 CPU tensor, not copied).");
+          "Feeds one batch of a layer's input (a contiguous float32 CPU tensor, not copied).")
+      .def("write_record", &amct::Calibrator::write_record,
+           "Writes the record file now (after every layer saw batch_num batches), e.g. after a failed write.");
 }

@@ -3,7 +3,9 @@
 #include <cmath>
 
 #include "amct/error.h"
+#include "amct/file_io.h"
 #include "amct/quant_format.h"
+#include "amct/weights_fingerprint.h"
 
 namespace amct {
 
@@ -27,8 +29,9 @@ std::vector<CalibrationTarget> input_targets(const std::vector<std::string>& lay
 }  // namespace
 
 Calibrator::Calibrator(std::string record_file, ScaleOffsetRecord record, const QuantConfig& config,
-                       std::vector<CalibrationTarget> targets)
+                       std::vector<CalibrationTarget> targets, std::string weights_fingerprint)
     : record_file_(std::move(record_file)),
+      weights_fingerprint_(std::move(weights_fingerprint)),
       record_(std::move(record)),
       batch_num_(config.batch_num),
       force_fp16_(config.fakequant_precision_mode == "FORCE_FP16_QUANT") {
@@ -47,8 +50,9 @@ Calibrator::Calibrator(std::string record_file, ScaleOffsetRecord record, const 
 }
 
 Calibrator::Calibrator(std::string record_file, ScaleOffsetRecord record, const QuantConfig& config,
-                       const std::vector<std::string>& layers)
-    : Calibrator(std::move(record_file), std::move(record), config, input_targets(layers)) {}
+                       const std::vector<std::string>& layers, std::string weights_fingerprint)
+    : Calibrator(std::move(record_file), std::move(record), config, input_targets(layers),
+                 std::move(weights_fingerprint)) {}
 
 size_t Calibrator::index_of(const std::string& layer, TensorRole role) const {
   for (size_t i = 0; i < layers_.size(); ++i)
@@ -77,22 +81,44 @@ size_t Calibrator::state_bytes() const {
 bool Calibrator::observe(size_t index, std::span<const float> activation) {
   std::lock_guard lock(mutex_);
   Layer& layer = layers_.at(index);
-  if (layer.seen >= batch_num_) return false;
+  if (layer.seen >= batch_num_) {
+    // A record write that failed (the error was raised then) is retried, so
+    // fixing the directory and running one more batch finishes calibration.
+    if (written_ || completed_ < layers_.size()) return false;
+    write_record_locked();
+    return true;
+  }
+  const std::string where = "layer '" + layer.target.layer + "' (" + tensor_role_name(layer.target.role) +
+                            "), calibration batch " + std::to_string(layer.seen + 1);
   try {
     layer.collector->observe(activation);
   } catch (const Error& e) {
-    fail(e.code(), "layer '" + layer.target.layer + "' (" + tensor_role_name(layer.target.role) +
-                       "), calibration batch " + std::to_string(layer.seen + 1) + ": " + e.what());
+    fail(e.code(), where + ": " + e.what());
   }
   if (++layer.seen < batch_num_) return false;
-  layer.result = layer.collector->finalize();
+  try {
+    layer.result = layer.collector->finalize();
+  } catch (const Error& e) {
+    fail(e.code(), where + " (the last; computing the scale from all " + std::to_string(batch_num_) +
+                       " batches): " + e.what());
+  }
   layer.collector.reset();  // its statistics are no longer needed
   if (++completed_ < layers_.size()) return false;
-  write_record();
+  write_record_locked();
   return true;
 }
 
 void Calibrator::write_record() {
+  std::lock_guard lock(mutex_);
+  for (const auto& layer : layers_)
+    if (layer.seen < batch_num_ || layer.collector)
+      fail(ErrorCode::kRuntime, "record file '" + record_file_ + "' cannot be written yet: layer '" +
+                                    layer.target.layer + "' (" + tensor_role_name(layer.target.role) + ") has seen " +
+                                    std::to_string(layer.seen) + " of " + std::to_string(batch_num_) + " batches");
+  write_record_locked();
+}
+
+void Calibrator::write_record_locked() {
   std::vector<TensorRange> extra_ranges;
   for (const auto& layer : layers_) {
     const float scale = force_fp16_ ? round_to_fp16_precision(layer.result.scale) : layer.result.scale;
@@ -113,10 +139,15 @@ void Calibrator::write_record() {
     entry->set_offset_d(layer.result.offset);
     entry->set_act_type(QuantFormat::signed_bits(layer.params.num_bits).name());
   }
-  // The sidecar first: a record with activation factors means calibration
-  // is complete, so it must not exist without its sidecar.
-  if (!extra_ranges.empty()) write_tensor_ranges(tensor_ranges_path(record_file_), extra_ranges);
-  write_record_file(record_file_, record_);
+  // One set: a record with activation factors means calibration is
+  // complete, so it must not exist without its sidecars.
+  FileSet files;
+  files.stage(record_file_, record_to_text(record_), "record file");
+  if (!extra_ranges.empty())
+    files.stage(tensor_ranges_path(record_file_), tensor_ranges_json(extra_ranges), "tensor ranges file");
+  if (!weights_fingerprint_.empty())
+    files.stage(record_sidecar_path(record_file_), record_sidecar_json(weights_fingerprint_), "record sidecar");
+  files.commit();
   written_ = true;
 }
 

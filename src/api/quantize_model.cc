@@ -9,6 +9,7 @@
 #include "amct/quantize.h"
 #include "amct/weight_layout.h"
 #include "amct/weight_quant.h"
+#include "amct/weights_fingerprint.h"
 
 namespace amct {
 namespace {
@@ -53,12 +54,13 @@ QuantizedLayer torch_layout(const onnx::GraphProto& graph, const onnx::NodeProto
 // where AMCT keeps the float weight (ConvTranspose, unless asked otherwise).
 QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& node, const LayerInfo& layer,
                                      const LayerQuantConfig& config, const QuantizeOptions& options,
-                                     SingleLayerRecord& record) {
+                                     SingleLayerRecord& record, WeightsFingerprint& fingerprint) {
   const OpKind& kind = *node_kind(node);
   if (kind.weight_input < 0) {
     // A weightless layer records the unit weight scale AMCT writes.
     record.add_scale_w(1.0f);
     record.add_offset_w(0);
+    fingerprint.add_layer(layer.name, {});
     QuantizedLayer out;
     out.name = layer.name;
     out.module_type = layer.module_type;
@@ -80,6 +82,7 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
   const bool keep_float = kind.layout == WeightLayout::kDeconv && !options.fake_quantize_deconv_weights;
   std::vector<float> written = keep_float ? values : dequantize_weight(quantized.integers, channels, quantized.scale);
   set_float_tensor(*weight, written);
+  fingerprint.add_layer(layer.name, written);
   return torch_layout(graph, node, layer, std::move(written), dims);
 }
 
@@ -117,21 +120,30 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
   }
 
   // Layers in named_modules() order, as AMCT writes the record.
+  WeightsFingerprint fingerprint;
   for (const auto& layer : prepared.info.layers) {
     const auto it = std::find_if(enabled.begin(), enabled.end(), [&](const auto* c) { return c->name == layer.name; });
     if (it == enabled.end()) continue;
     onnx::NodeProto* node = find_node(graph, layer.name);
     auto* entry = result.record.add_record();
     entry->set_key(layer.name);
-    result.layers.push_back(quantize_layer_weight(graph, *node, layer, **it, options, *entry->mutable_value()));
+    result.layers.push_back(
+        quantize_layer_weight(graph, *node, layer, **it, options, *entry->mutable_value(), fingerprint));
     const ModuleInfo* module = prepared.info.find_module(layer.name);
     set_string_attribute(*node, "op_data_type", module && module->dtype == "float16" ? "float16" : "float");
   }
 
   // Last, so every pass above sees the exporter's op forms; names survive.
   convert_opset(prepared.model, options.opset_version);
-  save_onnx_model(prepared.model, modified_onnx_file);
-  write_record_file(record_file, result.record);
+  result.weights_fingerprint = fingerprint.hex();
+  set_model_fingerprint(prepared.model, result.weights_fingerprint);
+  // One set: a record beside a modified ONNX of another run is what the
+  // fingerprint exists to catch, so never leave one by failing half way.
+  FileSet files;
+  files.stage(modified_onnx_file, serialize_onnx_model(prepared.model, modified_onnx_file), "ONNX model");
+  files.stage(record_file, record_to_text(result.record), "record file");
+  files.stage(record_sidecar_path(record_file), record_sidecar_json(result.weights_fingerprint), "record sidecar");
+  files.commit();
   return result;
 }
 

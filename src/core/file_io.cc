@@ -1,11 +1,14 @@
 #include "amct/file_io.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,7 +35,49 @@ void check_output_file_name(const std::string& path, std::string_view what) {
   if (base.empty() || base.size() > 254) invalid(std::string(what) + " '" + path + "': the file name must have 1 to 254 characters");
 }
 
-void write_file_atomic(const std::string& path, std::string_view data, std::string_view what) {
+namespace {
+
+// Exclusive advisory locks on directories, released when destroyed.
+class DirectoryLocks {
+ public:
+  explicit DirectoryLocks(std::vector<std::string> dirs) {
+    std::sort(dirs.begin(), dirs.end());  // one order for every process: no deadlock
+    dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
+    for (const auto& dir : dirs) {
+      const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd < 0) continue;  // the rename below reports what is wrong with the directory
+      fds_.push_back(fd);
+      // A file system without flock (some network mounts) leaves the commit
+      // unlocked: still all-or-nothing for this process, as before locking.
+      while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {
+      }
+    }
+  }
+  DirectoryLocks(const DirectoryLocks&) = delete;
+  DirectoryLocks& operator=(const DirectoryLocks&) = delete;
+  ~DirectoryLocks() {
+    for (int fd : fds_) ::close(fd);
+  }
+
+ private:
+  std::vector<int> fds_;
+};
+
+// A previous file to put back if the commit fails. A directory in the way
+// needs none: the rename over it fails and says so.
+bool has_previous_file(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0 && !S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+FileSet::~FileSet() {
+  for (const auto& file : staged_)
+    if (!file.temp.empty()) std::remove(file.temp.c_str());
+}
+
+void FileSet::stage(const std::string& path, std::string_view data, std::string_view what) {
   check_output_file_name(path, what);
   const fs::path target = fs::absolute(path);
   std::error_code ec;
@@ -60,11 +105,65 @@ void write_file_atomic(const std::string& path, std::string_view data, std::stri
     std::remove(tmp.c_str());
     fail(ErrorCode::kIoError, std::string(what) + ": writing '" + path + "' failed: " + std::strerror(errno));
   }
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    fail(ErrorCode::kIoError, std::string(what) + ": cannot replace '" + path + "': " + ec.message());
+  staged_.push_back({target.string(), std::move(tmp), std::string(what)});
+}
+
+void FileSet::commit() {
+  std::vector<std::string> dirs;
+  for (const auto& file : staged_) dirs.push_back(fs::path(file.target).parent_path().string());
+  const DirectoryLocks locks(std::move(dirs));
+
+  // backups[i]: the hard link to target i's previous file ("" if it had none).
+  std::vector<std::string> backups;
+  // Puts the replaced targets back and drops the set: a failed commit
+  // leaves neither new files nor temporaries.
+  const auto roll_back = [&] {
+    for (size_t i = backups.size(); i-- > 0;) {
+      if (backups[i].empty()) {
+        std::remove(staged_[i].target.c_str());
+      } else if (std::rename(backups[i].c_str(), staged_[i].target.c_str()) != 0) {
+        std::remove(backups[i].c_str());
+      }
+    }
+    for (const auto& file : staged_)
+      if (!file.temp.empty()) std::remove(file.temp.c_str());
+    staged_.clear();
+  };
+  for (auto& file : staged_) {
+    std::string backup;
+    if (has_previous_file(file.target)) {
+      backup = file.temp + ".old";
+      std::error_code ec;
+      // A file system without hard links gets a copy instead.
+      if (::link(file.target.c_str(), backup.c_str()) != 0) fs::copy_file(file.target, backup, ec);
+      if (ec) {
+        // The message first: roll_back() drops `file`.
+        const std::string message = file.what + ": cannot keep a copy of '" + file.target + "' while replacing it: " +
+                                    ec.message() + "; no file of this call was replaced";
+        roll_back();
+        fail(ErrorCode::kIoError, message);
+      }
+    }
+    if (std::rename(file.temp.c_str(), file.target.c_str()) != 0) {
+      const std::string message = file.what + ": cannot replace '" + file.target + "': " + std::strerror(errno) +
+                                  "; no file of this call was replaced";
+      if (!backup.empty()) std::remove(backup.c_str());
+      roll_back();
+      fail(ErrorCode::kIoError, message);
+    }
+    // Its name is free again; another process's mkstemp may take it.
+    file.temp.clear();
+    backups.push_back(std::move(backup));
   }
+  for (const auto& backup : backups)
+    if (!backup.empty()) std::remove(backup.c_str());
+  staged_.clear();
+}
+
+void write_file_atomic(const std::string& path, std::string_view data, std::string_view what) {
+  FileSet files;
+  files.stage(path, data, what);
+  files.commit();
 }
 
 }  // namespace amct

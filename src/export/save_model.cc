@@ -1,9 +1,9 @@
 // save_model (docs/amct-reference.md#save_model): checks the record against the modified ONNX, runs the
 // save passes and writes the deploy, fake-quant and QDQ models. All models
-// are built and checked in memory before the first byte is written.
+// are built and checked in memory before the first byte is written, and
+// written as one FileSet: all of them are replaced, or none.
 #include "amct/save_model.h"
 
-#include <filesystem>
 #include <algorithm>
 #include <optional>
 
@@ -14,11 +14,10 @@
 #include "amct/opset_conversion.h"
 #include "amct/record_check.h"
 #include "amct/save_passes.h"
+#include "amct/weights_fingerprint.h"
 
 namespace amct {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr size_t kMaxPrefixLength = 241;
 // protobuf cannot serialize a message of 2 GiB or more.
@@ -98,6 +97,9 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
 
   onnx::ModelProto model = load_onnx_model(modified_onnx_file);
   validate_onnx_model(model, modified_onnx_file);
+  // Before the record checks: a record of another run fails them with
+  // messages that do not say why.
+  check_same_run(model, modified_onnx_file, record_file);
   const QuantPlan plan = read_quant_plan(record_file, model.graph(), modified_onnx_file);
   if ((options.fake_quant || options.deploy) && default_opset(model) < 11)
     invalid("modified ONNX file '" + modified_onnx_file + "' uses opset " + std::to_string(default_opset(model)) +
@@ -114,26 +116,20 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
   std::optional<onnx::ModelProto> deploy;
   if (options.deploy) deploy = finish(std::move(model), plan, SaveStage::kDeploy);
 
-  std::vector<std::string>& written = result.written;
-  try {
-    if (deploy) {
-      save_onnx_model(*deploy, deploy_path);
-      written.push_back(deploy_path);
-    }
-    if (fake_quant) {
-      save_onnx_model(*fake_quant, fake_quant_path);
-      written.push_back(fake_quant_path);
-    }
-    if (qdq) {
-      save_onnx_model(*qdq, qdq_path);
-      written.push_back(qdq_path);
-    }
-  } catch (const Error&) {
-    // Some outputs without the others would look like a finished run.
-    std::error_code ignored;
-    for (const auto& path : written) fs::remove(path, ignored);
-    throw;
-  }
+  // Every output is staged before any is replaced, and replaced under a lock
+  // on the output directory: one call's outputs are one set, or the previous
+  // files stay (a deploy model beside another run's QDQ model would look
+  // like a finished run).
+  FileSet files;
+  const auto stage = [&](const std::optional<onnx::ModelProto>& output, const std::string& path) {
+    if (!output) return;
+    files.stage(path, serialize_onnx_model(*output, path), "ONNX model");
+    result.written.push_back(path);
+  };
+  stage(deploy, deploy_path);
+  stage(fake_quant, fake_quant_path);
+  stage(qdq, qdq_path);
+  files.commit();
   return result;
 }
 

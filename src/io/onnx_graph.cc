@@ -24,14 +24,18 @@ onnx::ModelProto load_onnx_model(const std::string& path) {
   return parse_onnx_model(read_file(path, "ONNX model"), path);
 }
 
-void save_onnx_model(const onnx::ModelProto& model, const std::string& path) {
+std::string serialize_onnx_model(const onnx::ModelProto& model, const std::string& path) {
   const size_t size = model.ByteSizeLong();
   if (size >= (size_t{1} << 31) - 1)
     fail(ErrorCode::kRuntime, "model for '" + path + "' is " + std::to_string(size) +
                                   " bytes; models of 2 GB and more need ONNX external data, which is not supported yet");
   std::string bytes;
   if (!model.SerializeToString(&bytes)) fail(ErrorCode::kRuntime, "cannot serialize the ONNX model for '" + path + "'");
-  write_file_atomic(path, bytes, "ONNX model");
+  return bytes;
+}
+
+void save_onnx_model(const onnx::ModelProto& model, const std::string& path) {
+  write_file_atomic(path, serialize_onnx_model(model, path), "ONNX model");
 }
 
 onnx::TensorProto* find_initializer(onnx::GraphProto& graph, const std::string& name) {

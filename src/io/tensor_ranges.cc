@@ -33,7 +33,7 @@ const char* tensor_role_name(TensorRole role) {
 
 std::string tensor_ranges_path(const std::string& record_file) { return record_file + ".ranges.json"; }
 
-void write_tensor_ranges(const std::string& path, const std::vector<TensorRange>& ranges) {
+std::string tensor_ranges_json(const std::vector<TensorRange>& ranges) {
   nlohmann::ordered_json items = nlohmann::ordered_json::array();
   for (const auto& r : ranges) {
     nlohmann::ordered_json item;
@@ -47,7 +47,7 @@ void write_tensor_ranges(const std::string& path, const std::vector<TensorRange>
   nlohmann::ordered_json root;
   root["version"] = kVersion;
   root["ranges"] = std::move(items);
-  write_file_atomic(path, root.dump(2) + "\n", "tensor ranges file");
+  return root.dump(2) + "\n";
 }
 
 std::vector<TensorRange> read_tensor_ranges(const std::string& path) {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "amct/calib/ifmr.h"
@@ -8,6 +9,7 @@
 #include "amct/error.h"
 #include "amct/file_io.h"
 #include "amct/record.h"
+#include "amct/weights_fingerprint.h"
 
 namespace amct {
 namespace {
@@ -115,6 +117,79 @@ TEST(Calibrator, RolesGoToTheirRecordFieldsAndTheSidecar) {
   EXPECT_EQ(ranges[0].bits, 8);
   EXPECT_EQ(record_to_text(record).find("ranges"), std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+// Issue 10 item 15: a record that cannot be written when calibration ends is
+// retried by the next batch, and finished() stays false until it is written.
+TEST(Calibrator, FailedRecordWriteIsRetriedByTheNextBatch) {
+  const auto dir = std::filesystem::temp_directory_path() / "amct_calibrator_retry";
+  std::filesystem::remove_all(dir);
+  const std::string path = (dir / "sub" / "record.txt").string();
+  std::filesystem::create_directories(dir / "sub");
+  Calibrator calib(path, weights_record(), two_layer_config(1), std::vector<std::string>{"a", "b"}, "0123456789abcdef");
+  const std::vector<float> batch = {-1.0f, 0.5f, 1.0f};
+  EXPECT_FALSE(calib.observe(0, batch));
+  // A file where the directory was: it cannot be recreated, so the write fails.
+  std::filesystem::remove_all(dir / "sub");
+  std::ofstream(dir / "sub") << "x";
+  try {
+    calib.observe(1, batch);
+    ADD_FAILURE() << "the record write did not fail";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kIoError);
+    EXPECT_NE(std::string(e.what()).find("record file"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(calib.finished());
+  EXPECT_THROW(calib.observe(0, batch), Error);  // still failing: raised again, not swallowed
+  EXPECT_FALSE(calib.finished());
+
+  std::filesystem::remove(dir / "sub");
+  EXPECT_TRUE(calib.observe(0, batch));
+  EXPECT_TRUE(calib.finished());
+  EXPECT_TRUE(find_record(read_record_file(path), "a")->has_scale_d());
+  EXPECT_EQ(read_record_fingerprint(path), "0123456789abcdef");
+  EXPECT_FALSE(calib.observe(1, batch));  // written: later batches pass through
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Calibrator, ExplicitWriteRecordNamesTheUnfinishedLayer) {
+  const auto dir = std::filesystem::temp_directory_path() / "amct_calibrator_explicit";
+  std::filesystem::remove_all(dir);
+  const std::string path = (dir / "record.txt").string();
+  Calibrator calib(path, weights_record(), two_layer_config(2), std::vector<std::string>{"a", "b"});
+  const std::vector<float> batch = {-1.0f, 0.5f, 1.0f};
+  calib.observe(0, batch);
+  calib.observe(0, batch);
+  calib.observe(1, batch);
+  try {
+    calib.write_record();
+    ADD_FAILURE() << "an unfinished calibration was written";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layer 'b' (input) has seen 1 of 2 batches"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_TRUE(calib.observe(1, batch));
+  calib.write_record();  // rewriting a finished record is harmless
+  EXPECT_TRUE(std::filesystem::exists(path));
+  EXPECT_FALSE(std::filesystem::exists(record_sidecar_path(path)));  // no fingerprint given
+  std::filesystem::remove_all(dir);
+}
+
+// Issue 10 item 18: activations too large for float32 arithmetic make the scale
+// infinite when it is computed after the last batch; the error names the layer,
+// its role and the batch.
+TEST(Calibrator, InfiniteScaleNamesLayerRoleAndBatch) {
+  Calibrator calib("/nonexistent/r.txt", weights_record(), two_layer_config(2), std::vector<std::string>{"a", "b"});
+  const std::vector<float> huge = {-3e38f, 3e38f, 1.0f};  // max - min overflows float32
+  EXPECT_FALSE(calib.observe(1, huge));
+  try {
+    calib.observe(1, huge);
+    ADD_FAILURE() << "no error for activations of 3e38";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("layer 'b' (input), calibration batch 2 (the last"), std::string::npos) << message;
+    EXPECT_NE(message.find("Param scale has invalid value"), std::string::npos) << message;
+  }
 }
 
 TEST(Calibrator, DuplicateTargetsAreRefused) {
