@@ -13,6 +13,7 @@
 #include "amct/error.h"
 #include "amct/onnx_graph.h"
 #include "amct/record.h"
+#include "amct/record_check.h"
 #include "amct/tensor_ranges.h"
 #include "amct/text_check.h"
 #include "config_test_model.h"
@@ -209,6 +210,27 @@ TEST(ReaderHardening, LongValuesAreCutInMessages) {
 TEST(ReaderHardening, TensorRangesVersionOfAnotherTypeIsRefused) {
   EXPECT_TRUE(contains(error_of([&] { parse_tensor_ranges(R"({"version": "1", "ranges": []})", "r.json"); }),
               "tensor ranges file 'r.json': \"version\" must be 1"));
+}
+
+// ---- found by fuzz/onnx_save (fuzz/regressions/onnx_save/layer_node_without_output.onnx) ----
+
+TEST(ReaderHardening, LayerNodeWithoutOutputIsRefusedByTheRecordCheck) {
+  onnx::GraphProto graph;
+  *graph.add_initializer() = make_float_tensor("mm.weight", {3, 2}, std::vector<float>(6, 0.5f));
+  auto* node = graph.add_node();
+  node->set_op_type("MatMul");
+  node->set_name("mm");
+  node->add_input("x");
+  node->add_input("mm.weight");
+  set_string_attribute(*node, "op_data_type", "float");
+  const ScaleOffsetRecord record = parse_record_text(
+      "record {\n  key: \"mm\"\n  value {\n    scale_d: 0.05\n    offset_d: -1\n    scale_w: 0.002\n"
+      "    offset_w: 0\n  }\n}\n",
+      "r.txt");
+  ErrorCode code{};
+  EXPECT_EQ(error_of([&] { check_record(record, graph, "r.txt", "m.onnx"); }, &code),
+            "model 'm.onnx': node 'mm' (MatMul) has no output; a quantized layer needs one");
+  EXPECT_EQ(code, ErrorCode::kInvalidArgument);
 }
 
 }  // namespace
