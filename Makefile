@@ -1,5 +1,7 @@
 # make demo: install what is missing, quantize a real model end to end.
 # make test: install what is missing, run the C++ and Python test suites.
+# make sanitize: the C++ suite built with clang, ASan and UBSan.
+# make fuzz: the libFuzzer targets of fuzz/, FUZZ_SECONDS (60) each.
 # Both are idempotent: installed packages and builds are reused.
 
 PYTHON ?= python3
@@ -12,7 +14,7 @@ DEB_PACKAGES := libprotobuf-dev protobuf-compiler nlohmann-json3-dev libgtest-de
 TORCH_PIN := torch==2.13.0
 PY_PACKAGES := numpy onnx onnxruntime onnxscript nanobind scikit-build-core pytest
 
-.PHONY: demo test deps cpp-test py-test install bench clean
+.PHONY: demo test deps cpp-test py-test install bench clean sanitize fuzz
 
 demo: install .stamps/demo-data
 	$(PYTHON) examples/demo.py
@@ -41,6 +43,51 @@ $(CPP_BUILD)/build.ninja: .stamps/deb .stamps/pip CMakeLists.txt
 cpp-test: $(CPP_BUILD)/build.ninja
 	cmake --build $(CPP_BUILD) -j $(JOBS)
 	./$(CPP_BUILD)/amct_tests
+
+# One clang build with ASan + UBSan (float-cast-overflow included) and the
+# libFuzzer targets; -O1 keeps the build short and the stack traces exact.
+CLANG_BUILD := build/clang
+# clang 15 or later: the core uses _Float16, which clang 14 (Debian's default) lacks on x86.
+CLANG_DEB_PACKAGES := clang-16 libclang-rt-16-dev
+SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+FUZZ_SECONDS ?= 60
+# target:max_len, the largest input each target mutates to (a few times its largest seed).
+FUZZ_TARGETS := record_reader:4096 config_json:8192 simple_config:4096 tensor_ranges:2048 \
+	onnx_save:16384 onnx_prepare:16384
+# New inputs the fuzzers find stay out of the source tree.
+FUZZ_WORK := build/fuzz-work
+
+.stamps/clang: .stamps/deb
+	@mkdir -p .stamps
+	@dpkg -s $(CLANG_DEB_PACKAGES) >/dev/null 2>&1 || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(CLANG_DEB_PACKAGES))
+	@touch $@
+
+$(CLANG_BUILD)/build.ninja: .stamps/clang .stamps/pip CMakeLists.txt
+	cmake -S . -B $(CLANG_BUILD) -G Ninja -DCMAKE_CXX_COMPILER=clang++-16 -DCMAKE_BUILD_TYPE=Sanitize \
+	  -DCMAKE_CXX_FLAGS_SANITIZE="-O1 -g" -DAMCT_FUZZ=ON
+
+sanitize: $(CLANG_BUILD)/build.ninja
+	cmake --build $(CLANG_BUILD) -j $(JOBS) --target amct_tests
+	$(SANITIZER_ENV) ./$(CLANG_BUILD)/amct_tests
+
+# Each target first replays its seeds and fuzz/regressions/<target> (every
+# crash found so far), then mutates for FUZZ_SECONDS; a crash, a leak, a
+# hang over 20 s or 2 GB of memory fails the run and leaves the input in
+# $(FUZZ_WORK)/<target>/.
+fuzz: $(CLANG_BUILD)/build.ninja
+	cmake --build $(CLANG_BUILD) -j $(JOBS) --target $(foreach t,$(FUZZ_TARGETS),fuzz_$(firstword $(subst :, ,$(t))))
+	@for spec in $(FUZZ_TARGETS); do \
+	  target=$${spec%%:*}; max_len=$${spec##*:}; work=$(FUZZ_WORK)/$$target; \
+	  mkdir -p $$work/corpus; \
+	  regressions=; [ -d fuzz/regressions/$$target ] && regressions=fuzz/regressions/$$target; \
+	  echo "fuzz $$target: $(FUZZ_SECONDS) s"; \
+	  $(SANITIZER_ENV) ./$(CLANG_BUILD)/fuzz_$$target -max_total_time=$(FUZZ_SECONDS) -timeout=20 \
+	    -rss_limit_mb=2048 -max_len=$$max_len -print_final_stats=1 -artifact_prefix=$$work/ \
+	    $$work/corpus fuzz/corpus/$$target $$regressions 2>$$work/log \
+	    || { tail -n 60 $$work/log; exit 1; }; \
+	  grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" $$work/log; \
+	done
 
 install: deps
 	$(PIP) install -q --no-build-isolation --no-deps .

@@ -66,6 +66,8 @@ QuantConfig make_default_config(const ModelInfo& model, const std::vector<std::s
 // create_quant_config from a simple config file (docs/amct-reference.md#simple-config), with its override
 // precedence and automatic adjustments.
 QuantConfig make_config_from_simple(const std::string& simple_config_path, const ModelInfo& model);
+// The same from the file's text; `origin` names the source in error messages.
+QuantConfig make_config_from_simple_text(const std::string& text, const std::string& origin, const ModelInfo& model);
 
 // The JSON text exactly as AMCT writes it (indent 4, ',' and ':' separators,
 // schema key order, layers sorted by name).

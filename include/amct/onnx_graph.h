@@ -44,8 +44,14 @@ void topological_sort(onnx::GraphProto& graph);
 const onnx::TensorProto* resolve_constant(const onnx::GraphProto& graph, const std::string& tensor);
 
 std::vector<int64_t> tensor_dims(const onnx::TensorProto& tensor);
+// The element count of `dims`; a negative dim or a product that overflows
+// int64 throws kInvalidArgument naming `what` ("tensor 'w'") and the dims.
+int64_t checked_numel(std::span<const int64_t> dims, const std::string& what);
 int64_t tensor_numel(const onnx::TensorProto& tensor);
-// Float values of a FLOAT/FLOAT16/DOUBLE tensor (raw_data or typed fields).
+// "[2, 3, 3]", for messages.
+std::string dims_text(std::span<const int64_t> dims);
+// Float values of a FLOAT/FLOAT16/DOUBLE tensor (raw_data or typed fields); data whose size
+// disagrees with the dims throws kInvalidArgument naming the tensor and both sizes.
 std::vector<float> tensor_to_floats(const onnx::TensorProto& tensor);
 // Replaces the content by FLOAT data (raw_data), keeping name and dims unless given.
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values);

@@ -34,5 +34,7 @@ std::string tensor_ranges_path(const std::string& record_file);
 std::string tensor_ranges_json(const std::vector<TensorRange>& ranges);
 // Errors name the file and the entry; a missing file is kNotFound.
 std::vector<TensorRange> read_tensor_ranges(const std::string& path);
+// The same from the file's text; `path` names it in messages.
+std::vector<TensorRange> parse_tensor_ranges(const std::string& text, const std::string& path);
 
 }  // namespace amct

@@ -63,7 +63,14 @@ void translate_error(const std::exception_ptr& error, void*) {
       case amct::ErrorCode::kIoError: type = error_classes.io; break;
       case amct::ErrorCode::kRuntime: type = PyExc_RuntimeError; break;
     }
-    PyErr_SetString(type, e.what());
+    // A message can quote bytes of a user's file that are not UTF-8 (an ONNX
+    // node name, a "\377" escape in a record key); decoding it strictly would
+    // raise UnicodeDecodeError instead of the error itself.
+    const std::string_view message = e.what();
+    PyObject* text = PyUnicode_DecodeUTF8(message.data(), static_cast<Py_ssize_t>(message.size()), "backslashreplace");
+    if (!text) return;
+    PyErr_SetObject(type, text);
+    Py_DECREF(text);
   }
 }
 

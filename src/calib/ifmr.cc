@@ -7,6 +7,7 @@
 
 #include "amct/calib/value_range.h"
 #include "amct/error.h"
+#include "amct/number_format.h"
 
 namespace amct {
 
@@ -18,6 +19,22 @@ void check_ifmr_params(const ActivationQuantParams& params) {
     invalid("IFMR search_range must satisfy 0 < start < end, got [" + std::to_string(params.search_range_start) +
             ", " + std::to_string(params.search_range_end) + "]");
   if (!(params.search_step > 0.0)) invalid("IFMR search_step must be positive, got " + std::to_string(params.search_step));
+  ifmr_candidate_count(params);
+}
+
+int64_t ifmr_candidate_count(const ActivationQuantParams& params) {
+  // torch.arange(start, end, step): the length in double.
+  const double count = std::ceil((params.search_range_end - params.search_range_start) / params.search_step);
+  // Written as "not inside" so that NaN and infinity are refused too.
+  if (!(count >= 1.0 && count <= static_cast<double>(kMaxIfmrCandidates)))
+    invalid("IFMR search_range [" + format_python_double(params.search_range_start) + ", " +
+            format_python_double(params.search_range_end) + "] with search_step " +
+            format_python_double(params.search_step) + " gives " +
+            (!std::isfinite(count) ? std::string("unboundedly many")
+             : count < 1e15        ? std::to_string(static_cast<int64_t>(count))
+                                   : format_python_double(count)) +
+            " candidates; expected 1 to " + std::to_string(kMaxIfmrCandidates));
+  return static_cast<int64_t>(count);
 }
 
 int64_t ifmr_percentile_rank(int64_t n, double percentile) {
@@ -35,9 +52,8 @@ IfmrCandidates ifmr_candidates(float max_value, float min_value, const Activatio
     range_max = std::max(std::fabs(max_value), std::fabs(min_value));
     levels = static_cast<float>(std::fabs(max_value) < std::fabs(min_value) ? -quant_min(bits) : quant_max(bits));
   }
-  // torch.arange(start, end, step): the length in double, values start + i*step.
-  const auto count = static_cast<int64_t>(
-      std::ceil((params.search_range_end - params.search_range_start) / params.search_step));
+  // torch.arange(start, end, step): values start + i*step.
+  const int64_t count = ifmr_candidate_count(params);
   IfmrCandidates candidates;
   candidates.min_value = min_value;
   for (int64_t i = 0; i < count; ++i) {

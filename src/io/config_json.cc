@@ -13,6 +13,7 @@
 #include "amct/error.h"
 #include "amct/file_io.h"
 #include "amct/json_writer.h"
+#include "amct/text_check.h"
 #include "config_schema.h"
 
 namespace amct {
@@ -167,7 +168,7 @@ void read_activation(const Json& params, ActivationQuantParams& act, std::option
     } else if (key == "num_of_bins") {
       act.num_of_bins = read_small_int(key, value);
     } else {
-      invalid("Unknown parameter " + key);
+      invalid("Unknown parameter " + shorten_for_message(key));
     }
   }
 }
@@ -176,7 +177,7 @@ void read_weight(const Json& params, WeightQuantParams& wts, bool& channel_wise_
   if (const auto algo = params.find("wts_algo"); algo != params.end()) {
     wts.wts_algo = read_string("wts_algo", *algo);
     if (wts.wts_algo != "arq_quantize" && wts.wts_algo != "ada_quantize")
-      invalid("wts_algo must be arq_quantize or ada_quantize, but is \"" + wts.wts_algo + "\"");
+      invalid("wts_algo must be arq_quantize or ada_quantize, but is \"" + shorten_for_message(wts.wts_algo) + "\"");
   }
   const bool ada = wts.wts_algo == "ada_quantize";
   for (const auto& [key, value] : params.items()) {
@@ -196,7 +197,7 @@ void read_weight(const Json& params, WeightQuantParams& wts, bool& channel_wise_
     } else if (ada && key == "beta_range") {
       std::tie(wts.beta_range_start, wts.beta_range_end) = read_pair(key, value);
     } else {
-      invalid(key + " is not valid param of quantize " + wts.wts_algo);
+      invalid(shorten_for_message(key) + " is not valid param of quantize " + wts.wts_algo);
     }
   }
 }
@@ -228,7 +229,7 @@ ParsedLayer read_layer(const std::string& name, const Json& entry, const LayerIn
         if (!value.is_object()) wrong_type(key, "dict", value);
         within(key, [&] { read_weight(value, config.weight, channel_wise_set); });
       } else {
-        invalid("Unknown parameter " + key);
+        invalid("Unknown parameter " + shorten_for_message(key));
       }
     }
   });
@@ -270,7 +271,7 @@ QuantConfig read_config(const Json& root, const ModelInfo& model) {
       config.skip_fusion_layers = read_string_list(key, value);
       config_schema::check_skip_fusion_layers(config.skip_fusion_layers, model);
     } else if (!model.find_module(key)) {
-      invalid(key + " is an invalid layer name or parameter.");
+      invalid(shorten_for_message(key) + " is an invalid layer name or parameter.");
     } else {
       const LayerInfo* layer = model.find_layer(key);
       if (!layer || !layer->supported) invalid("layer " + key + " does not support quant.");
@@ -296,19 +297,45 @@ QuantConfig read_config(const Json& root, const ModelInfo& model) {
   return config;
 }
 
+// A config is three levels deep (root, layer, parameter block) plus a list;
+// the limit only stops hostile nesting before it costs stack or memory.
+constexpr int kMaxJsonDepth = 64;
+
+// "fc.activation_quant_params.search_step": the keys of the objects open at
+// the point of an error, for messages.
+std::string key_path(const std::vector<std::vector<std::string>>& open_objects) {
+  std::string path;
+  for (const auto& keys : open_objects)
+    if (!keys.empty()) path += (path.empty() ? "" : ".") + shorten_for_message(keys.back());
+  return path;
+}
+
 // Parses JSON and rejects objects with a repeated key, as AMCT's loader does.
 Json parse_json_without_duplicates(const std::string& text, const std::string& origin) {
+  const std::string file = "quant config '" + origin + "'";
+  check_utf8(text, file);
   std::vector<std::vector<std::string>> open_objects;
   std::vector<std::string> first_repeats;
+  int depth = 0;
   const Json::parser_callback_t track_keys = [&](int, Json::parse_event_t event, Json& parsed) {
     switch (event) {
       case Json::parse_event_t::object_start:
-        open_objects.emplace_back();
+      case Json::parse_event_t::array_start:
+        // Thrown here, the parse stops at the first level too deep instead of
+        // reading the rest of a hostile file.
+        if (++depth > kMaxJsonDepth)
+          invalid(file + " is nested deeper than " + std::to_string(kMaxJsonDepth) + " levels (at '" +
+                  key_path(open_objects) + "')");
+        if (event == Json::parse_event_t::object_start) open_objects.emplace_back();
+        break;
+      case Json::parse_event_t::array_end:
+        --depth;
         break;
       case Json::parse_event_t::key:
         if (!open_objects.empty()) open_objects.back().push_back(parsed.get<std::string>());
         break;
       case Json::parse_event_t::object_end:
+        --depth;
         if (!open_objects.empty()) {
           if (first_repeats.empty()) first_repeats = config_schema::repeated_items(open_objects.back());
           open_objects.pop_back();
@@ -323,7 +350,15 @@ Json parse_json_without_duplicates(const std::string& text, const std::string& o
   try {
     root = Json::parse(text, track_keys);
   } catch (const Json::parse_error& error) {
-    invalid("quant config '" + origin + "' is not valid JSON: " + error.what());
+    invalid(file + " is not valid JSON: " + shorten_for_message(error.what(), 240));
+  } catch (const Json::out_of_range& error) {
+    // nlohmann says "number overflow parsing '1e400'"; the number is quoted last.
+    const std::string what = error.what();
+    const size_t open = what.find('\'');
+    const std::string number =
+        open == std::string::npos ? what : what.substr(open + 1, what.size() - open - 2);
+    invalid(file + ": the number " + shorten_for_message(number) + " of '" + key_path(open_objects) +
+            "' is out of the range of a double");
   }
   if (!first_repeats.empty())
     invalid("Please delete repeated items in " + origin + ", repeated items are " +

@@ -4,9 +4,11 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "amct/calib/ifmr.h"
 #include "amct/error.h"
 #include "amct/layer_kind.h"
 #include "amct/number_format.h"
+#include "amct/text_check.h"
 
 namespace amct::config_schema {
 namespace {
@@ -105,7 +107,7 @@ void check_activation(const ActivationQuantParams& act) {
       invalid("num_of_bins " + std::to_string(act.num_of_bins) + " must be in " + int_list(kHfmgBins));
     return;
   }
-  if (act.act_algo != "ifmr") invalid("act_algo must be ifmr or hfmg, but is \"" + act.act_algo + "\"");
+  if (act.act_algo != "ifmr") invalid("act_algo must be ifmr or hfmg, but is \"" + shorten_for_message(act.act_algo) + "\"");
   for (const auto& [name, value] : {std::pair{"max_percentile", act.max_percentile},
                                     std::pair{"min_percentile", act.min_percentile}}) {
     if (!(value > 0.5 && value <= 1.0))
@@ -115,8 +117,16 @@ void check_activation(const ActivationQuantParams& act) {
   if (!(act.search_range_start > 0)) invalid("search_range[0] must be greater than zero");
   if (!(act.search_range_start < act.search_range_end)) invalid("search_range[0] must be less than search_range[1]");
   if (!(act.search_step > 0)) invalid("The search_step must be greater than zero");
+  // NaN failed above; a simple config can also hold inf, which the JSON
+  // written from it could not carry back to our reader.
+  for (const auto& [name, value] : {std::pair{"search_range[1]", act.search_range_end},
+                                    std::pair{"search_step", act.search_step}}) {
+    if (!std::isfinite(value))
+      invalid(std::string("The ") + name + " must be a finite number, but is " + format_python_double(value));
+  }
   if (step_exceeds_range(act.search_step, act.search_range_start, act.search_range_end))
     invalid("The search_step must be less than or equal to (search_range[1] - search_range[0])");
+  ifmr_candidate_count(act);
 }
 
 void check_weight(const WeightQuantParams& wts, const std::string& layer_type) {
@@ -126,11 +136,16 @@ void check_weight(const WeightQuantParams& wts, const std::string& layer_type) {
     if (!(wts.reg_param > 0 && wts.reg_param < 1)) invalid("reg_param must be less than 1 and larger than 0");
     if (!(wts.warm_start > 0 && wts.warm_start < 1)) invalid("warm_start must be less than 1 and larger than 0");
     if (wts.num_iteration < 0) invalid("num_iteration must be larger or equal to 0");
+    for (const auto& [name, value] : {std::pair{"beta_range[0]", wts.beta_range_start},
+                                      std::pair{"beta_range[1]", wts.beta_range_end}}) {
+      if (!std::isfinite(value))
+        invalid(std::string("The ") + name + " must be a finite number, but is " + format_python_double(value));
+    }
     if (!(wts.beta_range_start > wts.beta_range_end))
       invalid("beta_range[0] (start) must be larger than beta_range[1] (end)");
     if (!(wts.beta_range_end > 0)) invalid("beta_range[1] (end) must be larger than 0");
   } else if (wts.wts_algo != "arq_quantize") {
-    invalid("wts_algo must be arq_quantize or ada_quantize, but is \"" + wts.wts_algo + "\"");
+    invalid("wts_algo must be arq_quantize or ada_quantize, but is \"" + shorten_for_message(wts.wts_algo) + "\"");
   }
   if (wts.channel_wise && !is_channel_wise_type(layer_type))
     invalid("The channel_wise must be False for layer type " + layer_type);
@@ -151,7 +166,7 @@ bool is_root_key(std::string_view key) {
 
 std::string python_list(const std::vector<std::string>& items) {
   std::string text = "[";
-  for (size_t i = 0; i < items.size(); ++i) text += (i ? ", '" : "'") + items[i] + "'";
+  for (size_t i = 0; i < items.size(); ++i) text += (i ? ", '" : "'") + shorten_for_message(items[i]) + "'";
   return text + "]";
 }
 
@@ -183,7 +198,7 @@ std::vector<const LayerInfo*> supported_layers(const ModelInfo& model) {
 void check_skip_layers(const std::vector<std::string>& skip_layers, const ModelInfo& model) {
   check_no_repeated(skip_layers, "skip_layers");
   for (const auto& name : skip_layers)
-    if (!model.find_module(name)) invalid("Layer " + name + " does not exist in the graph.");
+    if (!model.find_module(name)) invalid("Layer " + shorten_for_message(name) + " does not exist in the graph.");
   for (const auto& name : skip_layers)
     if (!is_quantizable_type(model.find_module(name)->type)) invalid("Layer " + name + " does not support quantization.");
 }
@@ -194,14 +209,16 @@ void check_batch_num(int64_t batch_num) {
 
 void check_fakequant_precision_mode(const std::string& mode) {
   if (mode != "DEFAULT" && mode != "FORCE_FP16_QUANT")
-    invalid("fakequant_precision_mode must be one of ['DEFAULT', 'FORCE_FP16_QUANT'], but is \"" + mode + "\"");
+    invalid("fakequant_precision_mode must be one of ['DEFAULT', 'FORCE_FP16_QUANT'], but is \"" +
+            shorten_for_message(mode) + "\"");
 }
 
 void check_skip_fusion_layers(const std::vector<std::string>& layers, const ModelInfo& model) {
   check_no_repeated(layers, "skip_fusion_layers");
   for (const auto& name : layers) {
     const ModuleInfo* module = model.find_module(name);
-    if (!module) invalid("Layer \"" + name + "\" in skip_fusion_layers does not exist in the graph.");
+    if (!module)
+      invalid("Layer \"" + shorten_for_message(name) + "\" in skip_fusion_layers does not exist in the graph.");
     const ModuleKind* kind = find_module_kind(module->type);
     if (!kind || !kind->fusable_with_bn)
       invalid("Skip fusion layer \"" + name + "\" is a " + module->type + ", but only " + python_list(fusable_types()) +

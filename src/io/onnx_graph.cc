@@ -210,10 +210,25 @@ std::vector<int64_t> tensor_dims(const onnx::TensorProto& tensor) {
   return {tensor.dims().begin(), tensor.dims().end()};
 }
 
-int64_t tensor_numel(const onnx::TensorProto& tensor) {
+int64_t checked_numel(std::span<const int64_t> dims, const std::string& what) {
   int64_t n = 1;
-  for (auto d : tensor.dims()) n *= d;
+  for (const int64_t d : dims) {
+    if (d < 0) invalid(what + " has dims " + dims_text(dims) + "; a dim cannot be negative");
+    if (__builtin_mul_overflow(n, d, &n))
+      invalid(what + " has dims " + dims_text(dims) + ", whose product overflows int64");
+  }
   return n;
+}
+
+int64_t tensor_numel(const onnx::TensorProto& tensor) {
+  return checked_numel({tensor.dims().data(), static_cast<size_t>(tensor.dims_size())},
+                       "tensor '" + tensor.name() + "'");
+}
+
+std::string dims_text(std::span<const int64_t> dims) {
+  std::string text = "[";
+  for (size_t i = 0; i < dims.size(); ++i) text += (i ? ", " : "") + std::to_string(dims[i]);
+  return text + "]";
 }
 
 namespace {
@@ -246,48 +261,86 @@ float half_to_float(uint16_t h) {
 
 }  // namespace
 
-std::vector<float> tensor_to_floats(const onnx::TensorProto& tensor) {
-  const int64_t n = tensor_numel(tensor);
-  std::vector<float> out(static_cast<size_t>(n));
-  const bool raw = tensor.has_raw_data();
+namespace {
+
+// Where a floating-point tensor keeps its values and how many it holds there:
+// `count` values of `bytes` each in raw_data, or `count` entries of a typed
+// field. A count that disagrees with the dims is a malformed tensor, refused
+// before anything is read or allocated.
+struct FloatStorage {
+  const char* field;
+  size_t count;
+};
+
+FloatStorage float_storage(const onnx::TensorProto& tensor, size_t element_bytes) {
+  if (tensor.has_raw_data()) return {"raw_data", tensor.raw_data().size() / element_bytes};
   switch (tensor.data_type()) {
-    case onnx::TensorProto::FLOAT:
-      if (raw) {
-        if (tensor.raw_data().size() != out.size() * sizeof(float))
-          invalid("tensor '" + tensor.name() + "' has " + std::to_string(tensor.raw_data().size()) +
-                  " bytes of data for " + std::to_string(n) + " floats");
-        std::memcpy(out.data(), tensor.raw_data().data(), out.size() * sizeof(float));
-      } else {
-        if (tensor.float_data_size() != n) invalid("tensor '" + tensor.name() + "' has the wrong number of values");
-        std::copy(tensor.float_data().begin(), tensor.float_data().end(), out.begin());
-      }
-      return out;
-    case onnx::TensorProto::FLOAT16:
-      for (int64_t i = 0; i < n; ++i) {
+    case onnx::TensorProto::FLOAT: return {"float_data", static_cast<size_t>(tensor.float_data_size())};
+    case onnx::TensorProto::DOUBLE: return {"double_data", static_cast<size_t>(tensor.double_data_size())};
+    default: return {"int32_data", static_cast<size_t>(tensor.int32_data_size())};
+  }
+}
+
+}  // namespace
+
+std::vector<float> tensor_to_floats(const onnx::TensorProto& tensor) {
+  const std::string what = "tensor '" + tensor.name() + "'";
+  size_t element_bytes = 0;
+  const char* type_name = "";
+  switch (tensor.data_type()) {
+    case onnx::TensorProto::FLOAT: element_bytes = 4, type_name = "FLOAT"; break;
+    case onnx::TensorProto::FLOAT16: element_bytes = 2, type_name = "FLOAT16"; break;
+    case onnx::TensorProto::DOUBLE: element_bytes = 8, type_name = "DOUBLE"; break;
+    default:
+      invalid(what + " has ONNX data type " + std::to_string(tensor.data_type()) +
+              ", expected a floating-point tensor");
+  }
+  if (tensor.data_location() == onnx::TensorProto::EXTERNAL)
+    invalid(what + " keeps its data in an external file, which is not supported; save the model with its "
+                   "weights inside the ONNX file");
+  const int64_t n = tensor_numel(tensor);
+  const std::vector<int64_t> dims = tensor_dims(tensor);
+  const FloatStorage storage = float_storage(tensor, element_bytes);
+  const bool raw = tensor.has_raw_data();
+  if ((raw && tensor.raw_data().size() % element_bytes != 0) || storage.count != static_cast<uint64_t>(n))
+    invalid(what + " (" + type_name + ", dims " + dims_text(dims) + ") needs " + std::to_string(n) + " values" +
+            (raw ? ", " + std::to_string(static_cast<uint64_t>(n) * element_bytes) + " bytes of raw_data, but raw_data has " +
+                       std::to_string(tensor.raw_data().size()) + " bytes"
+                 : std::string(" in ") + storage.field + ", but " + storage.field + " has " +
+                       std::to_string(storage.count)));
+  std::vector<float> out(static_cast<size_t>(n));
+  const char* bytes = raw ? tensor.raw_data().data() : nullptr;
+  for (size_t i = 0; i < out.size(); ++i) {
+    switch (tensor.data_type()) {
+      case onnx::TensorProto::FLOAT:
+        if (raw) {
+          std::memcpy(&out[i], bytes + 4 * i, 4);
+        } else {
+          out[i] = tensor.float_data(static_cast<int>(i));
+        }
+        break;
+      case onnx::TensorProto::FLOAT16: {
         uint16_t h;
         if (raw) {
-          std::memcpy(&h, tensor.raw_data().data() + 2 * i, 2);
+          std::memcpy(&h, bytes + 2 * i, 2);
         } else {
           h = static_cast<uint16_t>(tensor.int32_data(static_cast<int>(i)));
         }
-        out[static_cast<size_t>(i)] = half_to_float(h);
+        out[i] = half_to_float(h);
+        break;
       }
-      return out;
-    case onnx::TensorProto::DOUBLE:
-      for (int64_t i = 0; i < n; ++i) {
+      default: {
         double d;
         if (raw) {
-          std::memcpy(&d, tensor.raw_data().data() + 8 * i, 8);
+          std::memcpy(&d, bytes + 8 * i, 8);
         } else {
           d = tensor.double_data(static_cast<int>(i));
         }
-        out[static_cast<size_t>(i)] = static_cast<float>(d);
+        out[i] = static_cast<float>(d);
       }
-      return out;
-    default:
-      invalid("tensor '" + tensor.name() + "' has ONNX data type " + std::to_string(tensor.data_type()) +
-              ", expected a floating-point tensor");
+    }
   }
+  return out;
 }
 
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values) {

@@ -147,6 +147,10 @@ QuantPlan check_record(const ScaleOffsetRecord& record, const onnx::GraphProto& 
     if (!node)
       fail(ErrorCode::kRuntime, "record file '" + record_origin + "': layer '" + name + "' is not a node of model '" +
                                     model_origin + "'; the record and the model do not match");
+    // Every save pass rewires the layer's output 0.
+    if (node->output_size() == 0 || node->output(0).empty())
+      invalid("model '" + model_origin + "': node '" + name + "' (" + node->op_type() +
+              ") has no output; a quantized layer needs one");
     std::string reason;
     try {
       reason = unquantizable_reason(graph, *node);

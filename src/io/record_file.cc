@@ -4,6 +4,7 @@
 #include "amct/file_io.h"
 #include "amct/number_format.h"
 #include "amct/record.h"
+#include "amct/text_check.h"
 #include "amct/text_proto.h"
 
 namespace amct {
@@ -21,6 +22,7 @@ class PythonFloatPrinter : public google::protobuf::TextFormat::FastFieldValuePr
 }  // namespace
 
 ScaleOffsetRecord parse_record_text(const std::string& text, const std::string& origin) {
+  check_utf8(text, "record file '" + origin + "'");
   ScaleOffsetRecord record;
   merge_text_proto(text, record, "record file '" + origin + "' does not match AMCT's ScaleOffsetRecord format");
   return record;

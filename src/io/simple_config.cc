@@ -11,6 +11,7 @@
 #include "amct/layer_kind.h"
 #include "amct/file_io.h"
 #include "amct/number_format.h"
+#include "amct/text_check.h"
 #include "amct/text_proto.h"
 #include "calibration_config_pytorch.pb.h"
 #include "config_schema.h"
@@ -21,6 +22,7 @@ namespace {
 namespace pb = AMCTPytorchProto;
 
 pb::AMCTConfig parse_simple_config(const std::string& text, const std::string& path) {
+  check_utf8(text, "simple config '" + path + "'");
   pb::AMCTConfig proto;
   merge_text_proto(text, proto, "simple config '" + path + "' is not a valid AMCTConfig");
   return proto;
@@ -102,7 +104,7 @@ void check_layer_overrides(const pb::AMCTConfig& proto, const ModelInfo& model) 
   for (const auto& item : proto.override_layer_configs()) {
     const std::string& name = item.layer_name();
     const ModuleInfo* module = model.find_module(name);
-    if (!module) invalid("Layer " + name + " does not exist in the graph.");
+    if (!module) invalid("Layer " + shorten_for_message(name) + " does not exist in the graph.");
     // A module that exists but is not supported only fails on settings that
     // need support; otherwise its override is ignored.
     const LayerInfo* layer = model.find_layer(name);
@@ -125,7 +127,7 @@ void check_type_overrides(const pb::AMCTConfig& proto) {
   config_schema::check_no_repeated(types, "override_layer_types");
   for (const auto& item : proto.override_layer_types()) {
     const std::string& type = item.layer_type();
-    if (!is_quantizable_type(type)) invalid("Layer type " + type + " does not support quantize.");
+    if (!is_quantizable_type(type)) invalid("Layer type " + shorten_for_message(type) + " does not support quantize.");
     // At type level Linear counts as INT16-capable; a Linear without bias is
     // downgraded per layer later.
     LayerInfo type_probe;
@@ -145,7 +147,7 @@ void check_type_overrides(const pb::AMCTConfig& proto) {
 
 void check_skip_layer_types(const std::vector<std::string>& skip_types) {
   for (const auto& type : skip_types)
-    if (!is_quantizable_type(type)) invalid("Layer type " + type + " does not support quantize.");
+    if (!is_quantizable_type(type)) invalid("Layer type " + shorten_for_message(type) + " does not support quantize.");
   const auto& all_types = quantizable_types();
   const bool every_type_skipped = std::all_of(all_types.begin(), all_types.end(), [&](const std::string& type) {
     return std::find(skip_types.begin(), skip_types.end(), type) != skip_types.end();
@@ -304,11 +306,15 @@ QuantConfig build_config(const pb::AMCTConfig& proto, const ModelInfo& model) {
 }  // namespace
 
 QuantConfig make_config_from_simple(const std::string& simple_config_path, const ModelInfo& model) {
-  const pb::AMCTConfig proto = parse_simple_config(read_file(simple_config_path, "simple config file"), simple_config_path);
+  return make_config_from_simple_text(read_file(simple_config_path, "simple config file"), simple_config_path, model);
+}
+
+QuantConfig make_config_from_simple_text(const std::string& text, const std::string& origin, const ModelInfo& model) {
+  const pb::AMCTConfig proto = parse_simple_config(text, origin);
   try {
     return build_config(proto, model);
   } catch (const Error& error) {
-    fail(error.code(), "simple config '" + simple_config_path + "': " + error.what());
+    fail(error.code(), "simple config '" + origin + "': " + error.what());
   }
 }
 

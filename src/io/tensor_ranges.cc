@@ -6,6 +6,7 @@
 #include "amct/error.h"
 #include "amct/file_io.h"
 #include "amct/number_format.h"
+#include "amct/text_check.h"
 
 namespace amct {
 namespace {
@@ -17,7 +18,7 @@ constexpr int kMaxDepth = 8;
 TensorRole parse_role(const std::string& text, const std::string& where) {
   for (TensorRole role : {TensorRole::kInput, TensorRole::kRecurrent, TensorRole::kOutput})
     if (text == tensor_role_name(role)) return role;
-  invalid(where + "role is \"" + text + "\"; expected \"input\", \"recurrent\" or \"output\"");
+  invalid(where + "role is \"" + shorten_for_message(text) + "\"; expected \"input\", \"recurrent\" or \"output\"");
 }
 
 }  // namespace
@@ -51,7 +52,11 @@ std::string tensor_ranges_json(const std::vector<TensorRange>& ranges) {
 }
 
 std::vector<TensorRange> read_tensor_ranges(const std::string& path) {
-  const std::string text = read_file(path, "tensor ranges file");
+  return parse_tensor_ranges(read_file(path, "tensor ranges file"), path);
+}
+
+std::vector<TensorRange> parse_tensor_ranges(const std::string& text, const std::string& path) {
+  check_utf8(text, "tensor ranges file '" + path + "'");
   int depth = 0;
   bool too_deep = false;
   const auto limit_depth = [&](int, nlohmann::json::parse_event_t event, nlohmann::json&) {
@@ -65,7 +70,8 @@ std::vector<TensorRange> read_tensor_ranges(const std::string& path) {
   const std::string file = "tensor ranges file '" + path + "': ";
   if (too_deep) invalid(file + "nested deeper than " + std::to_string(kMaxDepth) + " levels");
   if (root.is_discarded() || !root.is_object()) invalid(file + "not a JSON object");
-  if (root.value("version", 0) != kVersion) invalid(file + "\"version\" must be " + std::to_string(kVersion));
+  const auto version = root.find("version");
+  if (version == root.end() || !version->is_number_integer() || *version != kVersion) invalid(file + "\"version\" must be " + std::to_string(kVersion));
   const auto ranges = root.find("ranges");
   if (ranges == root.end() || !ranges->is_array()) invalid(file + "\"ranges\" must be an array");
   std::vector<TensorRange> out;

@@ -4,6 +4,7 @@
 #include <google/protobuf/text_format.h>
 
 #include "amct/error.h"
+#include "amct/text_check.h"
 
 namespace amct {
 namespace {
@@ -28,7 +29,7 @@ void merge_text_proto(const std::string& text, google::protobuf::Message& messag
   google::protobuf::TextFormat::Parser parser;
   FirstErrorCollector errors;
   parser.RecordErrorsTo(&errors);
-  if (!parser.MergeFromString(text, &message)) invalid(what + ": " + errors.message());
+  if (!parser.MergeFromString(text, &message)) invalid(what + ": " + shorten_for_message(errors.message(), 240));
 }
 
 }  // namespace amct

@@ -12,7 +12,11 @@ int64_t product(const std::vector<int64_t>& dims, size_t from) {
   for (size_t i = from; i < dims.size(); ++i) {
     if (dims[i] <= 0) invalid("weight dimension " + std::to_string(i) + " is " + std::to_string(dims[i]) +
                               "; expected a positive size");
-    n *= dims[i];
+    if (__builtin_mul_overflow(n, dims[i], &n)) {
+      std::string text;
+      for (const int64_t d : dims) text += (text.empty() ? "" : ", ") + std::to_string(d);
+      invalid("weight dims [" + text + "]: their product overflows int64");
+    }
   }
   return n;
 }

@@ -30,6 +30,16 @@ struct IfmrCandidates {
 // Throws kInvalidArgument for parameters the search cannot run with.
 void check_ifmr_params(const ActivationQuantParams& params);
 
+// The search tries ceil((search_range[1] - search_range[0]) / search_step)
+// clip ratios, each costing a pass over the collected statistics; more than
+// this (a step of 1e-5 over a range of width 1) is a mistyped range or step,
+// not a finer search.
+constexpr int64_t kMaxIfmrCandidates = 100000;
+
+// The number of candidates of `params` (start < end, step > 0); throws
+// kInvalidArgument when it is not finite or above kMaxIfmrCandidates.
+int64_t ifmr_candidate_count(const ActivationQuantParams& params);
+
 // k of "k-th largest" for a percentile over n values (step 1 of docs/amct-reference.md#ifmr).
 int64_t ifmr_percentile_rank(int64_t n, double percentile);
 
