@@ -115,15 +115,17 @@ def test_two_flows_in_two_threads(tmp_path):
     factories = {"spec": (spec_net, torch.randn(2, 3, 8, 8)), "resnet": (tiny_resnet, torch.randn(2, 3, 16, 16))}
     errors = {}
 
-    def work(name, root):
-        factory, x = factories[name]
+    def work(name, model, root):
         try:
-            run_flow(root, factory(), x)
+            run_flow(root, model, factories[name][1])
         except Exception as error:  # reported below with the thread's name
             errors[name] = error
 
     for round_index in range(2):
-        threads = [threading.Thread(target=work, args=(name, str(tmp_path / f"t{round_index}" / name)))
+        # The models are built here: their factories seed torch's global
+        # generator, which two threads would share.
+        models = {name: factory() for name, (factory, _) in factories.items()}
+        threads = [threading.Thread(target=work, args=(name, models[name], str(tmp_path / f"t{round_index}" / name)))
                    for name in factories]
         for thread in threads:
             thread.start()
