@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import amct_pytorch as amct
+from record_proto import read_record
 from models import spec_net, tiny_resnet
 
 X = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
@@ -132,12 +133,19 @@ def test_two_flows_in_two_threads(tmp_path):
         for thread in threads:
             thread.join()
         assert errors == {}
-    # The records equal those of the same flows run one after the other.
+    # The records match those of the same flows run one after the other: the
+    # weight factors exactly; the activation factors up to float32 rounding,
+    # since torch splits its reductions differently when two flows share the
+    # cores.
     for name, (factory, x) in factories.items():
-        alone = run_flow(str(tmp_path / "alone" / name), factory(), x)
+        alone = read_record(run_flow(str(tmp_path / "alone" / name), factory(), x)["record.txt"])
         for round_index in range(2):
-            threaded = os.path.join(tmp_path, f"t{round_index}", name, "record.txt")
-            assert open(threaded).read() == open(alone["record.txt"]).read(), name
+            threaded = read_record(os.path.join(tmp_path, f"t{round_index}", name, "record.txt"))
+            assert list(threaded) == list(alone), name
+            for layer, entry in threaded.items():
+                assert list(entry.scale_w) == list(alone[layer].scale_w), (name, layer)
+                assert entry.scale_d == pytest.approx(alone[layer].scale_d, rel=1e-5), (name, layer)
+                assert abs(entry.offset_d - alone[layer].offset_d) <= 1, (name, layer)
 
 
 # ---- item 20: concurrent `amct save-model` on one prefix ----
