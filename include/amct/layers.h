@@ -22,6 +22,7 @@ struct ModuleInfo {
   bool affine = true;         // BatchNorm
   bool track_running_stats = true;
   std::string dtype = "float";  // "float" or "float16": parameter dtype
+  std::vector<std::string> torch_bases;  // torch.nn base classes of its class, nearest first
   // RNN attributes (LSTM/GRU are recognised but not quantized yet).
   int64_t num_layers = 1;
   bool bidirectional = false;

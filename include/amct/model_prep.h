@@ -15,6 +15,9 @@ namespace amct {
 struct PreparedModel {
   onnx::ModelProto model;
   ModelInfo info;
+  // Modules the user should hear about that are not layers of ModelInfo
+  // (e.g. subclasses of quantizable classes, which AMCT does not quantize).
+  std::vector<std::string> notes;
 };
 
 // The module list the Python front end sends: a JSON array of objects with the

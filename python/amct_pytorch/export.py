@@ -117,6 +117,9 @@ def describe_modules(model):
             "weight_id": id(weight) if isinstance(weight, torch.Tensor) else 0,
             "training": bool(module.training),
             "dtype": "float16" if isinstance(weight, torch.Tensor) and weight.dtype == torch.float16 else "float",
+            # torch.nn classes the module's class derives from, so that a
+            # subclass of a quantizable class is reported, not silently skipped.
+            "torch_bases": [c.__name__ for c in type(module).__mro__[1:] if c.__module__.startswith("torch.nn.")],
         }
         for attr in ("padding_mode", "affine", "track_running_stats", "num_layers", "bidirectional"):
             if hasattr(module, attr):

@@ -115,6 +115,7 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
   if (result.config.do_fusion)
     result.fused = fuse_conv_batchnorm(graph, prepared.info, result.config.skip_fusion_layers, result.notes);
 
+  result.notes.insert(result.notes.end(), prepared.notes.begin(), prepared.notes.end());
   for (const auto& layer : prepared.info.layers) {
     if (!layer.supported) result.notes.push_back("layer '" + layer.name + "' stays in float: " + layer.unsupported_reason);
   }
@@ -123,7 +124,12 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
   WeightsFingerprint fingerprint;
   for (const auto& layer : prepared.info.layers) {
     const auto it = std::find_if(enabled.begin(), enabled.end(), [&](const auto* c) { return c->name == layer.name; });
-    if (it == enabled.end()) continue;
+    if (it == enabled.end()) {
+      if (layer.supported)
+        result.notes.push_back("layer '" + layer.name + "' stays in float: config_file '" + config_file +
+                               "' does not enable it (quant_enable is false, or the layer has no entry)");
+      continue;
+    }
     onnx::NodeProto* node = find_node(graph, layer.name);
     auto* entry = result.record.add_record();
     entry->set_key(layer.name);

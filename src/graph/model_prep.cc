@@ -40,6 +40,22 @@ void describe_layer(const onnx::GraphProto& graph, const onnx::NodeProto& node, 
   }
 }
 
+// A module whose own call is not in the graph may still run: its weight can
+// be read directly, as F.linear(x, self.qkv.weight) or MultiheadAttention's
+// out_proj do. Say which, since "not executed" would be false then.
+std::string not_called_reason(const onnx::GraphProto& graph, const ModuleInfo& module) {
+  if (module.has_weight) {
+    const std::string weight = module.name + ".weight";
+    for (const auto& node : graph.node())
+      for (const auto& input : node.input())
+        if (input == weight)
+          return "forward() does not call the module, but node '" + node.name() + "' (" + node.op_type() +
+                 ") uses its weight directly (a functional call such as F.linear, or nn.MultiheadAttention's "
+                 "out_proj); layers used through their weight are not quantized";
+  }
+  return "the module is not executed by forward() on input_data";
+}
+
 // Why a module of a quantizable class cannot be quantized ("" if it can).
 std::string support_problem(const onnx::GraphProto& graph, const ModuleInfo& module, const std::set<std::string>& reused,
                             const std::map<int64_t, int>& weight_users) {
@@ -52,7 +68,7 @@ std::string support_problem(const onnx::GraphProto& graph, const ModuleInfo& mod
     return "Conv3d with dilation[0] != 1 is not supported";
   if (reused.count(module.name)) return "the module is called more than once in forward()";
   const onnx::NodeProto* node = find_node(graph, module.name);
-  if (!node) return "the module is not executed by forward() on input_data";
+  if (!node) return not_called_reason(graph, module);
   if (module.has_weight && weight_users.count(module.weight_id) && weight_users.at(module.weight_id) > 1)
     return "its weight is shared with another layer";
   if (!exports_to(*kind, node->op_type()))
@@ -82,6 +98,7 @@ std::vector<ModuleInfo> parse_module_list(const std::string& json_text) {
     m.dtype = item.value("dtype", "float");
     m.num_layers = item.value("num_layers", int64_t{1});
     m.bidirectional = item.value("bidirectional", false);
+    m.torch_bases = item.value("torch_bases", std::vector<std::string>{});
     modules.push_back(std::move(m));
   }
   return modules;
@@ -115,7 +132,16 @@ PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInf
     if (m.has_weight && find_module_kind(m.type)) ++weight_users[m.weight_id];
 
   for (const auto& m : modules) {
-    if (!is_quantizable_type(m.type)) continue;
+    if (!is_quantizable_type(m.type)) {
+      for (const auto& base : m.torch_bases)
+        if (is_quantizable_type(base)) {
+          prepared.notes.push_back("module '" + m.name + "' stays in float: its class " + m.type + " derives from " +
+                                   base + ", and AMCT quantizes only the exact classes " +
+                                   "(Conv2d, Linear, ...), not subclasses");
+          break;
+        }
+      continue;
+    }
     LayerInfo layer;
     layer.name = m.name;
     layer.module_type = m.type;
