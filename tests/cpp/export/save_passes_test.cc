@@ -261,5 +261,23 @@ TEST(SavePass, QdqOutputRequantizesForTheConsumerOrUsesConvInteger) {
   EXPECT_EQ(node_named(model, "c").op_type(), "ConvInteger");
 }
 
+// Found by fuzz_onnx_save (fuzz/regressions/onnx_save/consumer_node_without_output.onnx):
+// the pass must not read the result of a consumer that has none, even on a
+// graph that skipped the input check.
+TEST(SavePass, QdqOutputStopsAtAConsumerWithoutOutputs) {
+  ModelBuilder b;
+  b.input("x", {1, 1, 2, 2}).output("y", {1, 1, 2, 2});
+  b.initializer("c.weight", {1, 1, 1, 1}, {0.5f});
+  b.layer("Conv", "c", {"x", "c.weight"}, "t");
+  b.node("Relu", "sink", {"t"}, {});
+  b.node("Relu", "relu", {"t"}, {"y"});
+  onnx::ModelProto model = b.model();
+  const QuantPlan plan = check_record(
+      parse_record_text(record_entry("c", "    scale_d: 0.1\n    offset_d: 0\n    scale_w: 0.004\n    offset_w: 0\n"), "r"),
+      model.graph(), "r", "m");
+  qdq_output_pass(*model.mutable_graph(), plan);
+  EXPECT_EQ(node_named(model, "c").op_type(), "ConvInteger");
+}
+
 }  // namespace
 }  // namespace amct::test

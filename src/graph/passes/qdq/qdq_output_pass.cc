@@ -169,7 +169,9 @@ const QuantLayer* common_consumer(const GraphIndex& index, const QuantPlan& plan
       found = next;
       continue;
     }
-    if (!commutes_with_quantization(index, consumer)) return nullptr;
+    // A consumer without a result cannot pass the layer's values on (the
+    // input check refuses such nodes; the pass does not rely on it).
+    if (consumer.output_size() == 0 || !commutes_with_quantization(index, consumer)) return nullptr;
     if (expanded.insert(&consumer).second && !push_uses(consumer.output(0))) return nullptr;
   }
   return found;
