@@ -51,6 +51,11 @@ CLANG_BUILD := build/clang
 CLANG_DEB_PACKAGES := clang-16 libclang-rt-16-dev
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 FUZZ_SECONDS ?= 60
+# FUZZ_RUNS=N mutates N inputs instead of running for FUZZ_SECONDS, and
+# FUZZ_SEED fixes libFuzzer's random seed (0: a new one each run). CI uses
+# both, so that its run is the same sequence of inputs as one checked here.
+FUZZ_RUNS ?=
+FUZZ_SEED ?= 0
 # target:max_len, the largest input each target mutates to (a few times its largest seed).
 FUZZ_TARGETS := record_reader:4096 config_json:8192 simple_config:4096 tensor_ranges:2048 \
 	onnx_save:16384 onnx_prepare:16384
@@ -81,8 +86,9 @@ fuzz: $(CLANG_BUILD)/build.ninja
 	  target=$${spec%%:*}; max_len=$${spec##*:}; work=$(FUZZ_WORK)/$$target; \
 	  mkdir -p $$work/corpus; \
 	  regressions=; [ -d fuzz/regressions/$$target ] && regressions=fuzz/regressions/$$target; \
-	  echo "fuzz $$target: $(FUZZ_SECONDS) s"; \
-	  $(SANITIZER_ENV) ./$(CLANG_BUILD)/fuzz_$$target -max_total_time=$(FUZZ_SECONDS) -timeout=20 \
+	  echo "fuzz $$target: $(if $(FUZZ_RUNS),$(FUZZ_RUNS) runs,$(FUZZ_SECONDS) s), seed $(FUZZ_SEED)"; \
+	  $(SANITIZER_ENV) ./$(CLANG_BUILD)/fuzz_$$target \
+	    $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS)) -seed=$(FUZZ_SEED) -timeout=20 \
 	    -rss_limit_mb=2048 -max_len=$$max_len -print_final_stats=1 -artifact_prefix=$$work/ \
 	    $$work/corpus fuzz/corpus/$$target $$regressions 2>$$work/log \
 	    || { tail -n 60 $$work/log; exit 1; }; \
