@@ -18,7 +18,7 @@ namespace amct {
 
 // One record entry, checked against its node: the record model every save
 // pass reads. It holds what AMCT's record can carry per layer; fields for
-// features that are not implemented yet stay empty.
+// features that save_model does not support yet stay empty.
 struct QuantLayer {
   std::string name;     // node name = record key = torch module name
   std::string op_type;  // the node's op, a row of the layer-kind table

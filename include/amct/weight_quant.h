@@ -34,7 +34,7 @@ class WeightQuantizer {
 };
 
 // The quantizer of a layer's config; throws kRuntime for an algorithm that
-// is not implemented.
+// amct does not support yet.
 std::unique_ptr<WeightQuantizer> make_weight_quantizer(const WeightQuantParams& params, const std::string& layer);
 
 // clamp(round(w / scale[channel]), min, max), the division in float32 as

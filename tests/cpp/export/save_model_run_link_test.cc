@@ -13,22 +13,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// x[N,2,3,3] -> Conv conv1 (W [2,2,1,1], bias [2]) -> y.
-onnx::ModelProto conv_model() {
-  ModelBuilder b;
-  b.input("x", {-1, 2, 3, 3}).output("y", {-1, 2, 3, 3});
-  b.initializer("conv1.weight", {2, 2, 1, 1}, {5 * 0.001f, -128 * 0.001f, 127 * 0.002f, -77 * 0.002f});
-  b.initializer("conv1.bias", {2}, {0.5f, -0.25f});
-  b.layer("Conv", "conv1", {"x", "conv1.weight", "conv1.bias"}, "y");
-  return b.model();
-}
-
-std::string conv_record(const std::string& scale_d) {
-  return record_entry("conv1", "    scale_d: " + scale_d +
-                                   "\n    offset_d: 10\n    scale_w: 0.001\n    scale_w: 0.002\n"
-                                   "    offset_w: 0\n    offset_w: 0\n    act_type: \"INT8\"\n    wts_type: \"INT8\"\n");
-}
-
 // The modified ONNX and the record's sidecar each carry a fingerprint; a
 // pair from two runs is refused before anything is written.
 TEST(SaveModelRunLink, MismatchedFingerprintsAreRefusedNamingBothFiles) {

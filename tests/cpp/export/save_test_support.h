@@ -104,6 +104,23 @@ inline std::string record_entry(const std::string& key, const std::string& field
   return "record {\n  key: \"" + key + "\"\n  value {\n" + fields + "  }\n}\n";
 }
 
+// x[N,2,3,3] -> Conv conv1 (W [2,2,1,1] on the scale_w grid, bias [2]) -> y,
+// and its record with a given scale_d.
+inline onnx::ModelProto conv_model() {
+  ModelBuilder b;
+  b.input("x", {-1, 2, 3, 3}).output("y", {-1, 2, 3, 3});
+  b.initializer("conv1.weight", {2, 2, 1, 1}, {5 * 0.001f, -128 * 0.001f, 127 * 0.002f, -77 * 0.002f});
+  b.initializer("conv1.bias", {2}, {0.5f, -0.25f});
+  b.layer("Conv", "conv1", {"x", "conv1.weight", "conv1.bias"}, "y");
+  return b.model();
+}
+
+inline std::string conv_record(const std::string& scale_d) {
+  return record_entry("conv1", "    scale_d: " + scale_d +
+                                   "\n    offset_d: 10\n    scale_w: 0.001\n    scale_w: 0.002\n"
+                                   "    offset_w: 0\n    offset_w: 0\n    act_type: \"INT8\"\n    wts_type: \"INT8\"\n");
+}
+
 // The output models of one save_model run.
 struct Saved {
   onnx::ModelProto deploy;
