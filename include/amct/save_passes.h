@@ -40,6 +40,8 @@ void insert_weight_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void insert_dequant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void insert_bias_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void quant_fusion_pass(onnx::GraphProto& graph, const QuantPlan& plan);
+// Deploy passes (docs/amct-reference.md#deploy-model).
+void pack_int4_weight_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 // Fake-quant passes (docs/amct-reference.md#fake-quant-model).
 void replace_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void weight_fakequant_pass(onnx::GraphProto& graph, const QuantPlan& plan);

@@ -2,6 +2,7 @@
 
 #include "amct/error.h"
 #include "amct/file_io.h"
+#include "amct/int4_packing.h"
 #include "amct/layer_graph.h"
 #include "amct/model_prep.h"
 #include "amct/onnx_graph.h"
@@ -20,10 +21,22 @@ void refuse_unimplemented(const LayerQuantConfig& layer, const std::string& conf
   const std::string where = "config_file '" + config_file + "', layer '" + layer.name + "': ";
   if (layer.dmq_balancer_param)
     fail(ErrorCode::kRuntime, where + "dmq_balancer_param (DMQ balancing, quantize_preprocess) is not supported yet");
-  if (layer.weight.num_bits == 4)
-    fail(ErrorCode::kRuntime, where + "4-bit weights are not supported yet; use num_bits 6, 7 or 8");
   if (layer.activation.num_bits == 4)
     fail(ErrorCode::kRuntime, where + "4-bit activations are not supported yet; use num_bits 8 or 16");
+}
+
+// INT4 weights are packed in pairs along the input channels in the deploy
+// model. AMCT only fails in save_model, after calibration; refusing here
+// says so before any data is spent.
+void refuse_unpackable_int4(const onnx::GraphProto& graph, const onnx::NodeProto& node,
+                            const LayerQuantConfig& layer, const std::string& config_file) {
+  if (layer.weight.num_bits != 4) return;
+  const onnx::TensorProto* weight = layer_weight(graph, node);
+  if (!weight) return;
+  if (const std::string reason = int4_unpackable_reason(node, tensor_dims(*weight)); !reason.empty())
+    fail(ErrorCode::kRuntime, "config_file '" + config_file + "', layer '" + layer.name + "': " + reason +
+                                  "; set num_bits 8 in its weight_quant_params (AMCT's simple config does this "
+                                  "itself)");
 }
 
 // The weight and bias in the torch module's layout, for the calibration model.
@@ -131,6 +144,7 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
       continue;
     }
     onnx::NodeProto* node = find_node(graph, layer.name);
+    refuse_unpackable_int4(graph, *node, **it, config_file);
     auto* entry = result.record.add_record();
     entry->set_key(layer.name);
     result.layers.push_back(

@@ -99,8 +99,6 @@ void check_types(const SingleLayerRecord& value, const EntryChecker& check, Quan
   if (mode != "DEFAULT" && mode != "FORCE_FP16_QUANT")
     check.reject("fakequant_precision_mode is \"" + mode + "\"; expected \"DEFAULT\" or \"FORCE_FP16_QUANT\"");
   layer.fp16_dequant_scale = mode == "FORCE_FP16_QUANT";
-  if (layer.kind->weight_input >= 0 && layer.weight_format.bits() == 4)
-    check.reject("INT4 weights are not supported yet by save_model (weight packing); quantize this layer with 8 bits");
 }
 
 // Fields of features that save_model does not implement yet are refused

@@ -34,11 +34,11 @@ def _quantize_input(x, scale_d, offset_d, bits=8):
     return (torch.clamp(xq, lo, hi) - offset_d).double()
 
 
-def _int_weight(weight, scales, axis):
+def _int_weight(weight, scales, axis, bits):
     shape = [1] * weight.dim()
     shape[axis] = -1
     s = torch.tensor(np.asarray(scales, dtype=np.float32)).reshape(shape)
-    return torch.clamp(torch.round(weight.float() / s), -128, 127).double()
+    return torch.clamp(torch.round(weight.float() / s), -(2 ** (bits - 1)), 2 ** (bits - 1) - 1).double()
 
 
 class _IntegerLayer(nn.Module):
@@ -56,7 +56,8 @@ class _IntegerLayer(nn.Module):
             y = F.avg_pool2d(xq, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad)
             return (y * float(deq_per[0])).float()
         axis = 1 if isinstance(m, nn.ConvTranspose2d) else 0
-        w = _int_weight(m.weight.detach(), sw, axis)
+        # wts_type "INT4" / "INT6" / "INT7" / "INT8"; unset means 8 bits.
+        w = _int_weight(m.weight.detach(), sw, axis, int((rec.wts_type or "INT8")[3:]))
         b = None
         if m.bias is not None:
             b = torch.round(m.bias.detach().double() / torch.tensor(deq_per.astype(np.float64)))

@@ -97,7 +97,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadRecord{"ShiftBit", record_entry("conv1", kConvOk + "    shift_bit: 1\n    shift_bit: 1\n"), {"'conv1'", "shift_bit"}},
         BadRecord{"TensorBalanceFactor", record_entry("conv1", kConvOk + "    tensor_balance_factor: 1.5\n"),
                   {"'conv1'", "tensor_balance_factor", "not supported yet"}},
-        BadRecord{"Int4Weights", record_entry("conv1", kConvOk + "    wts_type: \"INT4\"\n"), {"'conv1'", "INT4", "not supported yet"}},
+        BadRecord{"BadWtsType", record_entry("conv1", kConvOk + "    wts_type: \"INT5\"\n"),
+                  {"'conv1'", "wts_type is \"INT5\"; expected one of \"INT4\", \"INT6\", \"INT7\", \"INT8\""}},
         BadRecord{"BadActType", record_entry("conv1", kConvOk + "    act_type: \"INT9\"\n"), {"'conv1'", "act_type", "\"INT9\""}},
         BadRecord{"BadPrecisionMode", record_entry("conv1", kConvOk + "    fakequant_precision_mode: \"FAST\"\n"),
                   {"'conv1'", "fakequant_precision_mode"}},
@@ -154,6 +155,16 @@ TEST(RecordCheck, ParsesFactorsBitsAndDataType) {
   EXPECT_FALSE(pool->float16);
   EXPECT_TRUE(pool->weight_dims.empty());
   EXPECT_EQ(plan.find("fc"), nullptr);
+}
+
+TEST(RecordCheck, Int4Int6Int7WeightsAreAccepted) {
+  for (const auto& [type, bits] : {std::pair{"INT4", 4}, std::pair{"INT6", 6}, std::pair{"INT7", 7}}) {
+    const auto record =
+        parse_record_text(record_entry("conv1", kConvOk + "    wts_type: \"" + type + "\"\n"), "r.txt");
+    const QuantPlan plan = check_record(record, checked_model().graph(), "r.txt", "m.onnx");
+    EXPECT_EQ(plan.layers.at(0).weight_format.bits(), bits);
+    EXPECT_EQ(plan.layers.at(0).act_format.bits(), 8);
+  }
 }
 
 TEST(RecordCheck, DstTypeOverridesBothBitWidths) {

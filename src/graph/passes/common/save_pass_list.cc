@@ -1,7 +1,7 @@
 // The one ordered list of save_model passes (docs/amct-reference.md#save_model steps 4, 6 and 7, and
 // the QDQ model).
-// AMCT's DMQ, MultQuant, INT4 packing, RNN and AntiQuant passes have no work
-// here: the record check refuses DMQ factors, INT4 weights and RNN layers.
+// AMCT's DMQ, MultQuant, RNN and AntiQuant passes have no work here: the
+// record check refuses DMQ factors and RNN layers.
 #include "amct/save_passes.h"
 
 namespace amct {
@@ -14,6 +14,7 @@ constexpr SavePass kPasses[] = {
     {"InsertDequant", SaveStage::kCommon, insert_dequant_pass},
     {"InsertBiasQuant", SaveStage::kCommon, insert_bias_quant_pass},
     {"QuantFusion", SaveStage::kCommon, quant_fusion_pass},
+    {"PackInt4Weight", SaveStage::kDeploy, pack_int4_weight_pass},
     {"RemoveOpDataType", SaveStage::kDeploy, remove_op_data_type_pass},
     {"ReplaceQuant", SaveStage::kFakeQuant, replace_quant_pass},
     {"WeightFakequant", SaveStage::kFakeQuant, weight_fakequant_pass},

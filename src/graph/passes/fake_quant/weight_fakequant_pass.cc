@@ -1,4 +1,5 @@
-// WeightFakequant (docs/amct-reference.md#fake-quant-model): INT8 weights become FLOAT tensors holding the
+// WeightFakequant (docs/amct-reference.md#fake-quant-model): INT8 weights (INT4/6/7 ones too, one per byte
+// before the deploy-only packing) become FLOAT tensors holding the
 // same integers (w_int - offset_w, and offset_w is always 0), so the layer
 // computes in the integer domain; the scale is applied by the dequant Mul.
 #include <vector>
