@@ -109,6 +109,18 @@ TEST(SaveModelInt4, FakeQuantAndQdqHoldTheSameIntegersUnpacked) {
   EXPECT_EQ(shifted, kInts);
 }
 
+TEST(SaveModelInt4, DstTypeInt4MakesBothActivationsAndWeightsInt4) {
+  // dst_type overrides act_type and wts_type (docs/amct-reference.md#record-validation).
+  const std::string record = record_entry("conv1",
+                                          "    scale_d: 0.05\n    offset_d: 3\n    scale_w: 0.01\n    scale_w: 0.02\n"
+                                          "    offset_w: 0\n    offset_w: 0\n    dst_type: \"INT4\"\n");
+  const Saved saved = run_save(int4_conv(), record, fresh_dir());
+  EXPECT_EQ(find_attribute(node_named(saved.deploy, "conv1.quant"), "dst_type")->s(), "INT4");
+  EXPECT_EQ(node_named(saved.deploy, "conv1").input(2), "conv1.bias_quant.output0");
+  EXPECT_EQ(initializer_named(saved.deploy, "conv1.weight").raw_data(), (std::string{'\x78', '\xF3', '\xB0', '\x26'}));
+  EXPECT_EQ(tensor_to_floats(constant_value(saved.fake_quant, "conv1.quant.fakequant.min_val"))[0], -8.0f);
+}
+
 TEST(SaveModelInt4, GemmWithTransBPacksAlongCinAfterTheTranspose) {
   // Gemm g: W [Cout 2, Cin 4] with transB=1; GemmTransB makes it [4, 2] and
   // the pairs run along axis 0 of that.
