@@ -146,7 +146,7 @@ TEST(SaveModelPasses, RunInAmctOrderPerStage) {
   }
   EXPECT_EQ(common, (std::vector<std::string>{"GemmTransBOptimize", "InsertQuant", "InsertWeightQuant", "InsertDequant",
                                               "InsertBiasQuant", "QuantFusion"}));
-  EXPECT_EQ(deploy, (std::vector<std::string>{"RemoveOpDataType"}));
+  EXPECT_EQ(deploy, (std::vector<std::string>{"PackInt4Weight", "RemoveOpDataType"}));
   EXPECT_EQ(fake_quant, (std::vector<std::string>{"ReplaceQuant", "WeightFakequant", "ReplaceDequant",
                                                   "ReplaceBiasQuant", "RemoveOpDataType"}));
   EXPECT_EQ(qdq, (std::vector<std::string>{"QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqWeight", "RemoveOpDataType"}));
