@@ -5,6 +5,7 @@
 #include <set>
 
 #include "amct/error.h"
+#include "amct/int4_packing.h"
 #include "amct/layer_graph.h"
 #include "amct/onnx_graph.h"
 
@@ -166,6 +167,12 @@ QuantPlan check_record(const ScaleOffsetRecord& record, const onnx::GraphProto& 
     if (const onnx::TensorProto* weight = layer_weight(graph, *node)) layer.weight_dims = tensor_dims(*weight);
     check_unimplemented(value, check, layer);
     check_types(value, check, layer);
+    // AMCT raises this RuntimeError while packing the deploy weights;
+    // quantize_model refuses such a layer, so only a record written
+    // elsewhere gets here.
+    if (layer.weight_format.bits() == 4 && !layer.weight_dims.empty())
+      if (const std::string unpackable = int4_unpackable_reason(*node, layer.weight_dims); !unpackable.empty())
+        check.reject_runtime(unpackable + "; quantize this layer with 8 bits");
     check_factors(value, check, layer, *node);
     check_op_data_type(*node, check, layer);
     plan.layers.push_back(std::move(layer));

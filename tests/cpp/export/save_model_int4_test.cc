@@ -180,7 +180,7 @@ TEST(SaveModelInt4, OddInputChannelsAreRefusedNamingTheLayer) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kRuntime);
     EXPECT_EQ(std::string(e.what()),
-              "layer 'conv1': INT4 weights are packed two per byte along the input-channel axis (axis 1 of the Conv "
+              "record file '" + dir + "/record.txt', layer 'conv1': INT4 weights are packed two per byte along the input-channel axis (axis 1 of the Conv "
               "weight, dims [2, 3, 1, 1]), whose size 3 is odd; quantize this layer with 8 bits");
   }
   EXPECT_FALSE(std::filesystem::exists(dir + "/out"));

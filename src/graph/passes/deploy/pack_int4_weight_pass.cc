@@ -20,11 +20,8 @@ void pack_weight(onnx::GraphProto& graph, const QuantLayer& layer) {
   onnx::TensorProto* weight = find_initializer(graph, node.input(layer.kind->weight_input));
   if (!weight || weight->data_type() != onnx::TensorProto::INT8)
     fail(ErrorCode::kRuntime, "internal error: layer '" + layer.name + "' has no INT8 weight to pack");
+  // The record check refused an odd input-channel axis already.
   const std::vector<int64_t> dims = tensor_dims(*weight);
-  // AMCT raises RuntimeError here; quantize_model refuses such a layer
-  // earlier, so only a record written elsewhere gets this far.
-  if (const std::string reason = int4_unpackable_reason(node, dims); !reason.empty())
-    fail(ErrorCode::kRuntime, "layer '" + layer.name + "': " + reason + "; quantize this layer with 8 bits");
   const std::string& raw = weight->raw_data();
   std::vector<int32_t> values(raw.size());
   for (size_t i = 0; i < raw.size(); ++i) values[i] = static_cast<int8_t>(raw[i]);
