@@ -6,7 +6,10 @@ independent simulation gives, the deploy model packs INT4 weights two per
 byte along Cin, and the QDQ model computes what the fake-quant model does."""
 
 import copy
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -121,7 +124,6 @@ def unpack_int4(packed, axis):
 
 
 def test_simple_config_gives_4_bit_weights_where_they_can_be_packed(a8w4):
-    import json
     config = json.load(open(a8w4.config))
     bits = {name: layer["weight_quant_params"]["num_bits"] for name, layer in config.items()
             if isinstance(layer, dict) and "weight_quant_params" in layer}
@@ -279,3 +281,15 @@ def test_int6_int7_weights_end_to_end(bits, tmp_path):
     assert np.max(np.abs(got - expected)) <= 1e-4 * float(expected.max() - expected.min())
     onnx.checker.check_model(onnx.load(flow.fake_quant), full_check=True)
     onnx.checker.check_model(onnx.load(flow.qdq), full_check=True)
+
+
+def test_int4_qdq_latency_benchmark_runs_and_int8_storage_is_exact():
+    # benchmarks/int4_qdq_latency.py, which chose the QDQ model's INT8 storage of INT4 weights: it runs, and INT8 and
+    # native INT4 storage compute exactly the graph's numbers in ONNX Runtime.
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks", "int4_qdq_latency.py")
+    proc = subprocess.run([sys.executable, script, "--runs", "3", "--threads", "1", "--batch", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if "weights:" in line}
+    assert set(rows) == {"int8", "int4", "float"}
+    assert "max |output - unoptimized| 0 " in rows["int8"] and "max |output - unoptimized| 0 " in rows["int4"]
