@@ -256,6 +256,25 @@ def test_odd_cin_with_4_bit_weights_is_refused_by_quantize_model(tmp_path):
     assert not os.path.exists(tmp_path / "m.onnx") and not os.path.exists(tmp_path / "r.txt")
 
 
+def test_odd_cin_in_an_int4_record_is_refused_by_save_model(tmp_path):
+    # A record written elsewhere (AMCT quantizes such a layer and fails only here).
+    model = nn.Sequential(nn.Conv2d(3, 4, 1)).eval()
+    config_file = tmp_path / "config.json"
+    config_file.write_text('{"version": 1, "0": {"quant_enable": true, "activation_quant_params": {"num_bits": 8}}}')
+    modified, record = str(tmp_path / "m.onnx"), tmp_path / "r.txt"
+    calib = amct.quantize_model(str(config_file), modified, str(record), model, torch.randn(1, 3, 4, 4))
+    with torch.no_grad():
+        calib(torch.randn(1, 3, 4, 4))
+    record.write_text(record.read_text().replace('wts_type: "INT8"', 'wts_type: "INT4"'))
+    os.remove(str(record) + ".amct.json")  # AMCT writes no fingerprint sidecar
+    with pytest.raises(RuntimeError) as error:
+        amct.save_model(modified, str(record), str(tmp_path / "out" / "net"))
+    assert str(error.value) == (
+        f"record file '{record}', layer '0': INT4 weights are packed two per byte along the input-channel axis "
+        "(axis 1 of the Conv weight, dims [4, 3, 1, 1]), whose size 3 is odd; quantize this layer with 8 bits")
+    assert not os.path.exists(tmp_path / "out")
+
+
 @pytest.mark.parametrize("bits", [6, 7])
 def test_int6_int7_weights_end_to_end(bits, tmp_path):
     model = a8w4_net()
