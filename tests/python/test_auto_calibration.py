@@ -44,7 +44,7 @@ class FragileNet(nn.Module):
 
 LAYERS = ["fc1", "fragile", "head"]
 GEN = torch.Generator().manual_seed(3)
-CALIB_BATCHES = [torch.randn(8, 16, generator=GEN) for _ in range(2)]
+CALIB_BATCHES = [torch.randn(64, 16, generator=GEN) for _ in range(2)]
 EVAL_INPUT = torch.randn(64, 16, generator=GEN)
 
 
@@ -219,13 +219,15 @@ def test_fragile_layer_is_ranked_first_rolled_back_first_and_the_target_is_reach
     assert list(read_record(run.record)) == ["fc1", "head"]
     assert sorted(amct._amct.fake_quant_layers(run.save_dir + "_fake_quant_model.onnx")) == ["fc1", "head"]
     session = ort.InferenceSession(run.save_dir + "_fake_quant_model.onnx", providers=["CPUExecutionProvider"])
-    out = session.run(None, {session.get_inputs()[0].name: EVAL_INPUT[:8].numpy()})[0]
+    out = session.run(None, {session.get_inputs()[0].name: EVAL_INPUT.numpy()})[0]
+    # The torch fake-quant model the evaluator saw computes what the fake-quant ONNX model does.
+    torch_fq_metric = 1.0 - trials[-1]["metric_eval"][1]
     with torch.no_grad():
-        torch_fq_metric = 1.0 - trials[-1]["metric_eval"][1]
         ort_metric = float(F.cosine_similarity(torch.from_numpy(out).flatten(),
-                                               run.evaluator.reference[:8].flatten(), dim=0))
+                                               run.evaluator.reference.flatten(), dim=0))
     assert ort_metric > 1 - 1e-3
-    assert ort_metric == pytest.approx(torch_fq_metric, abs=1e-4)
+    # The quantization loss (about 4e-5) agrees within 5%.
+    assert ort_metric == pytest.approx(torch_fq_metric, abs=2e-6)
     assert os.path.exists(run.save_dir + "_deploy_model.onnx")
     assert not [name for name in os.listdir(run.dir) if name.startswith("temp")]
 
