@@ -18,8 +18,9 @@ user's evaluator accepts the result::
 from amct_pytorch.api import create_quant_config, quantize_model, save_model
 from amct_pytorch.auto_calibration import accuracy_based_auto_calibration
 from amct_pytorch.compare import compare
+from amct_pytorch.evaluator import ModelEvaluator
 from amct_pytorch.errors import AmctFileNotFoundError, AmctOSError, AmctTypeError, AmctValueError
 
-__all__ = ["create_quant_config", "quantize_model", "save_model", "accuracy_based_auto_calibration", "compare", "AmctValueError", "AmctTypeError",
-           "AmctFileNotFoundError", "AmctOSError"]
+__all__ = ["create_quant_config", "quantize_model", "save_model", "accuracy_based_auto_calibration", "ModelEvaluator",
+           "compare", "AmctValueError", "AmctTypeError", "AmctFileNotFoundError", "AmctOSError"]
 __version__ = "0.1.0"

@@ -9,6 +9,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "amct/auto_calibration.h"
+#include "amct/bin_data.h"
 #include "amct/calibrator.h"
 #include "amct/error.h"
 #include "amct/fake_quant.h"
@@ -219,6 +220,22 @@ void bind_auto_calibration(nb::module_& m) {
            nb::arg("path"), nb::arg("config_file"))
       .def("write_results", &amct::write_auto_calibration_results, nb::arg("config_file"), nb::arg("directory"),
            nb::arg("history_file"), nb::arg("copies"));
+
+  nb::class_<amct::BinInput>(m, "BinInput")
+      .def_ro("name", &amct::BinInput::name)
+      .def_ro("dims", &amct::BinInput::dims)
+      .def_ro("dtype", &amct::BinInput::dtype)
+      .def_ro("directory", &amct::BinInput::directory);
+  m.def("parse_bin_inputs", &amct::parse_bin_inputs, nb::arg("input_shape"), nb::arg("data_dir"),
+        nb::arg("data_types"));
+  m.def("bin_batch_files", &amct::bin_batch_files, nb::arg("inputs"), nb::arg("count"));
+  m.def(
+      "read_bin_batch",
+      [](const std::string& path, const amct::BinInput& input) {
+        const std::string data = amct::read_bin_batch(path, input);
+        return nb::bytes(data.data(), data.size());
+      },
+      nb::arg("path"), nb::arg("input"));
 
   m.def(
       "check_output_file_name",

@@ -358,3 +358,82 @@ def test_metric_eval_errors(tmp_path, monkeypatch):
         amct.accuracy_based_auto_calibration(model, NotAPair(model, 0.0), *args)
     assert str(info.value) == "model_evaluator.metric_eval() must return (satisfied, loss), got True"
     assert not os.path.exists(tmp_path / "out" / "m_deploy_model.onnx")
+
+
+class TwoInputs(nn.Module):
+    """Records the batches it is run on."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.seen = []
+
+    def forward(self, x, ids):
+        self.seen.append((x.clone(), ids.clone()))
+        return self.fc(x) + ids.float().sum()
+
+
+def write_batches(tmp_path):
+    rng = np.random.default_rng(0)
+    x_dir, ids_dir = tmp_path / "x", tmp_path / "ids"
+    x_dir.mkdir()
+    ids_dir.mkdir()
+    batches = []
+    for i in range(3):
+        x = rng.standard_normal((2, 3)).astype(np.float32)
+        ids = rng.integers(0, 9, (2, 4)).astype(np.int64)
+        x.tofile(x_dir / f"batch{i}.bin")
+        ids.tofile(ids_dir / f"batch{i}.bin")
+        batches.append((x, ids))
+    return f"{x_dir};{ids_dir}", batches
+
+
+def test_model_evaluator_feeds_the_binary_batches_in_file_order(tmp_path):
+    data_dir, batches = write_batches(tmp_path)
+    evaluator = amct.ModelEvaluator(data_dir, "x:2,3;ids:2,4", "float32;int64")
+    model = TwoInputs()
+    evaluator.calibration(model, 2)
+    assert len(model.seen) == 2
+    for (x, ids), (ex, eids) in zip(model.seen, batches):
+        np.testing.assert_array_equal(x.numpy(), ex)
+        np.testing.assert_array_equal(ids.numpy(), eids)
+        assert x.dtype == torch.float32 and ids.dtype == torch.int64
+    model.seen.clear()
+    assert evaluator.evaluate(model) is None
+    assert len(model.seen) == 3
+    with pytest.raises(RuntimeError, match="Total batches found: 3, but trying to load: 4"):
+        evaluator.calibration(model, 4)
+    with pytest.raises(amct.AmctValueError, match=r"ModelEvaluator.calibration\(\): Invalid batch_num 0"):
+        evaluator.calibration(model, 0)
+    with pytest.raises(amct.AmctTypeError, match="argument data_types must be str, got list"):
+        amct.ModelEvaluator(data_dir, "x:2,3;ids:2,4", ["float32", "int64"])
+    with pytest.raises(TypeError, match=r"data_types: Unsupported data type\[float8\]!"):
+        amct.ModelEvaluator(data_dir, "x:2,3;ids:2,4", "float8;int64")
+
+
+class BinaryBatchEvaluator(amct.ModelEvaluator):
+    """AMCT's documented pattern: ModelEvaluator's calibration from binary
+    files, with a metric and its acceptance added."""
+
+    def __init__(self, data_dir, model):
+        super().__init__(data_dir, "x:64,16", "float32")
+        self.cosine = CosineEvaluator(model, 1e-3)
+
+    def evaluate(self, model, iterations=None):
+        return self.cosine.evaluate(model)
+
+    def metric_eval(self, original_metric, new_metric):
+        return self.cosine.metric_eval(original_metric, new_metric)
+
+
+def test_model_evaluator_subclass_drives_auto_calibration(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x").mkdir()
+    for i, batch in enumerate(CALIB_BATCHES):
+        batch.numpy().tofile(tmp_path / "x" / f"{i}.bin")
+    run = Run(tmp_path, max_loss=1e-3)
+    run.evaluator = BinaryBatchEvaluator(str(tmp_path / "x"), run.model)
+    run()
+    with open(run.file("accuracy_based_auto_calibration_final_config.json"), encoding="utf-8") as f:
+        final = json.load(f)
+    assert {layer: final[layer]["quant_enable"] for layer in LAYERS} == {"fc1": True, "fragile": False, "head": True}
