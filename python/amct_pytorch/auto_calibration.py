@@ -113,25 +113,27 @@ class _AutoCalibration:
         for layer, similarity in search.ranking:
             logger.info("auto calibration: similarity of %s: %.6f", layer, similarity)
         progress = _Progress()
-        while search.searching:
-            trial = search.trials + 1
-            rolled_back = search.rolled_back
-            config = os.path.join(directory, f"accuracy_based_auto_calibration_trial{trial}_config.json")
-            search.write_trial_config(config, self.config_file)
-            logger.info("auto calibration trial %d of at most %d: rolling back %d of %d layers (%s); config %s",
-                        trial, search.max_trials, len(rolled_back), len(search.ranking), ", ".join(rolled_back),
-                        config)
-            progress.show(f"auto calibration: trial {trial} of at most {search.max_trials}, "
-                          f"{len(rolled_back)} layers rolled back")
-            _, fake_quant_model, _, _ = self._calibrate(config)
-            metric = self.evaluator.evaluate(fake_quant_model)
-            satisfied, loss = self._metric_eval(original, metric)
-            search.report(satisfied, loss)
-            logger.info("auto calibration trial %d: metric %s, loss %s, %s", trial, metric, loss,
-                        "satisfied" if satisfied else "not satisfied")
-            progress.show(f"auto calibration: trial {trial} of at most {search.max_trials}, metric {metric}, "
-                          f"{'satisfied' if satisfied else 'not satisfied'}")
-        progress.close()
+        try:
+            while search.searching:
+                trial = search.trials + 1
+                rolled_back = search.rolled_back
+                config = os.path.join(directory, f"accuracy_based_auto_calibration_trial{trial}_config.json")
+                search.write_trial_config(config, self.config_file)
+                logger.info("auto calibration trial %d of at most %d: rolling back %d of %d layers (%s); config %s",
+                            trial, search.max_trials, len(rolled_back), len(search.ranking), ", ".join(rolled_back),
+                            config)
+                progress.show(f"auto calibration: trial {trial} of at most {search.max_trials}, "
+                              f"{len(rolled_back)} layers rolled back")
+                _, fake_quant_model, _, _ = self._calibrate(config)
+                metric = self.evaluator.evaluate(fake_quant_model)
+                satisfied, loss = self._metric_eval(original, metric)
+                search.report(satisfied, loss)
+                logger.info("auto calibration trial %d: metric %s, loss %s, %s", trial, metric, loss,
+                            "satisfied" if satisfied else "not satisfied")
+                progress.show(f"auto calibration: trial {trial} of at most {search.max_trials}, metric {metric}, "
+                              f"{'satisfied' if satisfied else 'not satisfied'}")
+        finally:
+            progress.close()
         return search
 
     def _metric_eval(self, original, new):
