@@ -52,10 +52,11 @@ class CosineEvaluator(AutoCalibrationEvaluatorBase):
     """Metric: cosine similarity of the model's output with the float model's
     on fixed data; satisfied while 1 - metric stays below max_loss."""
 
-    def __init__(self, model, max_loss, calibration_batches=None, fail_on_evaluate=None):
+    def __init__(self, model, max_loss, calibration_batches=None, fail_on_evaluate=None, eval_input=EVAL_INPUT):
         super().__init__()
+        self.eval_input = eval_input
         with torch.no_grad():
-            self.reference = model(EVAL_INPUT)
+            self.reference = model(eval_input)
         self.max_loss = max_loss
         self.calibration_batches = CALIB_BATCHES if calibration_batches is None else calibration_batches
         self.fail_on_evaluate = fail_on_evaluate
@@ -71,7 +72,7 @@ class CosineEvaluator(AutoCalibrationEvaluatorBase):
         if self.evaluations == self.fail_on_evaluate:
             raise KeyboardInterrupt("evaluation stopped")
         with torch.no_grad():
-            out = model(EVAL_INPUT)
+            out = model(self.eval_input)
         return float(F.cosine_similarity(out.flatten(), self.reference.flatten(), dim=0))
 
     def metric_eval(self, original_metric, new_metric):
@@ -437,3 +438,35 @@ def test_model_evaluator_subclass_drives_auto_calibration(tmp_path, monkeypatch)
     with open(run.file("accuracy_based_auto_calibration_final_config.json"), encoding="utf-8") as f:
         final = json.load(f)
     assert {layer: final[layer]["quant_enable"] for layer in LAYERS} == {"fc1": True, "fragile": False, "head": True}
+
+
+class DeconvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.deconv = nn.ConvTranspose2d(8, 4, 2, stride=2)
+
+    def forward(self, x):
+        return self.deconv(torch.relu(self.conv(x)))
+
+
+def test_the_evaluated_model_quantizes_deconvolution_weights_as_the_fake_quant_onnx_model(tmp_path, monkeypatch):
+    """AMCT calibrates on float ConvTranspose weights; the model the evaluator
+    sees must still compute what the fake-quant ONNX model computes."""
+    monkeypatch.chdir(tmp_path)
+    gen = torch.Generator().manual_seed(5)
+    batches = [torch.randn(4, 3, 8, 8, generator=gen) for _ in range(2)]
+    eval_input = torch.randn(4, 3, 8, 8, generator=gen)
+    model = DeconvNet()
+    config, save_dir = str(tmp_path / "config.json"), str(tmp_path / "out" / "deconv")
+    amct.create_quant_config(config, model, batches[0], batch_num=2)
+    evaluator = CosineEvaluator(model, 1.0, calibration_batches=batches, eval_input=eval_input)
+    amct.accuracy_based_auto_calibration(model, evaluator, config, str(tmp_path / "record.txt"), save_dir,
+                                         batches[0])
+    (global_record,) = read_history(str(tmp_path / "amct_log" / "accuracy_based_auto_calibration_record.json"))
+    assert global_record["roll_back_config"] == {"conv": True, "deconv": True}
+    session = ort.InferenceSession(save_dir + "_fake_quant_model.onnx", providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: eval_input.numpy()})[0]
+    ort_loss = 1.0 - float(F.cosine_similarity(torch.from_numpy(out).flatten(), evaluator.reference.flatten(), dim=0))
+    assert global_record["metric_eval"][1] == pytest.approx(ort_loss, rel=0.02, abs=1e-7)
