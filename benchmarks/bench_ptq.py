@@ -46,7 +46,9 @@ def run_worker(workload, tool, batches, work, evaluate, smoke, threads, timeout)
         cmd.append("--eval")
     if smoke:
         cmd.append("--smoke")
-    env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # The worker runs in HERE: relative PYTHONPATH entries (PYTHONPATH=.pyinstall) must keep meaning the caller's.
+    paths = [HERE] + [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=HERE, env=env, capture_output=True, text=True, timeout=timeout)

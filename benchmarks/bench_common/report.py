@@ -364,7 +364,7 @@ def write_plots(results, out):
     if not entries:
         return []
     written = []
-    colors = {"amct-ifmr": "#1f77b4", "amct-hfmg": "#17becf", "ort-minmax": "#ff7f0e", "ort-entropy": "#d62728",
+    colors = {"amct-ifmr": "#1f77b4", "amct-hfmg": "#17becf", "amct-auto": "#8c564b", "ort-minmax": "#ff7f0e", "ort-entropy": "#d62728",
               "ort-percentile": "#9467bd", "pt2e-x86": "#2ca02c"}
 
     def grid(title):

@@ -15,10 +15,11 @@ import warnings
 import numpy as np
 import torch
 
-TOOLS = ["amct-ifmr", "amct-hfmg", "ort-minmax", "ort-entropy", "ort-percentile", "pt2e-x86"]
+TOOLS = ["amct-ifmr", "amct-hfmg", "amct-auto", "ort-minmax", "ort-entropy", "ort-percentile", "pt2e-x86"]
 TOOL_LABELS = {
     "amct-ifmr": "amct IFMR",
     "amct-hfmg": "amct HFMG",
+    "amct-auto": "amct auto calibration (IFMR)",
     "ort-minmax": "ORT MinMax",
     "ort-entropy": "ORT Entropy",
     "ort-percentile": "ORT Percentile",
@@ -93,6 +94,73 @@ def _amct(model, batches, workload, work, algo):
     if os.path.exists(qdq):
         artifacts["qdq"] = qdq
     return artifacts, times, {"quantized_layers": layers}
+
+
+# accuracy_based_auto_calibration's evaluator: the model's agreement with the
+# float model on the first evaluation feed (top-1 agreement in %, or the mean
+# cosine of embeddings), and the largest drop it accepts.
+AUTO_VALIDATION_FEEDS = 1
+AUTO_MAX_DROP = {"fashion": 0.5, "effnet": 1.0, "minilm": 0.002}
+
+
+def _agreement(workload, float_out, out):
+    if workload.name == "minilm":
+        a = float_out / np.linalg.norm(float_out, axis=1, keepdims=True)
+        b = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return float((a * b).sum(1).mean())
+    return 100.0 * float((out.argmax(1) == float_out.argmax(1)).mean())
+
+
+def _amct_auto(model, batches, workload, work):
+    import amct_pytorch as amct
+    from amct_pytorch.common.auto_calibration import AutoCalibrationEvaluatorBase
+
+    feeds = workload.eval_inputs()[:AUTO_VALIDATION_FEEDS]
+    float_out = run_outputs(model, feeds, workload.input_names)
+    trials = []
+
+    class Evaluator(AutoCalibrationEvaluatorBase):
+        def calibration(self, calibration_model):
+            with torch.no_grad():
+                for batch in batches:
+                    calibration_model(*batch)
+
+        def evaluate(self, evaluated):
+            return _agreement(workload, float_out, run_outputs(evaluated, feeds, workload.input_names))
+
+        def metric_eval(self, original_metric, new_metric):
+            trials.append(new_metric)
+            loss = original_metric - new_metric
+            return loss <= AUTO_MAX_DROP[workload.name], loss
+
+    config = os.path.join(work, "config.json")
+    record = os.path.join(work, "record.txt")
+    prefix = os.path.join(work, "out", workload.name)
+    times = {}
+    start = time.perf_counter()
+    with quiet():
+        amct.create_quant_config(config, model, batches[0], batch_num=len(batches))
+    times["config_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    with quiet():
+        amct.accuracy_based_auto_calibration(model, Evaluator(), config, record, prefix, batches[0],
+                                             input_names=workload.input_names, output_names=workload.output_names,
+                                             dynamic_axes=workload.dynamic_axes)
+    times["auto_calibration_s"] = time.perf_counter() - start
+    artifacts = {"fake-quant": prefix + "_fake_quant_model.onnx"}
+    qdq = prefix + "_qdq_model.onnx"
+    if os.path.exists(qdq):
+        artifacts["qdq"] = qdq
+    with open(os.path.join(work, "out", "accuracy_based_auto_calibration_ranking_information.json")) as f:
+        ranking = json.load(f)
+    final_path = os.path.join(work, "out", "accuracy_based_auto_calibration_final_config.json")
+    with open(final_path if os.path.exists(final_path) else config) as f:
+        final = json.load(f)
+    rolled_back = [layer for layer, _ in ranking if not final[layer]["quant_enable"]]
+    # metric_eval's first call compares the float model with itself.
+    info = {"quantized_layers": len(ranking) - len(rolled_back), "rolled_back": rolled_back,
+            "evaluations": len(trials) - 1, "validation_agreement": trials[1:]}
+    return artifacts, times, info
 
 
 class _Reader:
@@ -172,6 +240,8 @@ def preload(tool):
 
 def calibrate(tool, model, batches, workload, work):
     os.makedirs(work, exist_ok=True)
+    if tool == "amct-auto":
+        return _amct_auto(model, batches, workload, work)
     if tool.startswith("amct-"):
         return _amct(model, batches, workload, work, tool.split("-")[1])
     if tool.startswith("ort-"):

@@ -32,6 +32,9 @@ struct QuantizedLayer {
   std::string module_type;
   std::vector<int64_t> weight_shape;  // empty for AvgPool2d
   std::vector<float> weight;          // fake-quantized (and BN-fused)
+  // Where `weight` stays float (ConvTranspose in AMCT's calibration), the
+  // fake-quantized weight for a fake-quant torch model; empty otherwise.
+  std::vector<float> fake_quant_weight;
   std::vector<float> bias;            // BN-fused bias; empty when the layer has none
 };
 

@@ -8,12 +8,19 @@ The public API mirrors AMCT's::
     for batch in batches:
         calib(batch)
     amct.save_model(modified_onnx, record_file, save_path)
+
+or, with the layers most sensitive to quantization rolled back until the
+user's evaluator accepts the result::
+
+    amct.accuracy_based_auto_calibration(model, evaluator, config_file, record_file, save_path, input_data)
 """
 
 from amct_pytorch.api import create_quant_config, quantize_model, save_model
+from amct_pytorch.auto_calibration import accuracy_based_auto_calibration
 from amct_pytorch.compare import compare
+from amct_pytorch.evaluator import ModelEvaluator
 from amct_pytorch.errors import AmctFileNotFoundError, AmctOSError, AmctTypeError, AmctValueError
 
-__all__ = ["create_quant_config", "quantize_model", "save_model", "compare", "AmctValueError", "AmctTypeError",
-           "AmctFileNotFoundError", "AmctOSError"]
+__all__ = ["create_quant_config", "quantize_model", "save_model", "accuracy_based_auto_calibration", "ModelEvaluator",
+           "compare", "AmctValueError", "AmctTypeError", "AmctFileNotFoundError", "AmctOSError"]
 __version__ = "0.1.0"

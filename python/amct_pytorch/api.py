@@ -74,11 +74,21 @@ def quantize_model(config_file, modfied_onnx_file, record_file, model, input_dat
     _check_type(func, "model", model, torch.nn.Module)
     _check_type(func, "opset_version", opset_version, int)
     _check_type(func, "fake_quantize_deconv_weights", fake_quantize_deconv_weights, bool)
+    calibration_model, _ = quantize_for_calibration(config_file, modfied_onnx_file, record_file, model, input_data,
+                                                    input_names, output_names, dynamic_axes, opset_version,
+                                                    fake_quantize_deconv_weights)
+    return calibration_model
+
+
+def quantize_for_calibration(config_file, modfied_onnx_file, record_file, model, input_data, input_names,
+                             output_names, dynamic_axes, opset_version=11, fake_quantize_deconv_weights=False):
+    """quantize_model without the argument checks; returns the calibration
+    model and the core's result (layers, fused BatchNorms, calibrator)."""
     work = _copy_model(model)
     onnx_bytes = export_onnx(work, input_data, input_names, output_names, dynamic_axes)
     result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, onnx_bytes, describe_modules(work),
                                   opset_version, fake_quantize_deconv_weights)
-    return build_calibration_model(work, result)
+    return build_calibration_model(work, result), result
 
 
 _SAVE_OUTPUTS = ("deploy", "fake_quant", "qdq")

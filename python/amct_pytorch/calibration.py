@@ -36,7 +36,7 @@ class CalibrationWrapper(nn.Module):
             logger.info("calibration finished after %d batches; record file written", self._calibrator.batch_num)
 
 
-def _set_submodule(model, name, module):
+def set_submodule(model, name, module):
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
@@ -46,7 +46,7 @@ def build_calibration_model(model, result):
     """Applies the core's results to `model` (a copy owned by the caller)."""
     calibrator = result["calibrator"]
     for _conv, batchnorm in result["fused_batchnorms"]:
-        _set_submodule(model, batchnorm, nn.Identity())
+        set_submodule(model, batchnorm, nn.Identity())
     for index, layer in enumerate(result["layers"]):
         module = model.get_submodule(layer["name"])
         with torch.no_grad():
@@ -59,7 +59,7 @@ def build_calibration_model(model, result):
                     module.bias = nn.Parameter(bias, requires_grad=module.weight.requires_grad)
                 else:
                     module.bias.copy_(bias)
-        _set_submodule(model, layer["name"], CalibrationWrapper(module, calibrator, index))
+        set_submodule(model, layer["name"], CalibrationWrapper(module, calibrator, index))
     for note in result["notes"]:
         logger.warning("%s", note)
     return model

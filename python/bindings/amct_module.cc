@@ -5,16 +5,22 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
+#include "amct/auto_calibration.h"
+#include "amct/bin_data.h"
 #include "amct/calibrator.h"
 #include "amct/error.h"
+#include "amct/fake_quant.h"
+#include "amct/file_io.h"
 #include "amct/model_prep.h"
 #include "amct/onnx_graph.h"
 #include "amct/opset_conversion.h"
 #include "amct/qdq_parity.h"
 #include "amct/quantize.h"
 #include "amct/save_model.h"
+#include "amct/weights_fingerprint.h"
 
 namespace nb = nanobind;
 
@@ -94,6 +100,9 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
     item["weight"] = layer.weight.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.weight), layer.weight_shape));
     const int64_t bias_len = static_cast<int64_t>(layer.bias.size());
     item["bias"] = layer.bias.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.bias), {bias_len}));
+    item["fake_quant_weight"] = layer.fake_quant_weight.empty()
+                                    ? nb::none()
+                                    : nb::cast(to_numpy(std::move(layer.fake_quant_weight), layer.weight_shape));
     layers.append(item);
     names.push_back(layer.name);
   }
@@ -107,6 +116,133 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
                                                     result.weights_fingerprint),
                                nb::rv_policy::take_ownership);
   return out;
+}
+
+const char* outcome_name(amct::RollbackSearch::Outcome outcome) {
+  switch (outcome) {
+    case amct::RollbackSearch::Outcome::kSearching: return "searching";
+    case amct::RollbackSearch::Outcome::kAllQuantized: return "all_quantized";
+    case amct::RollbackSearch::Outcome::kPartialRollback: return "partial_rollback";
+    case amct::RollbackSearch::Outcome::kAllRolledBack: return "all_rolled_back";
+  }
+  return "searching";
+}
+
+std::vector<amct::LayerScore> to_scores(const std::vector<std::pair<std::string, double>>& pairs) {
+  std::vector<amct::LayerScore> scores;
+  for (const auto& [layer, similarity] : pairs) scores.push_back({layer, similarity});
+  return scores;
+}
+
+std::vector<std::pair<std::string, double>> from_scores(const std::vector<amct::LayerScore>& scores) {
+  std::vector<std::pair<std::string, double>> pairs;
+  for (const auto& score : scores) pairs.emplace_back(score.layer, score.similarity);
+  return pairs;
+}
+
+void bind_auto_calibration(nb::module_& m) {
+  using ConstFloats = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+  m.def(
+      "fake_quantize_activation",
+      [](ConstFloats input, nb::ndarray<float, nb::c_contig, nb::device::cpu> output, float scale, int32_t offset,
+         int bits) {
+        amct::ActivationQuant quant{scale, offset, amct::QuantFormat::signed_bits(bits)};
+        nb::gil_scoped_release release;
+        amct::fake_quantize_activation(std::span<const float>(input.data(), input.size()),
+                                       std::span<float>(output.data(), output.size()), quant);
+      },
+      nb::arg("input"), nb::arg("output"), nb::arg("scale"), nb::arg("offset"), nb::arg("bits"),
+      "Writes the fake-quantized input into output (contiguous float32 CPU arrays, not copied).");
+
+  m.def(
+      "layer_fake_quant",
+      [](const std::string& record_file, const std::vector<std::string>& layers,
+         const std::vector<std::vector<float>>& biases) {
+        if (layers.size() != biases.size()) amct::invalid("layer_fake_quant: one bias (or []) per layer");
+        const amct::ScaleOffsetRecord record = amct::read_record_file(record_file);
+        nb::list out;
+        for (size_t i = 0; i < layers.size(); ++i) {
+          amct::LayerFakeQuant quant = amct::layer_fake_quant(record, layers[i], biases[i]);
+          nb::dict item;
+          item["scale"] = quant.input.scale;
+          item["offset"] = quant.input.offset;
+          item["bits"] = quant.input.format.bits();
+          const int64_t bias_len = static_cast<int64_t>(quant.bias.size());
+          item["bias"] = quant.bias.empty() ? nb::none() : nb::cast(to_numpy(std::move(quant.bias), {bias_len}));
+          out.append(item);
+        }
+        return out;
+      },
+      nb::arg("record_file"), nb::arg("layers"), nb::arg("biases"),
+      "Per layer of a calibrated record: input scale, offset and bits, and the bias on the INT32 grid.");
+
+  nb::class_<amct::LayerSensitivity>(m, "LayerSensitivity")
+      .def(nb::init<std::vector<std::string>>(), nb::arg("layers"))
+      .def_prop_ro("layer_count", &amct::LayerSensitivity::layer_count)
+      .def("batches", &amct::LayerSensitivity::batches)
+      .def(
+          "add_batch",
+          [](amct::LayerSensitivity& self, size_t index, ConstFloats reference, ConstFloats quantized) {
+            std::span<const float> r(reference.data(), reference.size());
+            std::span<const float> q(quantized.data(), quantized.size());
+            nb::gil_scoped_release release;
+            self.add_batch(index, r, q);
+          },
+          nb::arg("index"), nb::arg("reference"), nb::arg("quantized"),
+          "Adds one batch of a layer's float and fake-quant outputs (contiguous float32 CPU arrays, not copied).")
+      .def("scores", [](const amct::LayerSensitivity& self) { return from_scores(self.scores()); });
+
+  nb::class_<amct::RollbackSearch>(m, "RollbackSearch")
+      .def(
+          "__init__",
+          [](amct::RollbackSearch* self, const std::vector<std::pair<std::string, double>>& scores,
+             std::pair<bool, double> global, std::pair<bool, double> original) {
+            new (self) amct::RollbackSearch(to_scores(scores), {global.first, global.second},
+                                            {original.first, original.second});
+          },
+          nb::arg("scores"), nb::arg("global_metric"), nb::arg("original_metric"))
+      .def_prop_ro("searching", &amct::RollbackSearch::searching)
+      .def_prop_ro("outcome", [](const amct::RollbackSearch& self) { return outcome_name(self.outcome()); })
+      .def_prop_ro("proposal", &amct::RollbackSearch::proposal)
+      .def_prop_ro("rolled_back", &amct::RollbackSearch::rolled_back)
+      .def_prop_ro("trials", &amct::RollbackSearch::trials)
+      .def_prop_ro("max_trials", &amct::RollbackSearch::max_trials)
+      .def_prop_ro("ranking", [](const amct::RollbackSearch& self) { return from_scores(self.ranking()); })
+      .def_prop_ro("final_config", &amct::RollbackSearch::final_config)
+      .def(
+          "report",
+          [](amct::RollbackSearch& self, bool satisfied, double loss) { self.report({satisfied, loss}); },
+          nb::arg("satisfied"), nb::arg("loss"))
+      .def("write_trial_config",
+           [](const amct::RollbackSearch& self, const std::string& path, const std::string& config_file) {
+             amct::write_trial_config(path, config_file, self.proposal());
+           },
+           nb::arg("path"), nb::arg("config_file"))
+      .def("write_results", &amct::write_auto_calibration_results, nb::arg("config_file"), nb::arg("directory"),
+           nb::arg("history_file"), nb::arg("copies"));
+
+  nb::class_<amct::BinInput>(m, "BinInput")
+      .def_ro("name", &amct::BinInput::name)
+      .def_ro("dims", &amct::BinInput::dims)
+      .def_ro("dtype", &amct::BinInput::dtype)
+      .def_ro("directory", &amct::BinInput::directory);
+  m.def("parse_bin_inputs", &amct::parse_bin_inputs, nb::arg("input_shape"), nb::arg("data_dir"),
+        nb::arg("data_types"));
+  m.def("bin_batch_files", &amct::bin_batch_files, nb::arg("inputs"), nb::arg("count"));
+  m.def(
+      "read_bin_batch",
+      [](const std::string& path, const amct::BinInput& input) {
+        const std::string data = amct::read_bin_batch(path, input);
+        return nb::bytes(data.data(), data.size());
+      },
+      nb::arg("path"), nb::arg("input"));
+
+  m.def(
+      "check_output_file_name",
+      [](const std::string& path, const std::string& what) { amct::check_output_file_name(path, what); },
+      nb::arg("path"), nb::arg("what"));
+  m.def("output_model_path", &amct::output_model_path, nb::arg("save_path"), nb::arg("kind"));
+  m.def("record_sidecar_path", &amct::record_sidecar_path, nb::arg("record_file"));
 }
 
 }  // namespace
@@ -218,6 +354,8 @@ NB_MODULE(_amct, m) {
       },
       nb::arg("onnx_bytes"), nb::arg("target"),
       "The serialized model converted to default-domain opset `target` (11..21).");
+
+  bind_auto_calibration(m);
 
   nb::class_<amct::Calibrator>(m, "Calibrator")
       .def_prop_ro("layer_count", &amct::Calibrator::layer_count)

@@ -93,10 +93,14 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
   record.set_wts_type(format.name());
 
   const bool keep_float = kind.layout == WeightLayout::kDeconv && !options.fake_quantize_deconv_weights;
-  std::vector<float> written = keep_float ? values : dequantize_weight(quantized.integers, channels, quantized.scale);
+  std::vector<float> fake_quant = dequantize_weight(quantized.integers, channels, quantized.scale);
+  std::vector<float> written = keep_float ? values : fake_quant;
   set_float_tensor(*weight, written);
   fingerprint.add_layer(layer.name, written);
-  return torch_layout(graph, node, layer, std::move(written), dims);
+  QuantizedLayer out = torch_layout(graph, node, layer, std::move(written), dims);
+  // ConvTranspose weights have the same layout in ONNX and torch.
+  if (keep_float) out.fake_quant_weight = std::move(fake_quant);
+  return out;
 }
 
 }  // namespace

@@ -49,11 +49,13 @@ uint32_t decode_utf8(const std::string& text, size_t& pos) {
 
 // Python's ensure_ascii encoder: printable ASCII passes through, the usual
 // short escapes are used, everything else becomes \u and four hex digits (UTF-16 surrogate
-// pairs above U+FFFF).
-void append_string(std::string& out, const std::string& text) {
+// pairs above U+FFFF). Without `ascii_only` (ensure_ascii=False) characters
+// above U+007E keep their UTF-8 bytes; control characters are still escaped.
+void append_string(std::string& out, const std::string& text, bool ascii_only) {
   out += '"';
   size_t pos = 0;
   while (pos < text.size()) {
+    const size_t start = pos;
     const uint32_t code = decode_utf8(text, pos);
     switch (code) {
       case '"': out += "\\\""; continue;
@@ -67,6 +69,8 @@ void append_string(std::string& out, const std::string& text) {
     }
     if (code >= 0x20 && code <= 0x7E) {
       out += static_cast<char>(code);
+    } else if (!ascii_only && code > 0x7E) {
+      out.append(text, start, pos - start);
     } else if (code < 0x10000) {
       append_escape(out, code);
     } else {
@@ -85,7 +89,7 @@ std::string float_text(double value) {
   return format_python_double(value);
 }
 
-void append_value(std::string& out, const nlohmann::ordered_json& value, int indent, int depth) {
+void append_value(std::string& out, const nlohmann::ordered_json& value, int indent, int depth, bool ascii_only) {
   const std::string inner = "\n" + std::string(static_cast<size_t>(indent * (depth + 1)), ' ');
   const std::string outer = "\n" + std::string(static_cast<size_t>(indent * depth), ' ');
   switch (value.type()) {
@@ -100,9 +104,9 @@ void append_value(std::string& out, const nlohmann::ordered_json& value, int ind
         out += first ? "" : ",";
         out += inner;
         first = false;
-        append_string(out, key);
+        append_string(out, key, ascii_only);
         out += ':';
-        append_value(out, child, indent, depth + 1);
+        append_value(out, child, indent, depth + 1, ascii_only);
       }
       out += outer + "}";
       return;
@@ -118,13 +122,13 @@ void append_value(std::string& out, const nlohmann::ordered_json& value, int ind
         out += first ? "" : ",";
         out += inner;
         first = false;
-        append_value(out, child, indent, depth + 1);
+        append_value(out, child, indent, depth + 1, ascii_only);
       }
       out += outer + "]";
       return;
     }
     case nlohmann::ordered_json::value_t::string:
-      append_string(out, value.get_ref<const std::string&>());
+      append_string(out, value.get_ref<const std::string&>(), ascii_only);
       return;
     case nlohmann::ordered_json::value_t::boolean:
       out += value.get<bool>() ? "true" : "false";
@@ -149,9 +153,9 @@ void append_value(std::string& out, const nlohmann::ordered_json& value, int ind
 
 }  // namespace
 
-std::string to_python_json(const nlohmann::ordered_json& value, int indent) {
+std::string to_python_json(const nlohmann::ordered_json& value, int indent, bool ascii_only) {
   std::string out;
-  append_value(out, value, indent, 0);
+  append_value(out, value, indent, 0, ascii_only);
   return out;
 }
 

@@ -32,14 +32,14 @@ def test_fashion_benchmark_end_to_end(tmp_path):
     out = tmp_path / "out"
     # ORT Entropy and Percentile differ from MinMax only by calibrate_method: left out to save time
     cmd = [sys.executable, os.path.join(BENCH, "bench_ptq.py"), "--smoke", "--workloads", "fashion", "--out", str(out),
-           "--tools", "amct-ifmr", "amct-hfmg", "ort-minmax", "pt2e-x86"]
+           "--tools", "amct-ifmr", "amct-hfmg", "amct-auto", "ort-minmax", "pt2e-x86"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     entry = results["workloads"]["fashion"]
     assert "skipped" not in entry
-    for tool in ("amct-ifmr", "amct-hfmg", "ort-minmax"):
+    for tool in ("amct-ifmr", "amct-hfmg", "amct-auto", "ort-minmax"):
         result = entry["tools"][tool]
         run = result["runs"]["2"]
         assert "error" not in run, run.get("traceback", run.get("error"))
@@ -51,6 +51,8 @@ def test_fashion_benchmark_end_to_end(tmp_path):
             assert 0 <= art["metrics"]["top1"] <= 100
             assert art["latency_ms"] > 0
     assert "fake-quant" in entry["tools"]["amct-ifmr"]["artifacts"]
+    auto = entry["tools"]["amct-auto"]["runs"]["2"]["info"]
+    assert auto["evaluations"] >= 1 and len(auto["validation_agreement"]) == auto["evaluations"]
     pt2e = entry["tools"]["pt2e-x86"]
     if "skipped" not in pt2e:
         assert "error" not in pt2e["runs"]["2"], pt2e["runs"]["2"].get("traceback")

@@ -1,0 +1,1 @@
+"""Names AMCT's documentation imports from amct_pytorch.common."""
