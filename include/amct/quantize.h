@@ -33,6 +33,7 @@ struct QuantizedLayer {
   std::vector<int64_t> weight_shape;  // empty for AvgPool2d
   std::vector<float> weight;          // fake-quantized (and BN-fused)
   std::vector<float> bias;            // BN-fused bias; empty when the layer has none
+  std::vector<float> balance_factor;  // DMQ: the layer's input is divided by these; empty without DMQ
 };
 
 struct QuantizeResult {
