@@ -25,20 +25,20 @@ struct BalanceLayer {
   int64_t channels() const { return static_cast<int64_t>(weight_max.size()); }
 };
 
-// Collects per-input-channel maxima of every DMQ layer's input and writes the
-// record once every layer has seen `batches` forwards. AMCT computes the
-// factors from the first forward alone (batches = 1, the default); more
-// batches take each channel's maximum over all of them. Later forwards are
-// ignored, as AMCT never rewrites the file, except that a failed write is
-// retried by the next forward. Thread-safe.
+// Collects the per-input-channel maxima of every DMQ layer's input and writes
+// the record once every layer has run, i.e. after the first complete
+// forward. Later forwards are ignored, as AMCT never rewrites the file, except
+// that a failed write is retried by the next forward. (Taking the maxima over
+// several forwards was measured on an outlier MLP and was not better; see
+// docs/amct-reference.md#dmq-balancing.) Thread-safe.
 class BalanceRecorder {
  public:
-  BalanceRecorder(std::string record_file, std::vector<BalanceLayer> layers, int64_t batches = 1);
+  BalanceRecorder(std::string record_file, std::vector<BalanceLayer> layers);
 
   size_t layer_count() const { return layers_.size(); }
   const BalanceLayer& layer(size_t index) const { return layers_.at(index).info; }
-  int64_t batches() const { return batches_; }
-  int64_t batches_seen(size_t index) const;
+  // Whether layer `index` has reported its input.
+  bool observed(size_t index) const;
   bool finished() const;
 
   // Feeds one forward's input of layer `index`, a float32 tensor of `shape`
@@ -52,14 +52,13 @@ class BalanceRecorder {
   struct Layer {
     BalanceLayer info;
     std::vector<float> activation_max;
-    int64_t seen = 0;
+    bool observed = false;
     std::vector<float> factors;
   };
 
   void write_record_locked();
 
   std::string record_file_;
-  int64_t batches_;
   std::vector<Layer> layers_;
   bool written_ = false;
   mutable std::mutex mutex_;
@@ -73,6 +72,6 @@ class BalanceRecorder {
 // `notes` receives what the user should know.
 std::unique_ptr<BalanceRecorder> quantize_preprocess(const std::string& config_file, const std::string& record_file,
                                                      const std::string& onnx_bytes, std::vector<ModuleInfo> modules,
-                                                     int64_t batches, std::vector<std::string>& notes);
+                                                     std::vector<std::string>& notes);
 
 }  // namespace amct

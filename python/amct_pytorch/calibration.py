@@ -6,6 +6,8 @@ import logging
 import torch
 from torch import nn
 
+from amct_pytorch.dmq import balance_inputs
+
 logger = logging.getLogger("amct_pytorch")
 
 
@@ -60,6 +62,7 @@ def build_calibration_model(model, result):
                 else:
                     module.bias.copy_(bias)
         _set_submodule(model, layer["name"], CalibrationWrapper(module, calibrator, index))
+        balance_inputs(model, layer, module)
     for note in result["notes"]:
         logger.warning("%s", note)
     return model

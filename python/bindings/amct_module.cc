@@ -8,6 +8,7 @@
 #include <nanobind/stl/vector.h>
 
 #include "amct/calibrator.h"
+#include "amct/dmq_preprocess.h"
 #include "amct/error.h"
 #include "amct/model_prep.h"
 #include "amct/onnx_graph.h"
@@ -94,6 +95,9 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
     item["weight"] = layer.weight.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.weight), layer.weight_shape));
     const int64_t bias_len = static_cast<int64_t>(layer.bias.size());
     item["bias"] = layer.bias.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.bias), {bias_len}));
+    const int64_t channels = static_cast<int64_t>(layer.balance_factor.size());
+    item["balance_factor"] =
+        layer.balance_factor.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.balance_factor), {channels}));
     layers.append(item);
     names.push_back(layer.name);
   }
@@ -106,6 +110,27 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
   out["calibrator"] = nb::cast(new amct::Calibrator(record_file, std::move(result.record), result.config, names,
                                                     result.weights_fingerprint),
                                nb::rv_policy::take_ownership);
+  return out;
+}
+
+nb::dict quantize_preprocess(const std::string& config_file, const std::string& record_file,
+                             const nb::bytes& onnx_bytes, const std::string& modules_json) {
+  std::vector<std::string> notes;
+  std::unique_ptr<amct::BalanceRecorder> recorder = amct::quantize_preprocess(
+      config_file, record_file, bytes_to_string(onnx_bytes), amct::parse_module_list(modules_json), notes);
+  nb::list layers;
+  for (size_t i = 0; i < recorder->layer_count(); ++i) {
+    const amct::BalanceLayer& layer = recorder->layer(i);
+    nb::dict item;
+    item["name"] = layer.name;
+    item["module_type"] = layer.module_type;
+    item["channels"] = layer.channels();
+    layers.append(item);
+  }
+  nb::dict out;
+  out["layers"] = layers;
+  out["notes"] = notes;
+  out["recorder"] = nb::cast(recorder.release(), nb::rv_policy::take_ownership);
   return out;
 }
 
@@ -145,6 +170,9 @@ NB_MODULE(_amct, m) {
         nb::arg("record_file"), nb::arg("onnx_bytes"), nb::arg("modules_json"),
         nb::arg("opset_version") = amct::QuantizeOptions::kDefaultOpset,
         nb::arg("fake_quantize_deconv_weights") = false);
+
+  m.def("quantize_preprocess", &quantize_preprocess, nb::arg("config_file"), nb::arg("record_file"),
+        nb::arg("onnx_bytes"), nb::arg("modules_json"));
 
   m.def(
       "save_model",
@@ -238,4 +266,30 @@ NB_MODULE(_amct, m) {
           "Feeds one batch of a layer's input (a contiguous float32 CPU tensor, not copied).")
       .def("write_record", &amct::Calibrator::write_record,
            "Writes the record file now (after every layer saw batch_num batches), e.g. after a failed write.");
+
+  nb::class_<amct::BalanceRecorder>(m, "BalanceRecorder")
+      .def_prop_ro("layer_count", &amct::BalanceRecorder::layer_count)
+      .def_prop_ro("finished", &amct::BalanceRecorder::finished)
+      .def("layer_name", [](const amct::BalanceRecorder& self, size_t index) { return self.layer(index).name; })
+      .def("observed", &amct::BalanceRecorder::observed)
+      .def(
+          "observe",
+          [](amct::BalanceRecorder& self, size_t index,
+             nb::ndarray<const float, nb::c_contig, nb::device::cpu> activation) {
+            std::vector<int64_t> shape(activation.ndim());
+            for (size_t i = 0; i < shape.size(); ++i) shape[i] = static_cast<int64_t>(activation.shape(i));
+            std::span<const float> data(activation.data(), activation.size());
+            nb::gil_scoped_release release;
+            return self.observe(index, data, shape);
+          },
+          nb::arg("index"), nb::arg("activation"),
+          "Feeds one forward's input of a DMQ layer (a contiguous float32 CPU tensor, not copied).")
+      .def(
+          "factors",
+          [](const amct::BalanceRecorder& self, size_t index) {
+            std::vector<float> values = self.factors(index);
+            const int64_t n = static_cast<int64_t>(values.size());
+            return to_numpy(std::move(values), {n});
+          },
+          nb::arg("index"), "The balance factors written to the record (empty before).");
 }

@@ -46,9 +46,8 @@ int64_t inner_size(const BalanceLayer& layer, std::span<const int64_t> shape) {
 
 }  // namespace
 
-BalanceRecorder::BalanceRecorder(std::string record_file, std::vector<BalanceLayer> layers, int64_t batches)
-    : record_file_(std::move(record_file)), batches_(batches) {
-  if (batches_ <= 0) invalid("the number of balancing batches must be greater than zero, got " + std::to_string(batches_));
+BalanceRecorder::BalanceRecorder(std::string record_file, std::vector<BalanceLayer> layers)
+    : record_file_(std::move(record_file)) {
   for (auto& info : layers) {
     Layer layer;
     layer.activation_max.assign(info.weight_max.size(), 0.0f);
@@ -57,9 +56,9 @@ BalanceRecorder::BalanceRecorder(std::string record_file, std::vector<BalanceLay
   }
 }
 
-int64_t BalanceRecorder::batches_seen(size_t index) const {
+bool BalanceRecorder::observed(size_t index) const {
   std::lock_guard lock(mutex_);
-  return layers_.at(index).seen;
+  return layers_.at(index).observed;
 }
 
 bool BalanceRecorder::finished() const {
@@ -87,18 +86,15 @@ bool BalanceRecorder::observe(size_t index, std::span<const float> activation, s
   std::lock_guard lock(mutex_);
   if (written_) return false;
   Layer& layer = layers_[index];
-  if (layer.seen < batches_) {
-    // Maxima of this batch first, so a bad batch leaves the running ones alone.
-    std::vector<float> batch_max(layer.activation_max.size(), 0.0f);
-    if (!accumulate_channel_abs_max(activation, info.channels(), inner, batch_max))
-      fail(ErrorCode::kRuntime, "layer '" + info.name + "': the input of forward " + std::to_string(layer.seen + 1) +
-                                    " holds inf or NaN; DMQ balance factors need finite activations");
-    for (size_t c = 0; c < batch_max.size(); ++c)
-      layer.activation_max[c] = std::max(layer.activation_max[c], batch_max[c]);
-    ++layer.seen;
+  if (!layer.observed) {
+    std::vector<float> maxima(layer.activation_max.size(), 0.0f);
+    if (!accumulate_channel_abs_max(activation, info.channels(), inner, maxima))
+      fail(ErrorCode::kRuntime, "layer '" + info.name +
+                                    "': its input holds inf or NaN; DMQ balance factors need finite activations");
+    layer.activation_max = std::move(maxima);
+    layer.observed = true;
   }
-  const bool complete =
-      std::all_of(layers_.begin(), layers_.end(), [&](const Layer& l) { return l.seen >= batches_; });
+  const bool complete = std::all_of(layers_.begin(), layers_.end(), [](const Layer& l) { return l.observed; });
   if (!complete) return false;
   write_record_locked();
   return true;
@@ -122,7 +118,7 @@ void BalanceRecorder::write_record_locked() {
 
 std::unique_ptr<BalanceRecorder> quantize_preprocess(const std::string& config_file, const std::string& record_file,
                                                      const std::string& onnx_bytes, std::vector<ModuleInfo> modules,
-                                                     int64_t batches, std::vector<std::string>& notes) {
+                                                     std::vector<std::string>& notes) {
   check_output_file_name(record_file, "record_file");
   check_no_quantization_modules(modules);
   PreparedModel prepared = prepare_model(onnx_bytes, std::move(modules));
@@ -157,7 +153,7 @@ std::unique_ptr<BalanceRecorder> quantize_preprocess(const std::string& config_f
     layer.weight_max = weight_channel_abs_max(tensor_to_floats(weight), map);
     layers.push_back(std::move(layer));
   }
-  auto recorder = std::make_unique<BalanceRecorder>(record_file, std::move(layers), batches);
+  auto recorder = std::make_unique<BalanceRecorder>(record_file, std::move(layers));
   // AMCT starts from an empty record; ours is only replaced once every check
   // above has passed, so a refused call leaves the previous file.
   write_file_atomic(record_file, "", "record file");
