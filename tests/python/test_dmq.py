@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from google.protobuf import text_format
 from onnx import numpy_helper
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -19,7 +20,7 @@ import amct_pytorch as amct
 from amct_pytorch.compare import compare
 from int_sim import integer_model
 from models import spec_net
-from record_proto import read_record
+from record_proto import ScaleOffsetRecord, read_record
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "data", "configs")
 DMQ_CFG = os.path.join(CONFIGS, "dmq_balancer.cfg")
@@ -181,6 +182,11 @@ def capture_inputs(model, names, x):
     return captured
 
 
+def read_record_text(text):
+    message = text_format.Parse(text, ScaleOffsetRecord())
+    return {entry.key: entry.value for entry in message.record}
+
+
 class DmqFlow:
     """create_quant_config (from the simple config) -> quantize_preprocess ->
     balancing forward(s) -> quantize_model -> calibration -> save_model."""
@@ -273,14 +279,6 @@ def test_second_forward_does_not_rewrite_the_record(spec_flow):
                                reference_factors(a, weight_channel_max(model.fc), 0.5), rtol=2e-6)
     assert [k for k, v in preprocess.items()] == SPEC_DMQ_LAYERS
     assert all(not v.HasField("scale_d") and not v.scale_w for v in preprocess.values())
-
-
-def read_record_text(text):
-    from google.protobuf import text_format
-    from record_proto import ScaleOffsetRecord
-
-    message = text_format.Parse(text, ScaleOffsetRecord())
-    return {entry.key: entry.value for entry in message.record}
 
 
 def test_eps_rules_end_to_end(tmp_path):
