@@ -243,7 +243,9 @@ def write_markdown(results, path, plots):
               "Tools, all on the same float model, the same calibration batches and the same evaluation inputs:", "",
               "- **amct IFMR** (default config of `create_quant_config`) and **amct HFMG** (the config's "
               "`activation_quant_params` set to `{\"num_bits\":8,\"act_algo\":\"hfmg\",\"asymmetric\":true,"
-              "\"num_of_bins\":4096}` on every layer), through the public API "
+              "\"num_of_bins\":4096}` on every layer), and **amct IFMR + DMQ** (the IFMR config with "
+              "`dmq_balancer_param: 0.5` on every Conv/ConvTranspose/Linear layer, then `quantize_preprocess` and "
+              "its forward on the first calibration batch), through the public API "
               "(`create_quant_config` -> `quantize_model` -> calibration forwards -> `save_model`), evaluated "
               "through the fake-quant ONNX and, where `save_model` writes it, the QDQ ONNX in onnxruntime;",
               "- **ORT MinMax / Entropy / Percentile**: `onnxruntime.quantization.quantize_static` on the float "
@@ -364,8 +366,8 @@ def write_plots(results, out):
     if not entries:
         return []
     written = []
-    colors = {"amct-ifmr": "#1f77b4", "amct-hfmg": "#17becf", "amct-auto": "#8c564b", "ort-minmax": "#ff7f0e", "ort-entropy": "#d62728",
-              "ort-percentile": "#9467bd", "pt2e-x86": "#2ca02c"}
+    colors = {"amct-ifmr": "#1f77b4", "amct-hfmg": "#17becf", "amct-auto": "#8c564b", "amct-dmq": "#e377c2",
+              "ort-minmax": "#ff7f0e", "ort-entropy": "#d62728", "ort-percentile": "#9467bd", "pt2e-x86": "#2ca02c"}
 
     def grid(title):
         fig, axes = plt.subplots(1, len(entries), figsize=(5.2 * len(entries), 4.4), squeeze=False)

@@ -36,6 +36,7 @@ struct QuantizedLayer {
   // fake-quantized weight for a fake-quant torch model; empty otherwise.
   std::vector<float> fake_quant_weight;
   std::vector<float> bias;            // BN-fused bias; empty when the layer has none
+  std::vector<float> balance_factor;  // DMQ: the layer's input is divided by these; empty without DMQ
 };
 
 struct QuantizeResult {

@@ -35,6 +35,8 @@ void run_save_passes(onnx::GraphProto& graph, const QuantPlan& plan, SaveStage s
 
 // Common passes (docs/amct-reference.md#save_model-passes).
 void gemm_trans_b_pass(onnx::GraphProto& graph, const QuantPlan& plan);
+// Also the first QDQ pass: the QDQ model's weights carry the factors too.
+void apply_dmq_balancer_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void insert_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void insert_weight_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void insert_dequant_pass(onnx::GraphProto& graph, const QuantPlan& plan);

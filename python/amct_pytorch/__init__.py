@@ -4,6 +4,8 @@ The public API mirrors AMCT's::
 
     import amct_pytorch as amct
     amct.create_quant_config(config_file, model, input_data)
+    balancer = amct.quantize_preprocess(config_file, record_file, model, input_data)  # DMQ configs only
+    balancer(batch)
     calib = amct.quantize_model(config_file, modified_onnx, record_file, model, input_data)
     for batch in batches:
         calib(batch)
@@ -15,12 +17,13 @@ user's evaluator accepts the result::
     amct.accuracy_based_auto_calibration(model, evaluator, config_file, record_file, save_path, input_data)
 """
 
-from amct_pytorch.api import create_quant_config, quantize_model, save_model
+from amct_pytorch.api import create_quant_config, quantize_model, quantize_preprocess, save_model
 from amct_pytorch.auto_calibration import accuracy_based_auto_calibration
 from amct_pytorch.compare import compare
 from amct_pytorch.evaluator import ModelEvaluator
 from amct_pytorch.errors import AmctFileNotFoundError, AmctOSError, AmctTypeError, AmctValueError
 
-__all__ = ["create_quant_config", "quantize_model", "save_model", "accuracy_based_auto_calibration", "ModelEvaluator",
-           "compare", "AmctValueError", "AmctTypeError", "AmctFileNotFoundError", "AmctOSError"]
+__all__ = ["create_quant_config", "quantize_preprocess", "quantize_model", "save_model",
+           "accuracy_based_auto_calibration", "ModelEvaluator", "compare", "AmctValueError", "AmctTypeError",
+           "AmctFileNotFoundError", "AmctOSError"]
 __version__ = "0.1.0"

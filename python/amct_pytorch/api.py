@@ -11,6 +11,7 @@ from amct_pytorch.errors import AmctTypeError, AmctValueError
 
 from amct_pytorch import _amct
 from amct_pytorch.calibration import build_calibration_model
+from amct_pytorch.dmq import build_balancing_model
 from amct_pytorch.export import describe_modules, export_onnx
 
 logger = logging.getLogger("amct_pytorch")
@@ -52,6 +53,24 @@ def create_quant_config(config_file, model, input_data, skip_layers=None, batch_
     onnx_bytes = export_onnx(work, input_data)
     _amct.create_quant_config(os.fspath(config_file), onnx_bytes, describe_modules(work), list(skip_layers or []),
                               batch_num, activation_offset, config_defination or "")
+
+
+def quantize_preprocess(config_file, record_file, model, input_data):
+    """DMQ balancing, step 1 (docs/amct-reference.md#dmq-balancing): returns a
+    copy of `model` whose DMQ layers (those with dmq_balancer_param in
+    `config_file`) report their inputs; after the first complete forward the
+    per-input-channel tensor_balance_factor of each is written to
+    `record_file` (recreated empty now), which quantize_model then reads. The
+    user's model is not modified. Later forwards do not change the record
+    (AMCT's behaviour)."""
+    func = "quantize_preprocess"
+    _check_type(func, "config_file", config_file, str)
+    _check_type(func, "record_file", record_file, str)
+    _check_type(func, "model", model, torch.nn.Module)
+    work = _copy_model(model)
+    onnx_bytes = export_onnx(work, input_data)
+    result = _amct.quantize_preprocess(config_file, record_file, onnx_bytes, describe_modules(work))
+    return build_balancing_model(work, result)
 
 
 def quantize_model(config_file, modfied_onnx_file, record_file, model, input_data, input_names=None,

@@ -19,7 +19,8 @@ from torch import nn
 
 from amct_pytorch import _amct
 from amct_pytorch.api import _check_type, quantize_for_calibration, save_model
-from amct_pytorch.calibration import CalibrationWrapper, set_submodule
+from amct_pytorch.calibration import CalibrationWrapper
+from amct_pytorch.module_tools import set_submodule
 from amct_pytorch.common.auto_calibration import AutoCalibrationEvaluatorBase
 from amct_pytorch.errors import AmctTypeError, AmctValueError
 from amct_pytorch.export import as_input_tuple, check_export_settings

@@ -6,6 +6,9 @@ import logging
 import torch
 from torch import nn
 
+from amct_pytorch.dmq import balance_inputs
+from amct_pytorch.module_tools import as_float32_cpu, set_submodule
+
 logger = logging.getLogger("amct_pytorch")
 
 
@@ -25,21 +28,8 @@ class CalibrationWrapper(nn.Module):
         return self.sub_module(*args, **kwargs)
 
     def _observe(self, activation):
-        data = activation.detach()
-        if data.dtype != torch.float32:
-            data = data.float()
-        if data.device.type != "cpu":
-            data = data.cpu()
-        if not data.is_contiguous():
-            data = data.contiguous()
-        if self._calibrator.observe(self._index, data):
+        if self._calibrator.observe(self._index, as_float32_cpu(activation)):
             logger.info("calibration finished after %d batches; record file written", self._calibrator.batch_num)
-
-
-def set_submodule(model, name, module):
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
 
 
 def build_calibration_model(model, result):
@@ -60,6 +50,7 @@ def build_calibration_model(model, result):
                 else:
                     module.bias.copy_(bias)
         set_submodule(model, layer["name"], CalibrationWrapper(module, calibrator, index))
+        balance_inputs(model, layer, module)
     for note in result["notes"]:
         logger.warning("%s", note)
     return model

@@ -11,6 +11,7 @@
 #include "amct/auto_calibration.h"
 #include "amct/bin_data.h"
 #include "amct/calibrator.h"
+#include "amct/dmq_preprocess.h"
 #include "amct/error.h"
 #include "amct/fake_quant.h"
 #include "amct/file_io.h"
@@ -103,6 +104,9 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
     item["fake_quant_weight"] = layer.fake_quant_weight.empty()
                                     ? nb::none()
                                     : nb::cast(to_numpy(std::move(layer.fake_quant_weight), layer.weight_shape));
+    const int64_t channels = static_cast<int64_t>(layer.balance_factor.size());
+    item["balance_factor"] =
+        layer.balance_factor.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.balance_factor), {channels}));
     layers.append(item);
     names.push_back(layer.name);
   }
@@ -245,6 +249,27 @@ void bind_auto_calibration(nb::module_& m) {
   m.def("record_sidecar_path", &amct::record_sidecar_path, nb::arg("record_file"));
 }
 
+nb::dict quantize_preprocess(const std::string& config_file, const std::string& record_file,
+                             const nb::bytes& onnx_bytes, const std::string& modules_json) {
+  std::vector<std::string> notes;
+  std::unique_ptr<amct::BalanceRecorder> recorder = amct::quantize_preprocess(
+      config_file, record_file, bytes_to_string(onnx_bytes), amct::parse_module_list(modules_json), notes);
+  nb::list layers;
+  for (size_t i = 0; i < recorder->layer_count(); ++i) {
+    const amct::BalanceLayer& layer = recorder->layer(i);
+    nb::dict item;
+    item["name"] = layer.name;
+    item["module_type"] = layer.module_type;
+    item["channels"] = layer.channels();
+    layers.append(item);
+  }
+  nb::dict out;
+  out["layers"] = layers;
+  out["notes"] = notes;
+  out["recorder"] = nb::cast(recorder.release(), nb::rv_policy::take_ownership);
+  return out;
+}
+
 }  // namespace
 
 NB_MODULE(_amct, m) {
@@ -281,6 +306,9 @@ NB_MODULE(_amct, m) {
         nb::arg("record_file"), nb::arg("onnx_bytes"), nb::arg("modules_json"),
         nb::arg("opset_version") = amct::QuantizeOptions::kDefaultOpset,
         nb::arg("fake_quantize_deconv_weights") = false);
+
+  m.def("quantize_preprocess", &quantize_preprocess, nb::arg("config_file"), nb::arg("record_file"),
+        nb::arg("onnx_bytes"), nb::arg("modules_json"));
 
   m.def(
       "save_model",
@@ -376,4 +404,30 @@ NB_MODULE(_amct, m) {
           "Feeds one batch of a layer's input (a contiguous float32 CPU tensor, not copied).")
       .def("write_record", &amct::Calibrator::write_record,
            "Writes the record file now (after every layer saw batch_num batches), e.g. after a failed write.");
+
+  nb::class_<amct::BalanceRecorder>(m, "BalanceRecorder")
+      .def_prop_ro("layer_count", &amct::BalanceRecorder::layer_count)
+      .def_prop_ro("finished", &amct::BalanceRecorder::finished)
+      .def("layer_name", [](const amct::BalanceRecorder& self, size_t index) { return self.layer(index).name; })
+      .def("observed", &amct::BalanceRecorder::observed)
+      .def(
+          "observe",
+          [](amct::BalanceRecorder& self, size_t index,
+             nb::ndarray<const float, nb::c_contig, nb::device::cpu> activation) {
+            std::vector<int64_t> shape(activation.ndim());
+            for (size_t i = 0; i < shape.size(); ++i) shape[i] = static_cast<int64_t>(activation.shape(i));
+            std::span<const float> data(activation.data(), activation.size());
+            nb::gil_scoped_release release;
+            return self.observe(index, data, shape);
+          },
+          nb::arg("index"), nb::arg("activation"),
+          "Feeds one forward's input of a DMQ layer (a contiguous float32 CPU tensor, not copied).")
+      .def(
+          "factors",
+          [](const amct::BalanceRecorder& self, size_t index) {
+            std::vector<float> values = self.factors(index);
+            const int64_t n = static_cast<int64_t>(values.size());
+            return to_numpy(std::move(values), {n});
+          },
+          nb::arg("index"), "The balance factors written to the record (empty before).");
 }

@@ -1,5 +1,6 @@
 #include <algorithm>
 
+#include "amct/dmq_record.h"
 #include "amct/error.h"
 #include "amct/file_io.h"
 #include "amct/int4_packing.h"
@@ -19,8 +20,6 @@ namespace {
 // unimplemented weight algorithm is refused by make_weight_quantizer.
 void refuse_unimplemented(const LayerQuantConfig& layer, const std::string& config_file) {
   const std::string where = "config_file '" + config_file + "', layer '" + layer.name + "': ";
-  if (layer.dmq_balancer_param)
-    fail(ErrorCode::kRuntime, where + "dmq_balancer_param (DMQ balancing, quantize_preprocess) is not supported yet");
   if (layer.activation.num_bits == 4)
     fail(ErrorCode::kRuntime, where + "4-bit activations are not supported yet; use num_bits 8 or 16");
 }
@@ -65,6 +64,8 @@ QuantizedLayer torch_layout(const onnx::GraphProto& graph, const onnx::NodeProto
 // Quantizes one layer's weight initializer: the record gets the factors and
 // the graph (and the calibration model) the fake-quantized weight, except
 // where AMCT keeps the float weight (ConvTranspose, unless asked otherwise).
+// A DMQ layer's weight is first multiplied by its balance factors along the
+// input channels, so ARQ sees the balanced weight.
 QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& node, const LayerInfo& layer,
                                      const LayerQuantConfig& config, const QuantizeOptions& options,
                                      SingleLayerRecord& record, WeightsFingerprint& fingerprint) {
@@ -82,7 +83,9 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
   onnx::TensorProto* weight = find_initializer(graph, node.input(kind.weight_input));
   if (!weight) fail(ErrorCode::kRuntime, "layer '" + layer.name + "': its weight is not an initializer of the graph");
   const std::vector<int64_t> dims = tensor_dims(*weight);
-  const std::vector<float> values = tensor_to_floats(*weight);
+  std::vector<float> values = tensor_to_floats(*weight);
+  const std::span<const float> balance(record.tensor_balance_factor().data(), record.tensor_balance_factor_size());
+  if (!balance.empty()) scale_weight_input_channels(values, layer_input_channel_map(graph, node), balance);
   const ChannelMap channels = node_channel_map(node, dims);
   const QuantFormat format = QuantFormat::signed_bits(config.weight.num_bits);
   const QuantizedWeight quantized =
@@ -100,6 +103,7 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
   QuantizedLayer out = torch_layout(graph, node, layer, std::move(written), dims);
   // ConvTranspose weights have the same layout in ONNX and torch.
   if (keep_float) out.fake_quant_weight = std::move(fake_quant);
+  out.balance_factor.assign(balance.begin(), balance.end());
   return out;
 }
 
@@ -128,6 +132,12 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
   }
   if (enabled.empty())
     fail(ErrorCode::kRuntime, "config_file '" + config_file + "' enables no layer (every quant_enable is false)");
+  std::vector<std::string> dmq_layers;
+  for (const auto* layer : enabled)
+    if (layer->dmq_balancer_param) dmq_layers.push_back(layer->name);
+  // With DMQ the record starts from quantize_preprocess's factors.
+  if (!dmq_layers.empty())
+    result.record = read_balance_record(record_file, config_file, dmq_layers, graph, result.notes);
 
   if (result.config.do_fusion)
     result.fused = fuse_conv_batchnorm(graph, prepared.info, result.config.skip_fusion_layers, result.notes);
@@ -149,10 +159,13 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
     }
     onnx::NodeProto* node = find_node(graph, layer.name);
     refuse_unpackable_int4(graph, *node, **it, config_file);
-    auto* entry = result.record.add_record();
-    entry->set_key(layer.name);
-    result.layers.push_back(
-        quantize_layer_weight(graph, *node, layer, **it, options, *entry->mutable_value(), fingerprint));
+    SingleLayerRecord* entry = find_record(result.record, layer.name);
+    if (!entry) {
+      auto* added = result.record.add_record();
+      added->set_key(layer.name);
+      entry = added->mutable_value();
+    }
+    result.layers.push_back(quantize_layer_weight(graph, *node, layer, **it, options, *entry, fingerprint));
     const ModuleInfo* module = prepared.info.find_module(layer.name);
     set_string_attribute(*node, "op_data_type", module && module->dtype == "float16" ? "float16" : "float");
   }

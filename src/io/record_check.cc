@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <set>
 
+#include "amct/dmq_record.h"
 #include "amct/error.h"
 #include "amct/int4_packing.h"
 #include "amct/layer_graph.h"
@@ -24,6 +25,7 @@ class EntryChecker {
   EntryChecker(const std::string& origin, const std::string& layer)
       : where_("record file '" + origin + "', layer '" + layer + "': ") {}
 
+  const std::string& where() const { return where_; }
   [[noreturn]] void reject(const std::string& message) const { invalid(where_ + message); }
   [[noreturn]] void reject_runtime(const std::string& message) const { fail(ErrorCode::kRuntime, where_ + message); }
 
@@ -104,12 +106,9 @@ void check_types(const SingleLayerRecord& value, const EntryChecker& check, Quan
 
 // Fields of features that save_model does not implement yet are refused
 // by name rather than ignored.
-void check_unimplemented(const SingleLayerRecord& value, const EntryChecker& check, QuantLayer& layer) {
-  if (value.tensor_balance_factor_size() > 0)
-    check.reject("tensor_balance_factor (DMQ balancing) is not supported yet by save_model");
+void check_unimplemented(const SingleLayerRecord& value, const EntryChecker& check) {
   if (value.has_scale_h() || value.has_offset_h() || value.scale_r_size() > 0 || value.offset_r_size() > 0)
     check.reject("scale_h/offset_h/scale_r/offset_r (LSTM/GRU) are not supported yet by save_model");
-  layer.balance_factor.clear();
 }
 
 void check_op_data_type(const onnx::NodeProto& node, const EntryChecker& check, QuantLayer& layer) {
@@ -165,7 +164,9 @@ QuantPlan check_record(const ScaleOffsetRecord& record, const onnx::GraphProto& 
     layer.op_type = node->op_type();
     layer.kind = node_kind(*node);
     if (const onnx::TensorProto* weight = layer_weight(graph, *node)) layer.weight_dims = tensor_dims(*weight);
-    check_unimplemented(value, check, layer);
+    check_unimplemented(value, check);
+    if (value.tensor_balance_factor_size() > 0)
+      layer.balance_factor = checked_balance_factors(value, graph, *node, check.where());
     check_types(value, check, layer);
     // AMCT raises this RuntimeError while packing the deploy weights;
     // quantize_model refuses such a layer, so only a record written

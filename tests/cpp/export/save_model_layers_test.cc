@@ -144,12 +144,13 @@ TEST(SaveModelPasses, RunInAmctOrderPerStage) {
                                                     : fake_quant;
     list.emplace_back(pass.name);
   }
-  EXPECT_EQ(common, (std::vector<std::string>{"GemmTransBOptimize", "InsertQuant", "InsertWeightQuant", "InsertDequant",
-                                              "InsertBiasQuant", "QuantFusion"}));
+  EXPECT_EQ(common, (std::vector<std::string>{"GemmTransBOptimize", "ApplyDMQBalancer", "InsertQuant",
+                                              "InsertWeightQuant", "InsertDequant", "InsertBiasQuant", "QuantFusion"}));
   EXPECT_EQ(deploy, (std::vector<std::string>{"PackInt4Weight", "RemoveOpDataType"}));
   EXPECT_EQ(fake_quant, (std::vector<std::string>{"ReplaceQuant", "WeightFakequant", "ReplaceDequant",
                                                   "ReplaceBiasQuant", "RemoveOpDataType"}));
-  EXPECT_EQ(qdq, (std::vector<std::string>{"QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqWeight", "RemoveOpDataType"}));
+  EXPECT_EQ(qdq, (std::vector<std::string>{"ApplyDMQBalancer", "QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqWeight",
+                                           "RemoveOpDataType"}));
 }
 
 TEST(SaveModelPaths, AmctOutputNames) {

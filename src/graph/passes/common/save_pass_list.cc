@@ -1,7 +1,7 @@
 // The one ordered list of save_model passes (docs/amct-reference.md#save_model steps 4, 6 and 7, and
 // the QDQ model).
-// AMCT's DMQ, MultQuant, RNN and AntiQuant passes have no work here: the
-// record check refuses DMQ factors and RNN layers.
+// AMCT's MultQuant, RNN and AntiQuant passes have no work here: the record
+// check refuses RNN layers.
 #include "amct/save_passes.h"
 
 namespace amct {
@@ -9,6 +9,7 @@ namespace {
 
 constexpr SavePass kPasses[] = {
     {"GemmTransBOptimize", SaveStage::kCommon, gemm_trans_b_pass},
+    {"ApplyDMQBalancer", SaveStage::kCommon, apply_dmq_balancer_pass},
     {"InsertQuant", SaveStage::kCommon, insert_quant_pass},
     {"InsertWeightQuant", SaveStage::kCommon, insert_weight_quant_pass},
     {"InsertDequant", SaveStage::kCommon, insert_dequant_pass},
@@ -21,6 +22,7 @@ constexpr SavePass kPasses[] = {
     {"ReplaceDequant", SaveStage::kFakeQuant, replace_dequant_pass},
     {"ReplaceBiasQuant", SaveStage::kFakeQuant, replace_bias_quant_pass},
     {"RemoveOpDataType", SaveStage::kFakeQuant, remove_op_data_type_pass},
+    {"ApplyDMQBalancer", SaveStage::kQdq, apply_dmq_balancer_pass},
     {"QdqDeconvToConv", SaveStage::kQdq, qdq_deconv_to_conv_pass},
     {"QdqOutput", SaveStage::kQdq, qdq_output_pass},
     {"QdqInput", SaveStage::kQdq, qdq_input_pass},
