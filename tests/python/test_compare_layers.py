@@ -168,4 +168,8 @@ def test_per_layer_qdq_matches_fake_quant(name, tmp_path):
     assert worst >= 0.9999, worst
     for layer, entry in report["layers"].items():
         assert entry["qdq_vs_fake_quant"]["within_step"] >= 0.999, (layer, entry)
+        # On the fake-quant model's input every layer computes the same
+        # numbers up to float32 rounding of the dequantization.
+        same_input = entry["qdq_vs_fq_same_input"]
+        assert same_input["within_step"] == 1.0 and same_input["cosine"] >= 0.999999, (layer, same_input)
     assert report["outputs"]["output"]["qdq_vs_fake_quant"]["cosine"] >= 0.9999
