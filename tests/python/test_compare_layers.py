@@ -6,7 +6,9 @@ fake-quant result, whichever of the QDQ output forms the layer took
 (requantized onto its consumer's grid, the integer ConvInteger form, a
 requantized AveragePool), and the two must agree per layer."""
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 import torch
 import torch.nn.functional as F
@@ -99,9 +101,9 @@ class Inception(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.m2(self.m1(x)), 1), 1))
 
 
-def _run_flow(model, tmp_path):
-    torch.manual_seed(0)
-    model = _randomize_batchnorm(model, 0).eval()
+def _run_flow(factory, tmp_path):
+    torch.manual_seed(0)  # the model's weights do not depend on the tests run before
+    model = _randomize_batchnorm(factory(), 0).eval()
     gen = torch.Generator().manual_seed(1)
     batches = [torch.randn(8, 3, 32, 32, generator=gen) for _ in range(3)]
     config, modified, record = (str(tmp_path / n) for n in ("config.json", "modified.onnx", "record.txt"))
@@ -146,7 +148,7 @@ STRUCTURES = {
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
 def test_per_layer_qdq_matches_fake_quant(name, tmp_path):
     factory, expected_tensors = STRUCTURES[name]
-    fake_quant, qdq, x = _run_flow(factory(), tmp_path)
+    fake_quant, qdq, x = _run_flow(factory, tmp_path)
     layers = amct._amct.fake_quant_layers(fake_quant)
     fq_tensors = dict(amct._amct.expose_layer_outputs(fake_quant, layers)[1])
     qdq_tensors = dict(amct._amct.expose_layer_outputs(qdq, layers)[1])
@@ -173,3 +175,50 @@ def test_per_layer_qdq_matches_fake_quant(name, tmp_path):
         same_input = entry["qdq_vs_fq_same_input"]
         assert same_input["within_step"] == 1.0 and same_input["cosine"] >= 0.999999, (layer, same_input)
     assert report["outputs"]["output"]["qdq_vs_fake_quant"]["cosine"] >= 0.9999
+
+
+class ConvIntoConvAndAdd(nn.Module):
+    """conv1's result feeds conv2 directly and a residual Add, so conv1 takes
+    the ConvInteger form and conv2 quantizes the tensor that carries conv1's
+    original name: in the fake-quant model that name is conv1's accumulator."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        y = self.conv1(x)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(torch.relu(y + self.conv2(y)), 1), 1))
+
+
+def test_a_layer_fed_by_another_layers_result_runs_on_the_dequantized_result(tmp_path):
+    fake_quant, qdq, x = _run_flow(ConvIntoConvAndAdd, tmp_path)
+    layers = amct._amct.fake_quant_layers(fake_quant)
+    _, _, fed = amct._amct.feed_reference_inputs(qdq, fake_quant, layers)
+    graph = onnx.load(qdq).graph
+    conv2_input = next(node for node in graph.node if node.name == "conv2.input_quant").input[0]
+    assert (conv2_input + ".reference", "conv1.dequant.output0") in fed
+    entry = compare(fake_quant, qdq, {"input": x})["layers"]["conv2"]["qdq_vs_fq_same_input"]
+    assert entry["within_step"] == 1.0 and entry["cosine"] >= 0.999999, entry
+
+
+def test_same_input_pair_points_at_the_layer_that_computes_differently(tmp_path):
+    fake_quant, qdq, x = _run_flow(RegNetY, tmp_path)
+    # A third of one layer's output channels with their INT8 weights
+    # negated: that layer, and through it the layers below, differ end to
+    # end; on the fake-quant model's input only that layer differs.
+    model = onnx.load(qdq)
+    weight = next(t for t in model.graph.initializer if t.name == "blocks.1.a.0.weight")
+    values = onnx.numpy_helper.to_array(weight).copy()
+    assert values.dtype == np.int8
+    values[:8] = -values[:8]
+    weight.CopyFrom(onnx.numpy_helper.from_array(values, weight.name))
+    broken = str(tmp_path / "broken_qdq_model.onnx")
+    onnx.save(model, broken)
+    report = compare(fake_quant, broken, {"input": x})["layers"]
+    differs = {layer for layer, entry in report.items() if entry["qdq_vs_fq_same_input"]["within_step"] < 0.99}
+    assert differs == {"blocks.1.a.0"}, differs
+    for layer in ("blocks.1.b.0", "blocks.1.se.fc1", "blocks.1.c.0", "blocks.2.a.0", "blocks.2.proj.0"):
+        assert report[layer]["qdq_vs_fake_quant"]["within_step"] < 0.99, (layer, report[layer])
