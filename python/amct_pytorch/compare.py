@@ -154,7 +154,9 @@ def main(argv=None):
         prog="amct compare",
         description="Run the fake-quant and QDQ models (and optionally the float model) in ONNX Runtime on the "
                     "same inputs; report cosine, SQNR (dB), max abs error and the share of elements within one "
-                    "8-bit step, per output and per quantized layer. SQNR inf (null in JSON) means identical.")
+                    "8-bit step, per output and per quantized layer. Per layer, qdq_vs_fake_quant includes the "
+                    "rounding differences accumulated by the layers above; qdq_vs_fq_same_input runs the QDQ layer "
+                    "on the fake-quant model's input. SQNR inf (null in JSON) means identical.")
     parser.add_argument("--fake-quant", required=True, help="<prefix>_fake_quant_model.onnx")
     parser.add_argument("--qdq", required=True, help="<prefix>_qdq_model.onnx")
     parser.add_argument("--float", dest="float_model", help="float ONNX model (optional)")

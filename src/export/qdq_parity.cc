@@ -105,10 +105,11 @@ std::unordered_map<std::string, std::string> producer_names(const onnx::GraphPro
 
 std::vector<FedInput> feed_reference_inputs(onnx::ModelProto& qdq, const onnx::ModelProto& reference,
                                             const std::vector<std::string>& layers) {
-  // A tensor both models compute with the same node is the same value. A
-  // layer's result is not: the QDQ model gives the original name to the
+  // A tensor both models compute with the same node is the same value,
+  // except a layer's result: the QDQ model gives the original name to the
   // dequantized result, the fake-quant model to the integer accumulator
-  // before its dequant Mul, so it is fed from the reference's result tensor.
+  // before its dequant Mul (the node is "<L>" in both for a QDQ Gemm), so
+  // layer results are mapped first, to the reference's result tensors.
   const auto qdq_producers = producer_names(qdq.graph());
   const auto reference_producers = producer_names(reference.graph());
   std::unordered_map<std::string, std::string> reference_results;

@@ -97,5 +97,27 @@ TEST(FeedReferenceInputs, TensorsTheReferenceComputesDifferentlyAreNotFed) {
   EXPECT_EQ(qdq.graph().input_size(), 1);
 }
 
+TEST(FeedReferenceInputs, AGemmResultIsFedFromTheReferenceResultThoughOneNodeMakesBoth) {
+  // A QDQ Gemm "g" outputs its dequantized result under the original name;
+  // the fake-quant Gemm "g" outputs the accumulator under that name.
+  ModelBuilder r;
+  r.input("x", {1, 2}).output("y", {});
+  r.node("Gemm", "g", {"x", "g.weight"}, {"g_out"});
+  r.node("Mul", "g.fakedequant.mul", {"g_out", "g.dequant.scale"}, {"g.dequant.output0"});
+  r.node("Gemm", "h", {"g.dequant.output0", "h.weight"}, {"y"});
+  ModelBuilder q;
+  q.input("x", {1, 2}).output("y", {});
+  q.node("DequantizeLinear", "g.input_dequant", {"x.q", "g.s", "g.z"}, {"g.in"});
+  q.node("Gemm", "g", {"g.in", "g.weight"}, {"g_out"});
+  q.node("QuantizeLinear", "h.input_quant", {"g_out", "h.s", "h.z"}, {"h.q"});
+  q.node("DequantizeLinear", "h.input_dequant", {"h.q", "h.s", "h.z"}, {"h.in"});
+  q.node("Gemm", "h", {"h.in", "h.weight"}, {"y"});
+  onnx::ModelProto qdq = q.model();
+  const std::vector<FedInput> fed = feed_reference_inputs(qdq, r.model(), {"g", "h"});
+  ASSERT_EQ(fed.size(), 1u);
+  EXPECT_EQ(fed[0].input, "g_out.reference");
+  EXPECT_EQ(fed[0].tensor, "g.dequant.output0");
+}
+
 }  // namespace
 }  // namespace amct::test
