@@ -43,4 +43,26 @@ std::vector<LayerTensor> layer_result_tensors(const onnx::ModelProto& model, con
 // Adds `tensors` that are not graph outputs yet as float graph outputs.
 void expose_tensors(onnx::ModelProto& model, const std::vector<LayerTensor>& tensors);
 
+struct FedInput {
+  std::string input;   // the new graph input of the QDQ model
+  std::string tensor;  // the reference model's tensor to feed it with
+};
+
+// Each model computes its layer results from its own upstream results, so
+// one-step rounding differences between the fake-quant and QDQ models
+// (QuantizeLinear divides by scale_d where fake-quant multiplies by
+// float32(1 / scale_d); an integer kernel requantizes in one rounding where
+// fake-quant dequantizes and quantizes again) propagate to every layer
+// below and add up. To measure a layer on its own, every QuantizeLinear
+// "<L>.input_quant" of a listed layer in the QDQ model is made to read a new
+// float graph input "<tensor>.reference" in place of the tensor it
+// quantizes; the caller feeds it the value of FedInput::tensor in
+// `reference` (the fake-quant model): the tensor of that name where both
+// models compute it with the same node, the reference's result of a layer
+// where the tensor is that layer's result. A layer whose input is its
+// producer's requantized result has no such node and runs on that
+// producer's result, which is fed in turn. Other layers are left as they are.
+std::vector<FedInput> feed_reference_inputs(onnx::ModelProto& qdq, const onnx::ModelProto& reference,
+                                            const std::vector<std::string>& layers);
+
 }  // namespace amct

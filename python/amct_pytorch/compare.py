@@ -3,9 +3,17 @@
 Runs each model in ONNX Runtime on the same inputs and reports, per model
 output and per quantized layer, cosine similarity, SQNR (dB), max abs error
 and the share of elements within one 8-bit step of the reference
-((max - min) / 255 of the reference tensor). The metrics and the graph edit
-that exposes layer results are C++ (amct_pytorch._amct); this module only
-runs ONNX Runtime and formats.
+((max - min) / 255 of the reference tensor). The metrics and the graph edits
+that expose layer results and feed layer inputs are C++ (amct_pytorch._amct);
+this module only runs ONNX Runtime and formats.
+
+Per layer, "qdq_vs_fake_quant" compares the results each model computes from
+its own upstream layers, so it includes the one-step rounding differences
+that arose above the layer and grew on the way down (deep layers of
+RegNet/Inception-like networks show them most). "qdq_vs_fq_same_input" runs
+each QDQ layer on the fake-quant model's value of the tensor it quantizes
+(see feed_reference_inputs in include/amct/qdq_parity.h): it shows whether
+the layer itself computes what the fake-quant layer computes.
 
 Command line::
 
@@ -51,16 +59,29 @@ def _run_session(model, inputs):
     return dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
 
 
-def _run(model_file, layers, inputs):
-    """Outputs by name and layer results by layer name. Two sessions: extra
-    graph outputs stop ONNX Runtime from fusing the layers they come from, so
-    the model outputs are taken from the model as it is."""
+def _run(model_file, layers, inputs, extra_tensors=()):
+    """Outputs by name, layer results by layer name and the values of
+    extra_tensors. Two sessions: extra graph outputs stop ONNX Runtime from
+    fusing the layers they come from, so the model outputs are taken from the
+    model as it is."""
     outputs = _run_session(model_file, inputs)
     if not layers:
-        return outputs, {}
-    model_bytes, pairs = _amct.expose_layer_outputs(model_file, layers)
+        return outputs, {}, {}
+    model_bytes, pairs = _amct.expose_layer_outputs(model_file, layers, list(extra_tensors))
     values = _run_session(model_bytes, inputs)
-    return outputs, {layer: values[tensor] for layer, tensor in pairs}
+    return outputs, {layer: values[tensor] for layer, tensor in pairs}, {t: values[t] for t in extra_tensors}
+
+
+def _run_fake_quant_and_same_input(fake_quant_model, qdq_model, layers, inputs):
+    """The fake-quant model's results (as _run), and the QDQ layer results
+    with each layer's quantization reading the fake-quant model's value of
+    the tensor it quantizes."""
+    model_bytes, pairs, fed = _amct.feed_reference_inputs(qdq_model, fake_quant_model, layers)
+    fake_quant = _run(fake_quant_model, layers, inputs, [tensor for _, tensor in fed])
+    feed = dict(inputs)
+    feed.update({name: fake_quant[2][tensor] for name, tensor in fed})
+    values = _run_session(model_bytes, feed)
+    return fake_quant, {layer: values[tensor] for layer, tensor in pairs}
 
 
 def _metrics(reference, other, what):
@@ -71,12 +92,17 @@ def _metrics(reference, other, what):
 
 def compare(fake_quant_model, qdq_model, inputs, float_model=None, layers=True):
     """Returns {"outputs": {name: {pair: metrics}}, "layers": {layer: {pair: metrics}}}
-    where pair is "qdq_vs_fake_quant", "fake_quant_vs_float" or "qdq_vs_float".
+    where pair is "qdq_vs_fake_quant", "fake_quant_vs_float" or "qdq_vs_float", and for
+    layers also "qdq_vs_fq_same_input" (the QDQ layer run on the fake-quant model's input).
 
     inputs: a dict of input name -> array. float_model is optional; its
     layers are compared where it has nodes of the same names."""
     names = _amct.fake_quant_layers(fake_quant_model) if layers else []
-    results = {"fake_quant": _run(fake_quant_model, names, inputs), "qdq": _run(qdq_model, names, inputs)}
+    if names:
+        fake_quant, same_input = _run_fake_quant_and_same_input(fake_quant_model, qdq_model, names, inputs)
+    else:
+        fake_quant, same_input = _run(fake_quant_model, names, inputs), {}
+    results = {"fake_quant": fake_quant, "qdq": _run(qdq_model, names, inputs)}
     if float_model:
         results["float"] = _run(float_model, names, inputs)
     graph_outputs = [o.name for o in _session(fake_quant_model).get_outputs()]
@@ -96,6 +122,9 @@ def compare(fake_quant_model, qdq_model, inputs, float_model=None, layers=True):
         for label, ref, other in pairs:
             if ref in results and other in results and layer in results[ref][1] and layer in results[other][1]:
                 entry[label] = _metrics(results[ref][1][layer], results[other][1][layer], f"layer '{layer}' {label}")
+        if layer in results["fake_quant"][1] and layer in same_input:
+            entry["qdq_vs_fq_same_input"] = _metrics(results["fake_quant"][1][layer], same_input[layer],
+                                                     f"layer '{layer}' qdq_vs_fq_same_input")
         report["layers"][layer] = entry
     return report
 
@@ -125,7 +154,9 @@ def main(argv=None):
         prog="amct compare",
         description="Run the fake-quant and QDQ models (and optionally the float model) in ONNX Runtime on the "
                     "same inputs; report cosine, SQNR (dB), max abs error and the share of elements within one "
-                    "8-bit step, per output and per quantized layer. SQNR inf (null in JSON) means identical.")
+                    "8-bit step, per output and per quantized layer. Per layer, qdq_vs_fake_quant includes the "
+                    "rounding differences accumulated by the layers above; qdq_vs_fq_same_input runs the QDQ layer "
+                    "on the fake-quant model's input. SQNR inf (null in JSON) means identical.")
     parser.add_argument("--fake-quant", required=True, help="<prefix>_fake_quant_model.onnx")
     parser.add_argument("--qdq", required=True, help="<prefix>_qdq_model.onnx")
     parser.add_argument("--float", dest="float_model", help="float ONNX model (optional)")

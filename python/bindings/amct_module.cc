@@ -356,18 +356,40 @@ NB_MODULE(_amct, m) {
 
   m.def(
       "expose_layer_outputs",
-      [](const std::string& model_file, const std::vector<std::string>& layers) {
+      [](const std::string& model_file, const std::vector<std::string>& layers,
+         const std::vector<std::string>& extra_tensors) {
         onnx::ModelProto model = amct::load_onnx_model(model_file);
         const auto tensors = amct::layer_result_tensors(model, layers);
         amct::expose_tensors(model, tensors);
+        std::vector<amct::LayerTensor> extra;
+        for (const auto& tensor : extra_tensors) extra.push_back({"", tensor});
+        amct::expose_tensors(model, extra);
         std::vector<std::pair<std::string, std::string>> pairs;
         for (const auto& t : tensors) pairs.emplace_back(t.layer, t.tensor);
         const std::string bytes = model.SerializeAsString();
         return nb::make_tuple(nb::bytes(bytes.data(), bytes.size()), pairs);
       },
-      nb::arg("model_file"), nb::arg("layers"),
-      "The model with each listed layer's float result added as a graph output (serialized), and "
-      "(layer, tensor) pairs for the layers found.");
+      nb::arg("model_file"), nb::arg("layers"), nb::arg("extra_tensors") = std::vector<std::string>{},
+      "The model with each listed layer's float result and each of extra_tensors added as graph outputs "
+      "(serialized), and (layer, tensor) pairs for the layers found.");
+
+  m.def(
+      "feed_reference_inputs",
+      [](const std::string& qdq_file, const std::string& reference_file, const std::vector<std::string>& layers) {
+        onnx::ModelProto model = amct::load_onnx_model(qdq_file);
+        const auto fed = amct::feed_reference_inputs(model, amct::load_onnx_model(reference_file), layers);
+        const auto tensors = amct::layer_result_tensors(model, layers);
+        amct::expose_tensors(model, tensors);
+        std::vector<std::pair<std::string, std::string>> pairs, inputs;
+        for (const auto& t : tensors) pairs.emplace_back(t.layer, t.tensor);
+        for (const auto& f : fed) inputs.emplace_back(f.input, f.tensor);
+        const std::string bytes = model.SerializeAsString();
+        return nb::make_tuple(nb::bytes(bytes.data(), bytes.size()), pairs, inputs);
+      },
+      nb::arg("qdq_file"), nb::arg("reference_file"), nb::arg("layers"),
+      "The QDQ model with each listed layer's input quantization reading a new graph input in place of a "
+      "tensor the reference model computes, and each layer's float result as a graph output (serialized); "
+      "(layer, tensor) pairs for the layers found and (new input, reference tensor) pairs.");
 
   m.def(
       "convert_opset",

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "amct/error.h"
 #include "amct/onnx_graph.h"
@@ -87,6 +90,60 @@ void expose_tensors(onnx::ModelProto& model, const std::vector<LayerTensor>& ten
     output->set_name(tensor);
     output->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
   }
+}
+
+namespace {
+
+std::unordered_map<std::string, std::string> producer_names(const onnx::GraphProto& graph) {
+  std::unordered_map<std::string, std::string> names;
+  for (const auto& node : graph.node())
+    for (const auto& output : node.output()) names.emplace(output, node.name());
+  return names;
+}
+
+}  // namespace
+
+std::vector<FedInput> feed_reference_inputs(onnx::ModelProto& qdq, const onnx::ModelProto& reference,
+                                            const std::vector<std::string>& layers) {
+  // A tensor both models compute with the same node is the same value,
+  // except a layer's result: the QDQ model gives the original name to the
+  // dequantized result, the fake-quant model to the integer accumulator
+  // before its dequant Mul (the node is "<L>" in both for a QDQ Gemm), so
+  // layer results are mapped first, to the reference's result tensors.
+  const auto qdq_producers = producer_names(qdq.graph());
+  const auto reference_producers = producer_names(reference.graph());
+  std::unordered_map<std::string, std::string> reference_results;
+  for (const auto& [layer, tensor] : layer_result_tensors(reference, layers)) reference_results.emplace(layer, tensor);
+  std::unordered_map<std::string, std::string> source;
+  for (const auto& [layer, tensor] : layer_result_tensors(qdq, layers))
+    if (const auto it = reference_results.find(layer); it != reference_results.end()) source.emplace(tensor, it->second);
+  for (const auto& [tensor, producer] : qdq_producers) {
+    const auto it = reference_producers.find(tensor);
+    if (it != reference_producers.end() && it->second == producer) source.emplace(tensor, tensor);
+  }
+
+  std::unordered_set<std::string> quantizers;
+  for (const auto& layer : layers) quantizers.insert(layer + ".input_quant");
+  onnx::GraphProto& graph = *qdq.mutable_graph();
+  // Layers sharing one QuantizeLinear, or quantizing one tensor with
+  // different factors, read the same new input.
+  std::map<std::string, FedInput> fed;
+  for (auto& node : *graph.mutable_node()) {
+    if (node.op_type() != "QuantizeLinear" || !quantizers.count(node.name()) || node.input_size() == 0) continue;
+    const auto from = source.find(node.input(0));
+    if (from == source.end()) continue;
+    auto it = fed.find(node.input(0));
+    if (it == fed.end()) {
+      it = fed.emplace(node.input(0), FedInput{node.input(0) + ".reference", from->second}).first;
+      auto* input = graph.add_input();
+      input->set_name(it->second.input);
+      input->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+    }
+    node.set_input(0, it->second.input);
+  }
+  std::vector<FedInput> result;
+  for (const auto& [tensor, input] : fed) result.push_back(input);
+  return result;
 }
 
 }  // namespace amct
