@@ -34,6 +34,7 @@ ModuleInfo module(const std::string& name, const std::string& type) {
   ModuleInfo m;
   m.name = name;
   m.type = type;
+  m.layer_type = is_quantizable_type(type) ? type : "";
   m.padding_mode = "zeros";
   m.has_weight = type != "BatchNorm2d" && type != "ReLU";
   m.weight_id = static_cast<int64_t>(std::hash<std::string>{}(name));
