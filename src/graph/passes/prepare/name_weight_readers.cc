@@ -30,7 +30,8 @@ std::string reader_problem(const onnx::NodeProto& reader, const ModuleInfo& modu
   const OpKind* op = node_kind(reader);
   if (!exports_to(kind, reader.op_type()) || !op || op->weight_input < 0 ||
       reader.input_size() <= op->weight_input || reader.input(op->weight_input) != module.name + ".weight")
-    return what + " reads it, and is not a " + std::string(kind.torch_type) + " op reading it as its weight";
+    return what + " reads its weight, and is not a " + std::string(kind.torch_type) +
+           " op taking it as its weight input (the weight is sliced, transposed or computed on before use)";
   return standard_op_problem(reader, module);
 }
 
