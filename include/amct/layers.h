@@ -44,7 +44,6 @@ enum class LayerUse {
 struct LayerInfo {
   std::string name;
   std::string module_type;      // the quantizable torch class it counts as (ModuleInfo::layer_type)
-  std::string module_class;     // its own class: module_type, or the subclass's name
   LayerUse use = LayerUse::kCall;
   std::string op_type;          // ONNX op of its node ("" if not in the graph)
   bool supported = false;

@@ -157,7 +157,6 @@ PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInf
     LayerInfo layer;
     layer.name = m.name;
     layer.module_type = m.layer_type;
-    layer.module_class = m.type;
     layer.use = readers.named.count(m.name) ? LayerUse::kWeightRead
                 : m.type != m.layer_type    ? LayerUse::kSubclassCall
                                             : LayerUse::kCall;

@@ -8,6 +8,7 @@ import json
 import logging
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -181,6 +182,27 @@ def test_exact_class_switch_keeps_the_subclass_float_with_a_note(tmp_path, caplo
     assert set(read_record(str(tmp_path / "record.txt"))) == {"fc"}
     assert ("module 'conv' stays in float: its class SamePadConv derives from Conv2d, and quantize_subclasses is "
             "false (AMCT's behaviour: only the exact classes Conv2d, Linear, ... are quantized)") in notes
+
+
+class FunctionalOnly(nn.Module):
+    """No layer is called: its calibration model holds no CalibrationWrapper."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return F.linear(x, self.fc.weight, self.fc.bias)
+
+
+def test_a_calibration_model_observed_at_ops_is_refused(tmp_path):
+    model = FunctionalOnly().eval()
+    x = torch.randn(2, 5, 8)
+    config, modified, record = (str(tmp_path / n) for n in ("c.json", "m.onnx", "r.txt"))
+    amct.create_quant_config(config, model, x)
+    calib = amct.quantize_model(config, modified, record, model, x)
+    with pytest.raises(RuntimeError, match="the model is a calibration model .*pass the original float model"):
+        amct.quantize_model(config, modified, record, calib, x)
 
 
 def test_amct_config_without_the_subclass_leaves_it_float(tmp_path, caplog):
