@@ -53,6 +53,10 @@ struct QuantConfig {
   bool do_fusion = true;
   std::string fakequant_precision_mode = "DEFAULT";  // or "FORCE_FP16_QUANT"
   std::vector<std::string> skip_fusion_layers;
+  // Beyond AMCT's schema (root key "quantize_subclasses", written only when
+  // false): subclasses of the quantizable classes are layers too. false is
+  // AMCT's exact-class matching (PrepareOptions::quantize_subclasses).
+  bool quantize_subclasses = true;
   std::vector<LayerQuantConfig> layers;  // sorted by name
 
   const LayerQuantConfig* find_layer(const std::string& name) const;
@@ -72,6 +76,13 @@ QuantConfig make_config_from_simple_text(const std::string& text, const std::str
 // The JSON text exactly as AMCT writes it (indent 4, ',' and ':' separators,
 // schema key order, layers sorted by name).
 std::string config_to_json(const QuantConfig& config);
+
+// The config's quantize_subclasses (true when absent), read before the model
+// is prepared, since which modules are layers depends on it. A file that is
+// not valid JSON, or a value that is not a bool, fails as the full reader does.
+bool config_quantizes_subclasses(const std::string& text, const std::string& origin);
+// The same for a simple config's text.
+bool simple_config_quantizes_subclasses(const std::string& text, const std::string& origin);
 
 // Parses and validates a config JSON file against the model (docs/amct-reference.md#config-json, #reading-a-config).
 // Errors name the file, the layer and the key. Supported layers missing from

@@ -42,6 +42,10 @@ struct OpKind {
 struct ModuleKind {
   std::string_view torch_type;
   std::span<const std::string_view> op_types;  // the ONNX ops its node may be
+  // The aten ops (any overload) its forward runs, as the exporter names them
+  // in a node's "pkg.torch.onnx.fx_node" metadata: a subclass or a weight
+  // used through a functional call is a layer only when it runs one of these.
+  std::span<const std::string_view> aten_ops;
   bool channel_wise_default;  // ARQ per output channel unless the config says otherwise
   bool int16_activations;     // 16-bit activations allowed
   bool int16_needs_bias;      // ... only when the layer has a bias (Linear)
@@ -64,6 +68,8 @@ const OpKind* find_op_kind(std::string_view op_type);
 
 // Whether `op_type` is one of the ops a module of `kind` exports to.
 bool exports_to(const ModuleKind& kind, std::string_view op_type);
+// Whether `aten_op` ("aten.conv2d", no overload) is one a module of `kind` runs.
+bool runs_aten_op(const ModuleKind& kind, std::string_view aten_op);
 // Whether a module of `kind` has a weight (its ops take one).
 bool has_weight(const ModuleKind& kind);
 // Whether a module of `kind` is recurrent (LSTM, GRU).

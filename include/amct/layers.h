@@ -23,15 +23,28 @@ struct ModuleInfo {
   bool track_running_stats = true;
   std::string dtype = "float";  // "float" or "float16": parameter dtype
   std::vector<std::string> torch_bases;  // torch.nn base classes of its class, nearest first
+  // The quantizable class the module counts as: its own class, or for a
+  // subclass (when subclasses are quantized) its nearest quantizable base
+  // in torch_bases; "" for any other module. Set by prepare_model.
+  std::string layer_type;
   // RNN attributes (LSTM/GRU are recognised but not quantized yet).
   int64_t num_layers = 1;
   bool bidirectional = false;
 };
 
-// A module of a quantizable class and the verdict on it.
+// How forward() runs a layer, which decides where calibration reads its input.
+enum class LayerUse {
+  kCall,          // forward() calls the module of a quantizable class: its call's input is the op's input
+  kSubclassCall,  // forward() calls a subclass, whose forward may change the input (pad it, say) before the op
+  kWeightRead,    // forward() does not call the module; one op reads its weight (F.linear(x, m.weight),
+                  // nn.MultiheadAttention's out_proj)
+};
+
+// A module of a quantizable class (or subclass) and the verdict on it.
 struct LayerInfo {
   std::string name;
-  std::string module_type;      // torch class name
+  std::string module_type;      // the quantizable torch class it counts as (ModuleInfo::layer_type)
+  LayerUse use = LayerUse::kCall;
   std::string op_type;          // ONNX op of its node ("" if not in the graph)
   bool supported = false;
   std::string unsupported_reason;  // why it is not supported, for messages

@@ -30,6 +30,7 @@ std::vector<FusedBatchNorm> fuse_conv_batchnorm(onnx::GraphProto& graph, const M
 struct QuantizedLayer {
   std::string name;
   std::string module_type;
+  LayerUse use = LayerUse::kCall;     // where calibration reads its input
   std::vector<int64_t> weight_shape;  // empty for AvgPool2d
   std::vector<float> weight;          // fake-quantized (and BN-fused)
   // Where `weight` stays float (ConvTranspose in AMCT's calibration), the
@@ -71,9 +72,11 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
                               std::vector<ModuleInfo> modules, const QuantizeOptions& options = {});
 
 // create_quant_config (docs/amct-reference.md#create_quant_config): the config JSON from parameters, or from a
-// simple config file when `simple_config_file` is not empty.
+// simple config file when `simple_config_file` is not empty. `quantize_subclasses`
+// (beyond AMCT) applies without a simple config; a simple config says it itself.
 void create_quant_config(const std::string& config_file, const std::string& onnx_bytes,
                          std::vector<ModuleInfo> modules, const std::vector<std::string>& skip_layers,
-                         int64_t batch_num, bool activation_offset, const std::string& simple_config_file);
+                         int64_t batch_num, bool activation_offset, const std::string& simple_config_file,
+                         bool quantize_subclasses = true);
 
 }  // namespace amct

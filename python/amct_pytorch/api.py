@@ -10,7 +10,7 @@ import torch
 from amct_pytorch.errors import AmctTypeError, AmctValueError
 
 from amct_pytorch import _amct
-from amct_pytorch.calibration import build_calibration_model
+from amct_pytorch.calibration import CALIBRATION_MARK, build_calibration_model
 from amct_pytorch.dmq import build_balancing_model
 from amct_pytorch.export import describe_modules, export_onnx
 
@@ -29,6 +29,9 @@ def _copy_model(model):
     # A calibration model holds a C++ calibrator that cannot be copied: refuse
     # models with quantization modules before trying.
     _amct.check_no_quantization_modules(describe_modules(model))
+    if hasattr(model, CALIBRATION_MARK):
+        raise RuntimeError("the model is a calibration model (its layers used through their weight are observed by "
+                           "amct); pass the original float model, not a calibration model")
     try:
         return copy.deepcopy(model)
     except Exception as error:
@@ -36,8 +39,15 @@ def _copy_model(model):
 
 
 def create_quant_config(config_file, model, input_data, skip_layers=None, batch_num=1, activation_offset=True,
-                        config_defination=None):
-    """Writes the quantization config JSON for `model` (docs/amct-reference.md#create_quant_config)."""
+                        config_defination=None, *, quantize_subclasses=True):
+    """Writes the quantization config JSON for `model` (docs/amct-reference.md#create_quant_config).
+
+    Beyond AMCT's arguments (keyword only):
+    - quantize_subclasses: subclasses of the quantizable classes are layers
+      too (when their forward runs the class's own op on their weight);
+      False is AMCT's exact-class matching and is written into the config.
+      With config_defination, the simple config's own field decides.
+    """
     func = "create_quant_config"
     _check_type(func, "config_file", config_file, str)
     _check_type(func, "model", model, torch.nn.Module)
@@ -45,6 +55,7 @@ def create_quant_config(config_file, model, input_data, skip_layers=None, batch_
     _check_type(func, "batch_num", batch_num, int)
     _check_type(func, "activation_offset", activation_offset, bool)
     _check_type(func, "config_defination", config_defination, str, allow_none=True)
+    _check_type(func, "quantize_subclasses", quantize_subclasses, bool)
     if skip_layers is not None and not all(isinstance(s, str) for s in skip_layers):
         raise AmctTypeError(f"{func}(): skip_layers must be a list of module names (str)")
     if batch_num <= 0:
@@ -52,7 +63,7 @@ def create_quant_config(config_file, model, input_data, skip_layers=None, batch_
     work = _copy_model(model)
     onnx_bytes = export_onnx(work, input_data)
     _amct.create_quant_config(os.fspath(config_file), onnx_bytes, describe_modules(work), list(skip_layers or []),
-                              batch_num, activation_offset, config_defination or "")
+                              batch_num, activation_offset, config_defination or "", quantize_subclasses)
 
 
 def quantize_preprocess(config_file, record_file, model, input_data):

@@ -1,15 +1,28 @@
 """The calibration model: the user's modules wrapped so that each forward
 hands the layer's input to the C++ calibrator without copying it."""
 
+import inspect
 import logging
+import threading
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from amct_pytorch.dmq import balance_inputs
+from amct_pytorch.errors import AmctValueError
 from amct_pytorch.module_tools import as_float32_cpu, set_submodule
 
 logger = logging.getLogger("amct_pytorch")
+
+
+def _feed(calibrator, index, activation):
+    """Hands one batch of a layer's input to the calibrator: a float32,
+    contiguous CPU tensor, which the tensor already is in the common case
+    (then nothing is copied)."""
+    if calibrator.observe(index, as_float32_cpu(activation)):
+        logger.info("calibration finished after %d batches; record file written", calibrator.batch_num)
 
 
 class CalibrationWrapper(nn.Module):
@@ -24,12 +37,110 @@ class CalibrationWrapper(nn.Module):
 
     def forward(self, *args, **kwargs):
         if not self._calibrator.finished:
-            self._observe(args[0])
+            _feed(self._calibrator, self._index, args[0])
         return self.sub_module(*args, **kwargs)
 
-    def _observe(self, activation):
-        if self._calibrator.observe(self._index, as_float32_cpu(activation)):
-            logger.info("calibration finished after %d batches; record file written", self._calibrator.batch_num)
+# The functional ops a quantizable class runs on its weight (the core checked
+# that the exported op came from one of them, reading the weight itself).
+_WEIGHT_OPS = frozenset({F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d})
+_ATTENTION_SIGNATURE = inspect.signature(F.multi_head_attention_forward)
+
+
+def _argument(args, kwargs, position, name):
+    if len(args) > position:
+        return args[position]
+    return kwargs.get(name)
+
+
+class WeightOpObserver(TorchFunctionMode):
+    """Feeds the calibrator the input of the op that reads a layer's weight,
+    for layers whose module call is not that op: a weight used through
+    F.linear(x, self.qkv.weight), a subclass whose forward pads its input
+    before F.conv2d, nn.MultiheadAttention's out_proj. The op is recognised by
+    its weight argument being the layer's Parameter itself.
+
+    A torch-function mode sees only the outermost overridable call, so the
+    out_proj F.linear inside F.multi_head_attention_forward is invisible;
+    that call is run with an identity out_proj instead, which returns the
+    out_proj input exactly (x·1 plus zeros), and out_proj is applied after.
+    While the mode is active torch also skips MultiheadAttention's fused
+    fast path, whose results differ from the exported (slow) path's only by
+    float rounding."""
+
+    def __init__(self, calibrator, layers):
+        super().__init__()
+        self._calibrator = calibrator
+        # id -> (Parameter, index, name); the Parameter is kept so that ids stay valid.
+        self._layers = {id(weight): (weight, index, name) for index, name, weight in layers}
+        self._warned = set()
+
+    def _layer_of(self, weight):
+        entry = self._layers.get(id(weight))
+        return entry if entry is not None and entry[0] is weight else None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _WEIGHT_OPS:
+            entry = self._layer_of(_argument(args, kwargs, 1, "weight"))
+            if entry is not None and not self._calibrator.finished:
+                _feed(self._calibrator, entry[1], _argument(args, kwargs, 0, "input"))
+        elif func is F.multi_head_attention_forward:
+            return self._attention(func, args, kwargs)
+        return func(*args, **kwargs)
+
+    def _attention(self, func, args, kwargs):
+        bound = _ATTENTION_SIGNATURE.bind(*args, **kwargs)
+        weight = bound.arguments.get("out_proj_weight")
+        entry = self._layer_of(weight)
+        if entry is None or self._calibrator.finished:
+            return func(*args, **kwargs)
+        bias = bound.arguments.get("out_proj_bias")
+        bound.arguments["out_proj_weight"] = torch.eye(weight.shape[0], dtype=weight.dtype, device=weight.device)
+        bound.arguments["out_proj_bias"] = None
+        projected_input, attention_weights = func(*bound.args, **bound.kwargs)
+        _feed(self._calibrator, entry[1], projected_input)
+        return F.linear(projected_input, weight, bias), attention_weights
+
+    def warn_unseen(self):
+        """A layer the forward never fed means its op ran on a copy of the
+        weight (or not at all): calibration cannot finish, so say which."""
+        for weight, index, name in self._layers.values():
+            if self._calibrator.batches_seen(index) == 0 and name not in self._warned:
+                self._warned.add(name)
+                logger.warning("calibration: layer '%s' got no input in this forward: no op ran on its weight "
+                               "parameter itself (the op may be skipped on this input, or get a copy of the "
+                               "weight); the record is written only after every layer got batch_num batches", name)
+
+
+class _ObserverHooks:
+    """Activates a WeightOpObserver around the model's forward while
+    calibration runs. Torch-function modes are per thread, so is the depth
+    that makes a nested call of the root module enter it only once."""
+
+    def __init__(self, calibrator, observer):
+        self._calibrator = calibrator
+        self._observer = observer
+        self._local = threading.local()
+
+    def before(self, _module, _args):
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            self._local.entered = not self._calibrator.finished
+            if self._local.entered:
+                self._observer.__enter__()
+        self._local.depth = depth + 1
+
+    def after(self, _module, _args, _output):
+        self._local.depth -= 1
+        if self._local.depth == 0 and self._local.entered:
+            self._local.entered = False
+            self._observer.__exit__(None, None, None)
+            self._observer.warn_unseen()
+
+
+# Set on a calibration model whose layers are observed at their weight's op,
+# since such a model may hold no CalibrationWrapper to recognise it by.
+CALIBRATION_MARK = "_amct_weight_op_observer"
 
 
 def build_calibration_model(model, result):
@@ -37,6 +148,7 @@ def build_calibration_model(model, result):
     calibrator = result["calibrator"]
     for _conv, batchnorm in result["fused_batchnorms"]:
         set_submodule(model, batchnorm, nn.Identity())
+    observed_at_op = []
     for index, layer in enumerate(result["layers"]):
         module = model.get_submodule(layer["name"])
         with torch.no_grad():
@@ -49,8 +161,20 @@ def build_calibration_model(model, result):
                     module.bias = nn.Parameter(bias, requires_grad=module.weight.requires_grad)
                 else:
                     module.bias.copy_(bias)
-        set_submodule(model, layer["name"], CalibrationWrapper(module, calibrator, index))
-        balance_inputs(model, layer, module)
+        if layer["observe_at"] == "weight_op":
+            if layer["balance_factor"] is not None:
+                raise AmctValueError(f"layer '{layer['name']}': DMQ balancing needs the layer's module call to divide "
+                                     "its input, but the layer is used only through its weight; disable "
+                                     "dmq_balancer_param for it")
+            observed_at_op.append((index, layer["name"], module.weight))
+        else:
+            set_submodule(model, layer["name"], CalibrationWrapper(module, calibrator, index))
+            balance_inputs(model, layer, module)
+    if observed_at_op:
+        hooks = _ObserverHooks(calibrator, WeightOpObserver(calibrator, observed_at_op))
+        model.register_forward_pre_hook(hooks.before)
+        model.register_forward_hook(hooks.after, always_call=True)
+        setattr(model, CALIBRATION_MARK, hooks)
     for note in result["notes"]:
         logger.warning("%s", note)
     return model

@@ -98,6 +98,9 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
     nb::dict item;
     item["name"] = layer.name;
     item["module_type"] = layer.module_type;
+    // Where calibration reads the layer's input: its module's call, or the op
+    // that reads its weight (a subclass's or a functional use's).
+    item["observe_at"] = layer.use == amct::LayerUse::kCall ? "module_call" : "weight_op";
     item["weight"] = layer.weight.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.weight), layer.weight_shape));
     const int64_t bias_len = static_cast<int64_t>(layer.bias.size());
     item["bias"] = layer.bias.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.bias), {bias_len}));
@@ -295,12 +298,13 @@ NB_MODULE(_amct, m) {
       "create_quant_config",
       [](const std::string& config_file, const nb::bytes& onnx_bytes, const std::string& modules_json,
          const std::vector<std::string>& skip_layers, int64_t batch_num, bool activation_offset,
-         const std::string& simple_config_file) {
+         const std::string& simple_config_file, bool quantize_subclasses) {
         amct::create_quant_config(config_file, bytes_to_string(onnx_bytes), amct::parse_module_list(modules_json),
-                                  skip_layers, batch_num, activation_offset, simple_config_file);
+                                  skip_layers, batch_num, activation_offset, simple_config_file, quantize_subclasses);
       },
       nb::arg("config_file"), nb::arg("onnx_bytes"), nb::arg("modules_json"), nb::arg("skip_layers"),
-      nb::arg("batch_num"), nb::arg("activation_offset"), nb::arg("simple_config_file"));
+      nb::arg("batch_num"), nb::arg("activation_offset"), nb::arg("simple_config_file"),
+      nb::arg("quantize_subclasses") = true);
 
   m.def("quantize_model", &quantize_model, nb::arg("config_file"), nb::arg("modified_onnx_file"),
         nb::arg("record_file"), nb::arg("onnx_bytes"), nb::arg("modules_json"),

@@ -44,6 +44,7 @@ QuantizedLayer torch_layout(const onnx::GraphProto& graph, const onnx::NodeProto
   QuantizedLayer out;
   out.name = layer.name;
   out.module_type = layer.module_type;
+  out.use = layer.use;
   // torch keeps Linear weights as [out, in]; the graph may hold [in, out].
   const OpKind& kind = *node_kind(node);
   const bool in_out_layout = kind.layout == WeightLayout::kInOut ||
@@ -55,8 +56,11 @@ QuantizedLayer torch_layout(const onnx::GraphProto& graph, const onnx::NodeProto
     out.weight = std::move(values);
     out.weight_shape = dims;
   }
+  // A layer used through its weight is never BN-fused, so its bias is
+  // unchanged; and the op may take a bias other than the module's, which
+  // must not be written over the module's.
   const int bias = kind.bias_input;
-  if (bias >= 0 && node.input_size() > bias && !node.input(bias).empty())
+  if (layer.use != LayerUse::kWeightRead && bias >= 0 && node.input_size() > bias && !node.input(bias).empty())
     if (const onnx::TensorProto* t = resolve_constant(graph, node.input(bias))) out.bias = tensor_to_floats(*t);
   return out;
 }
@@ -78,6 +82,7 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
     QuantizedLayer out;
     out.name = layer.name;
     out.module_type = layer.module_type;
+    out.use = layer.use;
     return out;
   }
   onnx::TensorProto* weight = find_initializer(graph, node.input(kind.weight_input));
@@ -119,11 +124,15 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
   check_output_file_name(modified_onnx_file, "modfied_onnx_file");
   check_output_file_name(record_file, "record_file");
   check_no_quantization_modules(modules);
-  PreparedModel prepared = prepare_model(onnx_bytes, std::move(modules));
+  // Which modules are layers depends on the config's quantize_subclasses.
+  const std::string config_text = read_file(config_file, "quant config file");
+  PrepareOptions prepare_options;
+  prepare_options.quantize_subclasses = config_quantizes_subclasses(config_text, config_file);
+  PreparedModel prepared = prepare_model(onnx_bytes, std::move(modules), prepare_options);
   onnx::GraphProto& graph = *prepared.model.mutable_graph();
 
   QuantizeResult result;
-  result.config = parse_config_file(config_file, prepared.info);
+  result.config = parse_config_text(config_text, config_file, prepared.info);
   std::vector<const LayerQuantConfig*> enabled;
   for (const auto& layer : result.config.layers) {
     if (!layer.quant_enable) continue;

@@ -25,17 +25,27 @@ constexpr std::string_view kPoolOps[] = {"AveragePool"};
 constexpr std::string_view kLstmOps[] = {"LSTM"};
 constexpr std::string_view kGruOps[] = {"GRU"};
 
+constexpr std::string_view kConv1dAten[] = {"aten.conv1d"};
+constexpr std::string_view kConv2dAten[] = {"aten.conv2d"};
+constexpr std::string_view kConv3dAten[] = {"aten.conv3d"};
+constexpr std::string_view kDeconv1dAten[] = {"aten.conv_transpose1d"};
+constexpr std::string_view kDeconv2dAten[] = {"aten.conv_transpose2d"};
+constexpr std::string_view kLinearAten[] = {"aten.linear"};
+constexpr std::string_view kAvgPool2dAten[] = {"aten.avg_pool2d"};
+constexpr std::string_view kLstmAten[] = {"aten.lstm"};
+constexpr std::string_view kGruAten[] = {"aten.gru"};
+
 constexpr ModuleKind kModules[] = {
-    // torch type        ops         per-ch int16  +bias  int6/7 ada    dmq    sym    fuse   padding
-    {"Conv2d",          kConvOps,   true,  true,  false, true,  true,  true,  false, true,  true},
-    {"Conv3d",          kConvOps,   true,  false, false, false, false, true,  true,  true,  true},
-    {"Linear",          kLinearOps, false, true,  true,  false, true,  true,  false, false, false},
-    {"ConvTranspose2d", kDeconvOps, true,  true,  false, false, true,  true,  false, false, true},
-    {"AvgPool2d",       kPoolOps,   false, false, false, false, false, false, false, false, false},
-    {"Conv1d",          kConvOps,   true,  true,  false, false, false, true,  false, true,  true},
-    {"ConvTranspose1d", kDeconvOps, true,  true,  false, false, false, true,  false, false, true},
-    {"GRU",             kGruOps,    true,  true,  false, false, false, false, false, false, false},
-    {"LSTM",            kLstmOps,   true,  true,  false, false, false, false, false, false, false},
+    // torch type        ops          aten ops        per-ch int16  +bias  int6/7 ada    dmq    sym    fuse   padding
+    {"Conv2d",           kConvOps,    kConv2dAten,    true,  true,  false, true,  true,  true,  false, true,  true},
+    {"Conv3d",           kConvOps,    kConv3dAten,    true,  false, false, false, false, true,  true,  true,  true},
+    {"Linear",           kLinearOps,  kLinearAten,    false, true,  true,  false, true,  true,  false, false, false},
+    {"ConvTranspose2d",  kDeconvOps,  kDeconv2dAten,  true,  true,  false, false, true,  true,  false, false, true},
+    {"AvgPool2d",        kPoolOps,    kAvgPool2dAten, false, false, false, false, false, false, false, false, false},
+    {"Conv1d",           kConvOps,    kConv1dAten,    true,  true,  false, false, false, true,  false, true,  true},
+    {"ConvTranspose1d",  kDeconvOps,  kDeconv1dAten,  true,  true,  false, false, false, true,  false, false, true},
+    {"GRU",              kGruOps,     kGruAten,       true,  true,  false, false, false, false, false, false, false},
+    {"LSTM",             kLstmOps,    kLstmAten,      true,  true,  false, false, false, false, false, false, false},
 };
 
 }  // namespace
@@ -57,6 +67,10 @@ const OpKind* find_op_kind(std::string_view op_type) {
 
 bool exports_to(const ModuleKind& kind, std::string_view op_type) {
   return std::find(kind.op_types.begin(), kind.op_types.end(), op_type) != kind.op_types.end();
+}
+
+bool runs_aten_op(const ModuleKind& kind, std::string_view aten_op) {
+  return std::find(kind.aten_ops.begin(), kind.aten_ops.end(), aten_op) != kind.aten_ops.end();
 }
 
 bool has_weight(const ModuleKind& kind) {

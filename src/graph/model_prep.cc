@@ -40,39 +40,46 @@ void describe_layer(const onnx::GraphProto& graph, const onnx::NodeProto& node, 
   }
 }
 
-// A module whose own call is not in the graph may still run: its weight can
-// be read directly, as F.linear(x, self.qkv.weight) or MultiheadAttention's
-// out_proj do. Say which, since "not executed" would be false then.
-std::string not_called_reason(const onnx::GraphProto& graph, const ModuleInfo& module) {
-  if (module.has_weight) {
-    const std::string weight = module.name + ".weight";
-    for (const auto& node : graph.node())
-      for (const auto& input : node.input())
-        if (input == weight)
-          return "forward() does not call the module, but node '" + node.name() + "' (" + node.op_type() +
-                 ") uses its weight directly (a functional call such as F.linear, or nn.MultiheadAttention's "
-                 "out_proj); layers used through their weight are not quantized";
-  }
-  return "the module is not executed by forward() on input_data";
+// The quantizable class a module counts as ("" if none): its own, or with
+// `quantize_subclasses` the nearest quantizable torch.nn class it derives from.
+std::string layer_type_of(const ModuleInfo& module, bool quantize_subclasses) {
+  if (is_quantizable_type(module.type)) return module.type;
+  if (quantize_subclasses)
+    for (const auto& base : module.torch_bases)
+      if (is_quantizable_type(base)) return base;
+  return "";
 }
 
-// Why a module of a quantizable class cannot be quantized ("" if it can).
+// Why a module of a quantizable class (or subclass) cannot be quantized ("" if it can).
 std::string support_problem(const onnx::GraphProto& graph, const ModuleInfo& module, const std::set<std::string>& reused,
-                            const std::map<int64_t, int>& weight_users) {
-  const ModuleKind* kind = find_module_kind(module.type);
+                            const std::map<int64_t, int>& weight_users, const WeightReaders& readers) {
+  const ModuleKind* kind = find_module_kind(module.layer_type);
   if (kind && is_recurrent(*kind))
-    return module.type + " layers are not supported yet; the layer stays in float";
+    return module.layer_type + " layers are not supported yet; the layer stays in float";
   if (kind && kind->has_padding_mode && module.padding_mode != "zeros")
     return "padding_mode '" + module.padding_mode + "' is not supported (only 'zeros')";
-  if (module.type == "Conv3d" && !module.dilation.empty() && module.dilation[0] != 1)
+  if (module.layer_type == "Conv3d" && !module.dilation.empty() && module.dilation[0] != 1)
     return "Conv3d with dilation[0] != 1 is not supported";
   if (reused.count(module.name)) return "the module is called more than once in forward()";
   const onnx::NodeProto* node = find_node(graph, module.name);
-  if (!node) return not_called_reason(graph, module);
+  if (!node) {
+    const auto problem = readers.problems.find(module.name);
+    return problem != readers.problems.end() ? problem->second : "the module is not executed by forward() on input_data";
+  }
   if (module.has_weight && weight_users.count(module.weight_id) && weight_users.at(module.weight_id) > 1)
     return "its weight is shared with another layer";
   if (!exports_to(*kind, node->op_type()))
-    return "it runs as an ONNX " + node->op_type() + " node, which is not how a " + module.type + " is quantized";
+    return "it runs as an ONNX " + node->op_type() + " node, which is not how a " + module.layer_type + " is quantized";
+  if (module.type != module.layer_type) {
+    // Calibration finds a subclass's op by its weight argument (the
+    // module's call may change the input first), which a weightless class lacks.
+    if (!has_weight(*kind))
+      return "its class " + module.type + " derives from " + module.layer_type +
+             ", which has no weight by which calibration could find the op its forward runs; subclasses of " +
+             module.layer_type + " stay in float";
+    if (const std::string problem = standard_op_problem(*node, module); !problem.empty())
+      return "its class " + module.type + " derives from " + module.layer_type + ", but " + problem;
+  }
   if (const std::string reason = unquantizable_reason(graph, *node); !reason.empty()) return reason;
   return "";
 }
@@ -117,40 +124,48 @@ void check_no_quantization_modules(const std::vector<ModuleInfo>& modules) {
              "}; pass the original float model, not a calibration model");
 }
 
-PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInfo> modules) {
+PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInfo> modules,
+                            const PrepareOptions& options) {
   PreparedModel prepared;
   prepared.model = parse_onnx_model(onnx_bytes, "exported model");
   validate_onnx_model(prepared.model, "exported model");
   onnx::GraphProto& graph = *prepared.model.mutable_graph();
 
+  for (auto& m : modules) m.layer_type = layer_type_of(m, options.quantize_subclasses);
   const std::set<std::string> reused = name_nodes_by_module(graph, modules);
   fold_weight_transposes(graph);
+  // Before constant folding, which would turn a slice or other computation
+  // of the weight into an initializer of its own and drop the parameter.
+  const WeightReaders readers = name_weight_readers(graph, modules);
   fold_constant_inputs(graph);
 
   std::map<int64_t, int> weight_users;
   for (const auto& m : modules)
-    if (m.has_weight && find_module_kind(m.type)) ++weight_users[m.weight_id];
+    if (m.has_weight && find_module_kind(m.layer_type)) ++weight_users[m.weight_id];
 
   for (const auto& m : modules) {
-    if (!is_quantizable_type(m.type)) {
+    if (m.layer_type.empty()) {
       for (const auto& base : m.torch_bases)
         if (is_quantizable_type(base)) {
           prepared.notes.push_back("module '" + m.name + "' stays in float: its class " + m.type + " derives from " +
-                                   base + ", and AMCT quantizes only the exact classes " +
-                                   "(Conv2d, Linear, ...), not subclasses");
+                                   base + ", and quantize_subclasses is false (AMCT's behaviour: only the exact " +
+                                   "classes Conv2d, Linear, ... are quantized)");
           break;
         }
       continue;
     }
     LayerInfo layer;
     layer.name = m.name;
-    layer.module_type = m.type;
+    layer.module_type = m.layer_type;
+    layer.use = readers.named.count(m.name) ? LayerUse::kWeightRead
+                : m.type != m.layer_type    ? LayerUse::kSubclassCall
+                                            : LayerUse::kCall;
     layer.has_bias = m.has_bias;
     if (const onnx::NodeProto* node = find_node(graph, m.name)) {
       layer.op_type = node->op_type();
       describe_layer(graph, *node, layer);
     }
-    layer.unsupported_reason = support_problem(graph, m, reused, weight_users);
+    layer.unsupported_reason = support_problem(graph, m, reused, weight_users, readers);
     layer.supported = layer.unsupported_reason.empty();
     prepared.info.layers.push_back(std::move(layer));
   }

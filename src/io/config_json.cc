@@ -21,6 +21,9 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
+// amct's root key beyond AMCT's schema (QuantConfig::quantize_subclasses).
+constexpr const char* kQuantizeSubclassesKey = "quantize_subclasses";
+
 void sort_layers(std::vector<LayerQuantConfig>& layers) {
   std::sort(layers.begin(), layers.end(),
             [](const LayerQuantConfig& a, const LayerQuantConfig& b) { return a.name < b.name; });
@@ -270,6 +273,8 @@ QuantConfig read_config(const Json& root, const ModelInfo& model) {
     } else if (key == "skip_fusion_layers") {
       config.skip_fusion_layers = read_string_list(key, value);
       config_schema::check_skip_fusion_layers(config.skip_fusion_layers, model);
+    } else if (key == kQuantizeSubclassesKey) {
+      config.quantize_subclasses = read_bool(key, value);
     } else if (!model.find_module(key)) {
       invalid(shorten_for_message(key) + " is an invalid layer name or parameter.");
     } else {
@@ -402,6 +407,8 @@ std::string config_to_json(const QuantConfig& config) {
   root["do_fusion"] = config.do_fusion;
   if (config.fakequant_precision_mode != "DEFAULT") root["fakequant_precision_mode"] = config.fakequant_precision_mode;
   root["skip_fusion_layers"] = config.skip_fusion_layers;
+  // Only the opt-out is written, so a default config stays one AMCT reads.
+  if (!config.quantize_subclasses) root[kQuantizeSubclassesKey] = false;
 
   std::vector<LayerQuantConfig> layers = config.layers;
   sort_layers(layers);
@@ -420,6 +427,17 @@ QuantConfig parse_config_text(const std::string& text, const std::string& origin
   const Json root = parse_json_without_duplicates(text, origin);
   try {
     return read_config(root, model);
+  } catch (const Error& error) {
+    fail(error.code(), "quant config '" + origin + "': " + error.what());
+  }
+}
+
+bool config_quantizes_subclasses(const std::string& text, const std::string& origin) {
+  const Json root = parse_json_without_duplicates(text, origin);
+  const auto found = root.is_object() ? root.find(kQuantizeSubclassesKey) : root.end();
+  if (!root.is_object() || found == root.end()) return true;
+  try {
+    return read_bool(kQuantizeSubclassesKey, *found);
   } catch (const Error& error) {
     fail(error.code(), "quant config '" + origin + "': " + error.what());
   }

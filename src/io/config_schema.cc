@@ -200,7 +200,7 @@ void check_skip_layers(const std::vector<std::string>& skip_layers, const ModelI
   for (const auto& name : skip_layers)
     if (!model.find_module(name)) invalid("Layer " + shorten_for_message(name) + " does not exist in the graph.");
   for (const auto& name : skip_layers)
-    if (!is_quantizable_type(model.find_module(name)->type)) invalid("Layer " + name + " does not support quantization.");
+    if (model.find_module(name)->layer_type.empty()) invalid("Layer " + name + " does not support quantization.");
 }
 
 void check_batch_num(int64_t batch_num) {
@@ -219,7 +219,7 @@ void check_skip_fusion_layers(const std::vector<std::string>& layers, const Mode
     const ModuleInfo* module = model.find_module(name);
     if (!module)
       invalid("Layer \"" + shorten_for_message(name) + "\" in skip_fusion_layers does not exist in the graph.");
-    const ModuleKind* kind = find_module_kind(module->type);
+    const ModuleKind* kind = find_module_kind(module->layer_type);
     if (!kind || !kind->fusable_with_bn)
       invalid("Skip fusion layer \"" + name + "\" is a " + module->type + ", but only " + python_list(fusable_types()) +
               " can be fused");

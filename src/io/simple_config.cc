@@ -111,12 +111,12 @@ void check_layer_overrides(const pb::AMCTConfig& proto, const ModelInfo& model) 
     const bool supported = layer && layer->supported;
     Capabilities target;
     target.subject = name + " layer";
-    target.symmetric_only = config_schema::is_symmetric_only(module->type);
-    target.channel_wise = is_channel_wise_type(module->type);
-    target.dmq = supported && config_schema::supports_dmq(module->type);
+    target.symmetric_only = config_schema::is_symmetric_only(module->layer_type);
+    target.channel_wise = is_channel_wise_type(module->layer_type);
+    target.dmq = supported && config_schema::supports_dmq(module->layer_type);
     target.int16 = supported && supports_int16(*layer);
-    target.ada = supported && config_schema::supports_ada(module->type);
-    target.int6_int7 = config_schema::supports_int6_int7_weights(module->type);
+    target.ada = supported && config_schema::supports_ada(module->layer_type);
+    target.int6_int7 = config_schema::supports_int6_int7_weights(module->layer_type);
     check_override(item.calibration_config(), target, "Layer " + name + " can only set asymmetric be False ");
   }
 }
@@ -255,6 +255,7 @@ QuantConfig build_config(const pb::AMCTConfig& proto, const ModelInfo& model) {
   config.do_fusion = proto.do_fusion();
   if (proto.has_fakequant_precision_mode()) config.fakequant_precision_mode = "FORCE_FP16_QUANT";
   config.skip_fusion_layers.assign(proto.skip_fusion_layers().begin(), proto.skip_fusion_layers().end());
+  config.quantize_subclasses = proto.quantize_subclasses();
 
   config_schema::check_no_repeated(skip_layers, "skip_layers");
   config_schema::check_no_repeated(skip_types, "skip_layer_types");
@@ -307,6 +308,10 @@ QuantConfig build_config(const pb::AMCTConfig& proto, const ModelInfo& model) {
 
 QuantConfig make_config_from_simple(const std::string& simple_config_path, const ModelInfo& model) {
   return make_config_from_simple_text(read_file(simple_config_path, "simple config file"), simple_config_path, model);
+}
+
+bool simple_config_quantizes_subclasses(const std::string& text, const std::string& origin) {
+  return parse_simple_config(text, origin).quantize_subclasses();
 }
 
 QuantConfig make_config_from_simple_text(const std::string& text, const std::string& origin, const ModelInfo& model) {

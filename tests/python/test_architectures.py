@@ -90,8 +90,9 @@ ARCHITECTURES = {
                          {"stem", "b1", "b3.0", "b3.2", "pool_proj.1", "fc"}, set()),
     "dense-concat": (lambda: _seeded(DenseNet), (3, 12, 12),
                      {"stem", "layers.0.2", "layers.1.2", "layers.2.2", "fc"}, set()),
+    # mha.out_proj, qkv and proj run only through their weights (MultiheadAttention, F.linear).
     "transformer-functional-linear": (lambda: _seeded(TransformerWithFunctionalLinear), (6, 16),
-                                      {"fc1", "fc2"}, {"mha.out_proj", "qkv", "proj"}),
+                                      {"fc1", "fc2", "mha.out_proj", "qkv", "proj"}, set()),
     "conv3d-without-bias": (lambda: _seeded(Net3d), (3, 6, 6, 6), {"layer1.0", "layer2"}, set()),
 }
 

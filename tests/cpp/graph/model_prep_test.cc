@@ -34,6 +34,7 @@ ModuleInfo module(const std::string& name, const std::string& type) {
   ModuleInfo m;
   m.name = name;
   m.type = type;
+  m.layer_type = is_quantizable_type(type) ? type : "";
   m.padding_mode = "zeros";
   m.has_weight = type != "BatchNorm2d" && type != "ReLU";
   m.weight_id = static_cast<int64_t>(std::hash<std::string>{}(name));
@@ -153,6 +154,75 @@ TEST(ModelPrep, RefusesModelsWithQuantizationModules) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("conv: CalibrationWrapper"), std::string::npos);
   }
+}
+
+}  // namespace
+}  // namespace amct
+
+namespace amct {
+namespace {
+
+void set_fx_node(onnx::NodeProto& node, const std::string& target) {
+  auto* p = node.add_metadata_props();
+  p->set_key("pkg.torch.onnx.fx_node");
+  p->set_value("%x : [num_users=1] = call_function[target=torch.ops." + target + "](args = (%a, %p_w), kwargs = {})");
+}
+
+TEST(WeightReaders, NamesTheLinearOpThatReadsAnUncalledModulesWeight) {
+  onnx::GraphProto g;
+  add_init(g, "attn.qkv.weight", {6, 2}, std::vector<float>(12, 0.5f));
+  auto& gemm = add_node(g, "Gemm", "node_linear", {"x", "attn.qkv.weight"}, {"y"}, "['', 'attn', 'linear']");
+  set_fx_node(gemm, "aten.linear.default");
+  std::vector<ModuleInfo> modules = {module("attn", "Attention"), module("attn.qkv", "Linear")};
+  const WeightReaders readers = name_weight_readers(g, modules);
+  EXPECT_EQ(readers.named, std::set<std::string>({"attn.qkv"}));
+  EXPECT_TRUE(readers.problems.empty());
+  EXPECT_EQ(g.node(0).name(), "attn.qkv");
+}
+
+TEST(WeightReaders, KeepsAMatMulOnATransposedWeightWithTheExactReason) {
+  onnx::GraphProto g;
+  add_init(g, "t.weight", {2, 2}, {1, 2, 3, 4});
+  auto& matmul = add_node(g, "MatMul", "node_matmul", {"x", "t.weight"}, {"y"}, "['', 'matmul']");
+  set_fx_node(matmul, "aten.matmul.default");
+  const WeightReaders readers = name_weight_readers(g, {module("", "Net"), module("t", "Linear")});
+  EXPECT_TRUE(readers.named.empty());
+  EXPECT_EQ(readers.problems.at("t"),
+            "forward() does not call the module; node 'node_matmul' (MatMul) comes from aten.matmul, not from "
+            "Linear's own op aten.linear (F.linear); a layer used through its weight is quantized only when its "
+            "class's own op reads the weight parameter itself");
+  EXPECT_EQ(g.node(0).name(), "node_matmul");
+}
+
+TEST(WeightReaders, AWeightReadTwiceOrWithoutExporterMetadataStaysUnnamed) {
+  onnx::GraphProto g;
+  add_init(g, "a.weight", {2, 2}, {1, 2, 3, 4});
+  add_init(g, "b.weight", {1, 2, 3, 3}, std::vector<float>(18, 1.0f));
+  add_node(g, "Gemm", "g1", {"x", "a.weight"}, {"y1"});
+  add_node(g, "Gemm", "g2", {"x", "a.weight"}, {"y2"});
+  add_node(g, "Conv", "c", {"z", "b.weight"}, {"y3"});
+  const WeightReaders readers =
+      name_weight_readers(g, {module("", "Net"), module("a", "Linear"), module("b", "Conv2d")});
+  EXPECT_TRUE(readers.named.empty());
+  EXPECT_EQ(readers.problems.at("a"),
+            "forward() does not call the module; its weight is read by 2 nodes ('g1' (Gemm), 'g2' (Gemm)), and a "
+            "layer used through its weight is quantized only when one op reads it");
+  EXPECT_NE(readers.problems.at("b").find("node 'c' (Conv) has no record of the torch op it comes from"),
+            std::string::npos);
+}
+
+TEST(WeightReaders, SubclassOpMustReadTheWeightParameterItself) {
+  onnx::GraphProto g;
+  auto& conv = add_node(g, "Conv", "conv", {"x", "conv.weight_1"}, {"y"});
+  set_fx_node(conv, "aten.conv2d.default");
+  ModuleInfo m = module("conv", "StandardizedConv");
+  m.layer_type = "Conv2d";
+  EXPECT_EQ(standard_op_problem(conv, m),
+            "node 'conv' (Conv) reads 'conv.weight_1' as its weight, not the module's weight parameter "
+            "'conv.weight' itself: a weight that is sliced, transposed or computed on before the op is not "
+            "quantized");
+  conv.set_input(1, "conv.weight");
+  EXPECT_EQ(standard_op_problem(conv, m), "");
 }
 
 }  // namespace

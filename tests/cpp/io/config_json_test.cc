@@ -299,3 +299,38 @@ TEST(ConfigParse, Conv3dAsymmetricIsOnlyRejectedWhenQuantized) {
 
 }  // namespace
 }  // namespace amct
+
+namespace amct {
+namespace {
+
+using namespace config_test;
+
+// ---- quantize_subclasses (beyond AMCT) --------------------------------------
+
+TEST(ConfigSubclassSwitch, WrittenOnlyWhenFalseAndReadBack) {
+  QuantConfig config = make_default_config(spec_model(), {}, 2, true);
+  EXPECT_EQ(config_to_json(config), read_text(data_path("default_batch2.json")));  // AMCT's file by default
+  config.quantize_subclasses = false;
+  const std::string text = config_to_json(config);
+  EXPECT_NE(text.find("\"skip_fusion_layers\":[],\n    \"quantize_subclasses\":false,\n"), std::string::npos);
+  EXPECT_FALSE(config_quantizes_subclasses(text, "c.json"));
+  EXPECT_FALSE(parse_config_text(text, "c.json", spec_model()).quantize_subclasses);
+  EXPECT_TRUE(config_quantizes_subclasses(read_text(data_path("default_batch2.json")), "amct.json"));
+}
+
+TEST(ConfigSubclassSwitch, NonBoolValueIsRefusedByBothReaders) {
+  const std::string text = R"({"version":1,"quantize_subclasses":1})";
+  const std::string expected = "quant config 'c.json': Type of quantize_subclasses should be bool, but is int";
+  EXPECT_EQ(error_of([&] { config_quantizes_subclasses(text, "c.json"); }), expected);
+  EXPECT_EQ(error_of([&] { parse_config_text(text, "c.json", spec_model()); }), expected);
+}
+
+TEST(ConfigSubclassSwitch, SimpleConfigFieldReachesTheJson) {
+  const std::string text = "quantize_subclasses: false\n";
+  EXPECT_FALSE(simple_config_quantizes_subclasses(text, "s.cfg"));
+  EXPECT_TRUE(simple_config_quantizes_subclasses("batch_num: 2\n", "s.cfg"));
+  EXPECT_FALSE(make_config_from_simple_text(text, "s.cfg", spec_model()).quantize_subclasses);
+}
+
+}  // namespace
+}  // namespace amct

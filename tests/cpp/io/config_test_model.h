@@ -18,6 +18,7 @@ inline void add_module(ModelInfo& model, const std::string& name, const std::str
   ModuleInfo module;
   module.name = name;
   module.type = type;
+  module.layer_type = is_quantizable_type(type) ? type : "";
   module.padding_mode = "zeros";
   model.modules.push_back(module);
 }

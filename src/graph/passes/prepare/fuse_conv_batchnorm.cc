@@ -9,9 +9,12 @@
 namespace amct {
 namespace {
 
-bool is_fusable_conv(const ModuleInfo& m) {
-  const ModuleKind* kind = find_module_kind(m.type);
-  return kind && kind->fusable_with_bn && m.padding_mode == "zeros";
+// A conv used only through its weight is left alone: its functional call may
+// not read the module's bias, which is where the fused bias would go.
+bool is_fusable_conv(const ModuleInfo& m, const ModelInfo& info) {
+  const ModuleKind* kind = find_module_kind(m.layer_type);
+  const LayerInfo* layer = info.find_layer(m.name);
+  return kind && kind->fusable_with_bn && m.padding_mode == "zeros" && (!layer || layer->use != LayerUse::kWeightRead);
 }
 
 std::vector<float> constant_values(const onnx::GraphProto& graph, const std::string& tensor) {
@@ -42,7 +45,7 @@ std::vector<FusedBatchNorm> fuse_conv_batchnorm(onnx::GraphProto& graph, const M
     const OpKind* conv_kind = conv ? find_op_kind(conv->op_type()) : nullptr;
     if (!conv_kind || !conv_kind->fusable_with_bn || conv->input_size() < 2) continue;
     const ModuleInfo* conv_module = info.find_module(conv->name());
-    if (!conv_module || !is_fusable_conv(*conv_module) || skipped.count(conv->name())) continue;
+    if (!conv_module || !is_fusable_conv(*conv_module, info) || skipped.count(conv->name())) continue;
     if (find_consumers(graph, conv->output(0)).size() != 1 || is_graph_output(graph, conv->output(0))) continue;
     if (bn_module->training) {
       notes.push_back("BatchNorm '" + bn.name() + "' is in training mode; it was not fused into '" + conv->name() +

@@ -17,8 +17,10 @@ namespace {
 constexpr const char* kNameScopesKey = "pkg.torch.onnx.name_scopes";
 
 // The ONNX op that carries a module's computation.
-bool is_primary_op(const std::string& module_type, const std::string& op_type) {
-  if (const ModuleKind* kind = find_module_kind(module_type)) return exports_to(*kind, op_type);
+bool is_primary_op(const ModuleInfo& module, const std::string& op_type) {
+  // layer_type covers the subclasses that are quantized as their base class.
+  if (const ModuleKind* kind = find_module_kind(module.layer_type)) return exports_to(*kind, op_type);
+  const std::string& module_type = module.type;
   if (module_type.rfind("BatchNorm", 0) == 0) return op_type == "BatchNormalization";
   // Activation modules are named too, as AMCT does, so outputs read like the model.
   if (module_type == "ReLU") return op_type == "Relu";
@@ -72,7 +74,7 @@ std::set<std::string> name_nodes_by_module(onnx::GraphProto& graph, const std::v
     const std::string module = innermost_module(node);
     auto it = by_name.find(module);
     if (module.empty() || it == by_name.end()) continue;
-    if (is_primary_op(it->second->type, node.op_type())) nodes_of_module[module].push_back(&node);
+    if (is_primary_op(*it->second, node.op_type())) nodes_of_module[module].push_back(&node);
   }
 
   // Exporter names never collide with module paths in practice, but make sure
