@@ -5,6 +5,7 @@
 // FileSet, so a call replaces all of them or none.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +40,9 @@ class FileSet {
   ~FileSet();
 
   void stage(const std::string& path, std::string_view data, std::string_view what);
+  // As stage(), with the file's data being `pieces` one after another (the
+  // weights of an external data file are written from where they lie).
+  void stage(const std::string& path, std::span<const std::string_view> pieces, std::string_view what);
   void commit();
 
  private:

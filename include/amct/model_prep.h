@@ -27,8 +27,8 @@ std::vector<ModuleInfo> parse_module_list(const std::string& json);
 // Refuses a model that already holds AMCT's (or our) quantization modules.
 void check_no_quantization_modules(const std::vector<ModuleInfo>& modules);
 
-// Parses the exported ONNX and runs the preparation passes.
-PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInfo> modules);
+// Validates the exported ONNX and runs the preparation passes.
+PreparedModel prepare_model(onnx::ModelProto exported, std::vector<ModuleInfo> modules);
 
 // --- the passes, one per file under src/graph/passes/ ---
 
