@@ -10,6 +10,29 @@
 #include "amct/tensor_ranges.h"
 #include "fuzz_support.h"
 
+namespace {
+
+// A model whose one initializer lies in the external file `location` of
+// onnx_external_data's sandbox.
+std::string external_seed(const std::string& location, int64_t elements) {
+  onnx::ModelProto model = amct::fuzz::fixed_model(false);
+  onnx::TensorProto& tensor = *model.mutable_graph()->add_initializer();
+  tensor.set_name("external");
+  tensor.set_data_type(onnx::TensorProto::FLOAT);
+  tensor.add_dims(elements);
+  tensor.set_data_location(onnx::TensorProto::EXTERNAL);
+  const std::pair<const char*, std::string> entries[] = {
+      {"location", location}, {"offset", "0"}, {"length", std::to_string(elements * 4)}};
+  for (const auto& [key, value] : entries) {
+    auto* entry = tensor.add_external_data();
+    entry->set_key(key);
+    entry->set_value(value);
+  }
+  return model.SerializeAsString();
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::cerr << "usage: fuzz_write_seeds <corpus dir>\n";
@@ -22,6 +45,10 @@ int main(int argc, char** argv) {
   write("onnx_save", "fixed_model.onnx", amct::fuzz::fixed_model(false).SerializeAsString());
   write("onnx_prepare", "exported_model.onnx", amct::fuzz::fixed_model(true).SerializeAsString());
   write("record_reader", "fixed_record.txt", amct::fuzz::fixed_record());
+  write("onnx_external_data", "inside.onnx", external_seed("w.bin", 16));
+  write("onnx_external_data", "subdirectory.onnx", external_seed("sub/v.bin", 4));
+  write("onnx_external_data", "link_outside.onnx", external_seed("link.bin", 16));
+  write("onnx_external_data", "parent_outside.onnx", external_seed("../secret.bin", 16));
   const amct::ModelInfo info = amct::fuzz::config_model_info();
   write("config_json", "default.json", amct::config_to_json(amct::make_default_config(info, {"dw"}, 2, true)));
   write("simple_config", "ifmr_common.cfg",
