@@ -34,7 +34,8 @@ def build_model(features):
     import torch
 
     torch.manual_seed(0)
-    model = torch.nn.Linear(features, features).eval()
+    # A layer needs a module name: the root module has none.
+    model = torch.nn.Sequential(torch.nn.Linear(features, features)).eval()
     return model, torch.randn(4, features)
 
 

@@ -66,6 +66,10 @@ std::string dims_text(std::span<const int64_t> dims);
 // Float values of a FLOAT/FLOAT16/DOUBLE tensor (raw_data or typed fields); data whose size
 // disagrees with the dims throws kInvalidArgument naming the tensor and both sizes.
 std::vector<float> tensor_to_floats(const onnx::TensorProto& tensor);
+// tensor_to_floats for a tensor that is about to be rewritten: its stored
+// data is released as soon as it is read, so that a weight of several GB is
+// not held in both forms while its new form is computed.
+std::vector<float> take_tensor_floats(onnx::TensorProto& tensor);
 // Replaces the content by FLOAT data (raw_data), keeping name and dims unless given.
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values);
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values, const std::vector<int64_t>& dims);

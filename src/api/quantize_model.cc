@@ -70,11 +70,7 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
   onnx::TensorProto* weight = find_initializer(graph, node.input(kind.weight_input));
   if (!weight) fail(ErrorCode::kRuntime, "layer '" + layer.name + "': its weight is not an initializer of the graph");
   const std::vector<int64_t> dims = tensor_dims(*weight);
-  std::vector<float> values = tensor_to_floats(*weight);
-  // The tensor gets the weight written below; dropping its bytes now means a
-  // weight is held at most twice at any point instead of three times (it may
-  // be most of a model of several GB).
-  weight->clear_raw_data();
+  std::vector<float> values = take_tensor_floats(*weight);  // rewritten below
   const ChannelMap channels = node_channel_map(node, dims);
   const QuantFormat format = QuantFormat::signed_bits(config.weight.num_bits);
   QuantizedWeight quantized =

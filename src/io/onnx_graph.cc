@@ -369,6 +369,15 @@ std::vector<float> tensor_to_floats(const onnx::TensorProto& tensor) {
   return out;
 }
 
+std::vector<float> take_tensor_floats(onnx::TensorProto& tensor) {
+  std::vector<float> values = tensor_to_floats(tensor);
+  tensor.clear_raw_data();
+  tensor.clear_float_data();
+  tensor.clear_int32_data();
+  tensor.clear_double_data();
+  return values;
+}
+
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values) {
   set_float_tensor(tensor, values, tensor_dims(tensor));
 }
