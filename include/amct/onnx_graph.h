@@ -27,6 +27,9 @@ onnx::ModelProto parse_onnx_model(std::string_view bytes, const std::string& ori
 // with a clear error (stage_onnx_model in onnx_external_data.h moves large
 // initializers out instead).
 void save_onnx_model(const onnx::ModelProto& model, const std::string& path);
+// Throws the error save_onnx_model gives for a model too large for one
+// protobuf message (2 GiB).
+void check_model_size(const onnx::ModelProto& model, const std::string& path);
 // The bytes save_onnx_model writes to `path` (named in errors).
 std::string serialize_onnx_model(const onnx::ModelProto& model, const std::string& path);
 

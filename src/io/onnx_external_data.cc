@@ -191,6 +191,19 @@ void load_tensor(const ExternalTensor& item, const fs::path& dir, DataFiles& fil
   tensor.clear_data_location();
 }
 
+// Serializes `model` straight into its staged file: its bytes are never held
+// as one string beside the model.
+void stage_serialized(FileSet& files, const onnx::ModelProto& model, const std::string& path) {
+  check_model_size(model, path);
+  files.stage(
+      path,
+      [&](int fd) {
+        if (!model.SerializeToFileDescriptor(fd))
+          fail(ErrorCode::kIoError, "ONNX model: writing '" + path + "' failed: " + std::strerror(errno));
+      },
+      "ONNX model");
+}
+
 constexpr uint64_t kAlignment = 4096;  // page-aligned offsets let readers map the data
 
 // Bytes each moved tensor adds to the .onnx file: its external_data entries.
@@ -250,7 +263,7 @@ std::vector<std::string> stage_onnx_model(FileSet& files, onnx::ModelProto model
   for (size_t i = 0; i < candidates.size() && size >= rule.limit; ++i)
     if (!taken[i]) take(i);
   if (moved.empty()) {
-    files.stage(path, serialize_onnx_model(model, path), "ONNX model");
+    stage_serialized(files, model, path);
     return {};
   }
 
@@ -283,7 +296,7 @@ std::vector<std::string> stage_onnx_model(FileSet& files, onnx::ModelProto model
       entry->set_value(value);
     }
   }
-  const std::string shell = serialize_onnx_model(model, path);
+  check_model_size(model, path);  // before GBs of data are written
   const fs::path dir = fs::path(path).parent_path();
   std::vector<std::string> written;
   for (const auto& [name, file] : data_files) {
@@ -291,7 +304,7 @@ std::vector<std::string> stage_onnx_model(FileSet& files, onnx::ModelProto model
     files.stage(data_path, file.pieces, "ONNX external data file");
     written.push_back(data_path);
   }
-  files.stage(path, shell, "ONNX model");
+  stage_serialized(files, model, path);
   return written;
 }
 

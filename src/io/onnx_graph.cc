@@ -1,12 +1,18 @@
 #include "amct/onnx_graph.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "amct/error.h"
 #include "amct/file_io.h"
@@ -28,18 +34,35 @@ onnx::ModelProto parse_onnx_model(std::string_view bytes, const std::string& ori
 }
 
 onnx::ModelProto load_onnx_model(const std::string& path, std::set<std::string>* was_external) {
-  onnx::ModelProto model = parse_onnx_model(read_file(path, "ONNX model"), path);
+  // Parsed from the file as it is read: the file's bytes are never held
+  // beside the model (a model of up to 2 GB would be held twice).
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) fail(ErrorCode::kNotFound, "ONNX model '" + path + "' does not exist");
+  if (std::filesystem::is_directory(path, ec)) invalid("ONNX model '" + path + "' is a directory, expected a file");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(ErrorCode::kIoError, "ONNX model '" + path + "' cannot be read: " + std::strerror(errno));
+  struct stat st;
+  const bool empty = ::fstat(fd, &st) == 0 && st.st_size == 0;
+  onnx::ModelProto model;
+  const bool parsed = !empty && model.ParseFromFileDescriptor(fd);
+  ::close(fd);
+  if (!parsed) invalid("'" + path + "' is not a valid ONNX model (protobuf parsing failed)");
+  if (!model.has_graph()) invalid("'" + path + "' is not a valid ONNX model: it has no graph");
   std::set<std::string> external = load_external_data(model, path);
   if (was_external) *was_external = std::move(external);
   return model;
 }
 
-std::string serialize_onnx_model(const onnx::ModelProto& model, const std::string& path) {
+void check_model_size(const onnx::ModelProto& model, const std::string& path) {
   const size_t size = model.ByteSizeLong();
   if (size >= (size_t{1} << 31) - 1)
     fail(ErrorCode::kRuntime, "model for '" + path + "' is " + std::to_string(size) +
                                   " bytes; protobuf cannot write 2 GiB or more in one message, and only initializers "
                                   "in raw_data can move to external data files");
+}
+
+std::string serialize_onnx_model(const onnx::ModelProto& model, const std::string& path) {
+  check_model_size(model, path);
   std::string bytes;
   if (!model.SerializeToString(&bytes)) fail(ErrorCode::kRuntime, "cannot serialize the ONNX model for '" + path + "'");
   return bytes;
