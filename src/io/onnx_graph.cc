@@ -394,10 +394,13 @@ std::vector<float> tensor_to_floats(const onnx::TensorProto& tensor) {
 
 std::vector<float> take_tensor_floats(onnx::TensorProto& tensor) {
   std::vector<float> values = tensor_to_floats(tensor);
+  // clear_*() keeps a field's allocation for reuse; swapping with empty
+  // containers returns it.
+  std::string().swap(*tensor.mutable_raw_data());
   tensor.clear_raw_data();
-  tensor.clear_float_data();
-  tensor.clear_int32_data();
-  tensor.clear_double_data();
+  google::protobuf::RepeatedField<float>().Swap(tensor.mutable_float_data());
+  google::protobuf::RepeatedField<int32_t>().Swap(tensor.mutable_int32_data());
+  google::protobuf::RepeatedField<double>().Swap(tensor.mutable_double_data());
   return values;
 }
 
