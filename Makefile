@@ -58,7 +58,7 @@ FUZZ_RUNS ?=
 FUZZ_SEED ?= 0
 # target:max_len, the largest input each target mutates to (a few times its largest seed).
 FUZZ_TARGETS := record_reader:4096 config_json:8192 simple_config:4096 tensor_ranges:2048 \
-	onnx_save:16384 onnx_prepare:16384
+	onnx_save:16384 onnx_prepare:16384 onnx_external_data:16384
 # New inputs the fuzzers find stay out of the source tree.
 FUZZ_WORK := build/fuzz-work
 

@@ -7,7 +7,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   amct::fuzz::expect_clear_error([&] {
     const amct::PreparedModel prepared =
-        amct::prepare_model(amct::fuzz::as_string(data, size), amct::fuzz::fixed_modules());
+        amct::prepare_model(amct::parse_onnx_model(amct::fuzz::as_string(data, size), "fuzz.onnx"),
+                            amct::fuzz::fixed_modules());
     for (const int64_t target : {11, 21}) {
       amct::fuzz::expect_clear_error([&] {
         onnx::ModelProto converted = prepared.model;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "amct/layers.h"
+#include "onnx/onnx.pb.h"
 
 namespace amct {
 
@@ -71,7 +72,7 @@ class BalanceRecorder {
 // empty and returns the recorder of the DMQ layers in named_modules() order.
 // `notes` receives what the user should know.
 std::unique_ptr<BalanceRecorder> quantize_preprocess(const std::string& config_file, const std::string& record_file,
-                                                     const std::string& onnx_bytes, std::vector<ModuleInfo> modules,
+                                                     onnx::ModelProto exported, std::vector<ModuleInfo> modules,
                                                      std::vector<std::string>& notes);
 
 }  // namespace amct

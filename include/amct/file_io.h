@@ -5,6 +5,8 @@
 // FileSet, so a call replaces all of them or none.
 #pragma once
 
+#include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -39,6 +41,13 @@ class FileSet {
   ~FileSet();
 
   void stage(const std::string& path, std::string_view data, std::string_view what);
+  // As stage(), with the file's data being `pieces` one after another (the
+  // weights of an external data file are written from where they lie).
+  void stage(const std::string& path, std::span<const std::string_view> pieces, std::string_view what);
+  // As stage(), with `write` writing the data to the open temporary file
+  // (a model serialized straight to the file, never held as one string);
+  // it throws on failure.
+  void stage(const std::string& path, const std::function<void(int fd)>& write, std::string_view what);
   void commit();
 
  private:

@@ -37,8 +37,8 @@ struct PrepareOptions {
   bool quantize_subclasses = true;
 };
 
-// Parses the exported ONNX and runs the preparation passes.
-PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInfo> modules,
+// Validates the exported ONNX and runs the preparation passes.
+PreparedModel prepare_model(onnx::ModelProto exported, std::vector<ModuleInfo> modules,
                             const PrepareOptions& options = {});
 
 // --- the passes, one per file under src/graph/passes/ ---

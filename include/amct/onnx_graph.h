@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -13,10 +15,21 @@
 
 namespace amct {
 
-onnx::ModelProto load_onnx_model(const std::string& path);
-onnx::ModelProto parse_onnx_model(const std::string& bytes, const std::string& origin);
-// Serializes and writes atomically; graph outputs above 2 GB are refused with a clear error.
+// Reads a model file; tensors stored in external data files (resolved
+// relative to the model's directory, onnx_external_data.h) are read into
+// raw_data. The names of the initializers that were external go to
+// `was_external` when given.
+onnx::ModelProto load_onnx_model(const std::string& path, std::set<std::string>* was_external = nullptr);
+// Parses serialized bytes; external data cannot be resolved without a file
+// (validate_onnx_model refuses it).
+onnx::ModelProto parse_onnx_model(std::string_view bytes, const std::string& origin);
+// Serializes and writes atomically; a model of 2 GiB or more is refused
+// with a clear error (stage_onnx_model in onnx_external_data.h moves large
+// initializers out instead).
 void save_onnx_model(const onnx::ModelProto& model, const std::string& path);
+// Throws the error save_onnx_model gives for a model too large for one
+// protobuf message (2 GiB).
+void check_model_size(const onnx::ModelProto& model, const std::string& path);
 // The bytes save_onnx_model writes to `path` (named in errors).
 std::string serialize_onnx_model(const onnx::ModelProto& model, const std::string& path);
 
@@ -44,6 +57,9 @@ void topological_sort(onnx::GraphProto& graph);
 const onnx::TensorProto* resolve_constant(const onnx::GraphProto& graph, const std::string& tensor);
 
 std::vector<int64_t> tensor_dims(const onnx::TensorProto& tensor);
+// Bits per element of the ONNX data types whose raw_data size is fixed by the
+// dims; 0 for STRING and types this build does not know.
+int element_bits(int32_t type);
 // The element count of `dims`; a negative dim or a product that overflows
 // int64 throws kInvalidArgument naming `what` ("tensor 'w'") and the dims.
 int64_t checked_numel(std::span<const int64_t> dims, const std::string& what);
@@ -53,6 +69,10 @@ std::string dims_text(std::span<const int64_t> dims);
 // Float values of a FLOAT/FLOAT16/DOUBLE tensor (raw_data or typed fields); data whose size
 // disagrees with the dims throws kInvalidArgument naming the tensor and both sizes.
 std::vector<float> tensor_to_floats(const onnx::TensorProto& tensor);
+// tensor_to_floats for a tensor that is about to be rewritten: its stored
+// data is released as soon as it is read, so that a weight of several GB is
+// not held in both forms while its new form is computed.
+std::vector<float> take_tensor_floats(onnx::TensorProto& tensor);
 // Replaces the content by FLOAT data (raw_data), keeping name and dims unless given.
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values);
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values, const std::vector<int64_t>& dims);

@@ -22,7 +22,8 @@ namespace amct {
 //  - no cycles;
 //  - every initializer and tensor attribute has a data type, non-negative
 //    dims whose product fits in int64, and exactly the data its dims and type
-//    call for; data in external files is refused (not supported).
+//    call for; data still in external files is refused (load_onnx_model
+//    reads it into the model; parsed bytes cannot reach it).
 void validate_onnx_model(const onnx::ModelProto& model, const std::string& origin);
 
 }  // namespace amct

@@ -62,19 +62,26 @@ struct QuantizeOptions {
   static constexpr int64_t kDefaultOpset = 11;
   static constexpr int64_t kMinOpset = 11;
   static constexpr int64_t kMaxOpset = 21;
+  // A modified ONNX whose serialized size would reach this many bytes has its
+  // largest initializers moved to "<modfied_onnx_file>.data" until it fits
+  // (onnx_external_data.h); smaller values are for tests and tools.
+  size_t external_data_limit = 2'000'000'000;
 };
 
+// `exported` is the torch exporter's model (parse_onnx_model of its bytes, or
+// load_onnx_model of its file when its weights are in external data).
+//
 // Runs the whole weight side of quantize_model and writes modified_onnx_file,
 // record_file and its sidecar "<record_file>.amct.json" (all together, after
 // every check has passed).
 QuantizeResult quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
-                              const std::string& record_file, const std::string& onnx_bytes,
+                              const std::string& record_file, onnx::ModelProto exported,
                               std::vector<ModuleInfo> modules, const QuantizeOptions& options = {});
 
 // create_quant_config (docs/amct-reference.md#create_quant_config): the config JSON from parameters, or from a
 // simple config file when `simple_config_file` is not empty. `quantize_subclasses`
 // (beyond AMCT) applies without a simple config; a simple config says it itself.
-void create_quant_config(const std::string& config_file, const std::string& onnx_bytes,
+void create_quant_config(const std::string& config_file, onnx::ModelProto exported,
                          std::vector<ModuleInfo> modules, const std::vector<std::string>& skip_layers,
                          int64_t batch_num, bool activation_offset, const std::string& simple_config_file,
                          bool quantize_subclasses = true);

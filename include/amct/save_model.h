@@ -21,6 +21,8 @@
 // float in this model. See src/graph/passes/qdq_*_pass.cc.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,10 @@ struct SaveOptions {
   // skipped with a warning instead of failing the call.
   bool qdq_optional = false;
   int64_t qdq_opset = 0;   // 0: the lowest opset that holds it (13 or the model's)
+  // A model whose serialized size would reach this many bytes has its largest
+  // initializers moved to external data files until it fits (AMCT's rule,
+  // onnx_external_data.h); smaller values are for tests and tools.
+  size_t external_data_limit = 2'000'000'000;
 };
 
 struct SaveResult {

@@ -2,6 +2,7 @@
 parses a file, computes a statistic or rewrites a graph is in the C++ core."""
 
 import copy
+import itertools
 import logging
 import os
 
@@ -12,7 +13,7 @@ from amct_pytorch.errors import AmctTypeError, AmctValueError
 from amct_pytorch import _amct
 from amct_pytorch.calibration import CALIBRATION_MARK, build_calibration_model
 from amct_pytorch.dmq import build_balancing_model
-from amct_pytorch.export import describe_modules, export_onnx
+from amct_pytorch.export import describe_modules, exported_model
 
 logger = logging.getLogger("amct_pytorch")
 
@@ -26,16 +27,50 @@ def _check_type(func, name, value, expected, allow_none=False):
 
 
 def _copy_model(model):
+    """A copy of `model` whose modules are new but whose parameters and
+    buffers are still the user's tensors: the weights (possibly GBs) are not
+    copied to export them. _own_tensors() copies those the caller keeps."""
     # A calibration model holds a C++ calibrator that cannot be copied: refuse
     # models with quantization modules before trying.
     _amct.check_no_quantization_modules(describe_modules(model))
     if hasattr(model, CALIBRATION_MARK):
         raise RuntimeError("the model is a calibration model (its layers used through their weight are observed by "
                            "amct); pass the original float model, not a calibration model")
+    memo = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
     try:
-        return copy.deepcopy(model)
+        return copy.deepcopy(model, memo)
     except Exception as error:
         raise RuntimeError(f"the model cannot be deep-copied, so it cannot be quantized without modifying it: {error}") from error
+
+
+def _own_tensors(work, model):
+    """Gives `work` its own copy of each parameter and buffer it still shares
+    with the user's `model` (one copy per tensor, so tied weights stay tied)."""
+    shared = {id(t) for t in itertools.chain(model.parameters(), model.buffers())}
+    copies = {}
+    for module in work.modules():
+        for name, param in list(module._parameters.items()):
+            if param is not None and id(param) in shared:
+                if id(param) not in copies:
+                    copies[id(param)] = torch.nn.Parameter(param.detach().clone(), requires_grad=param.requires_grad)
+                module._parameters[name] = copies[id(param)]
+        for name, buffer in list(module._buffers.items()):
+            if buffer is not None and id(buffer) in shared:
+                if id(buffer) not in copies:
+                    copies[id(buffer)] = buffer.clone()
+                module._buffers[name] = copies[id(buffer)]
+    return work
+
+
+def _check_limit(func, external_data_limit):
+    _check_type(func, "external_data_limit", external_data_limit, int, allow_none=True)
+    if external_data_limit is not None and (isinstance(external_data_limit, bool) or external_data_limit < 1):
+        raise AmctValueError(f"{func}(): external_data_limit must be a positive number of bytes, got {external_data_limit!r}")
+    return _DEFAULT_EXTERNAL_DATA_LIMIT if external_data_limit is None else external_data_limit
+
+
+# AMCT moves initializers to external data files from this serialized size on.
+_DEFAULT_EXTERNAL_DATA_LIMIT = 2_000_000_000
 
 
 def create_quant_config(config_file, model, input_data, skip_layers=None, batch_num=1, activation_offset=True,
@@ -61,9 +96,9 @@ def create_quant_config(config_file, model, input_data, skip_layers=None, batch_
     if batch_num <= 0:
         raise AmctValueError(f"{func}(): batch_num must be greater than zero, got {batch_num}")
     work = _copy_model(model)
-    onnx_bytes = export_onnx(work, input_data)
-    _amct.create_quant_config(os.fspath(config_file), onnx_bytes, describe_modules(work), list(skip_layers or []),
-                              batch_num, activation_offset, config_defination or "", quantize_subclasses)
+    with exported_model(work, input_data, near=config_file) as exported:
+        _amct.create_quant_config(os.fspath(config_file), exported, describe_modules(work), list(skip_layers or []),
+                                  batch_num, activation_offset, config_defination or "", quantize_subclasses)
 
 
 def quantize_preprocess(config_file, record_file, model, input_data):
@@ -79,13 +114,15 @@ def quantize_preprocess(config_file, record_file, model, input_data):
     _check_type(func, "record_file", record_file, str)
     _check_type(func, "model", model, torch.nn.Module)
     work = _copy_model(model)
-    onnx_bytes = export_onnx(work, input_data)
-    result = _amct.quantize_preprocess(config_file, record_file, onnx_bytes, describe_modules(work))
-    return build_balancing_model(work, result)
+    with exported_model(work, input_data, near=record_file) as exported:
+        result = _amct.quantize_preprocess(config_file, record_file, exported, describe_modules(work))
+    # The wrappers run the user's modules: give the copy its own tensors.
+    return _own_tensors(build_balancing_model(work, result), model)
 
 
 def quantize_model(config_file, modfied_onnx_file, record_file, model, input_data, input_names=None,
-                   output_names=None, dynamic_axes=None, *, opset_version=11, fake_quantize_deconv_weights=False):
+                   output_names=None, dynamic_axes=None, *, opset_version=11, fake_quantize_deconv_weights=False,
+                   external_data_limit=None):
     """Returns the calibration model; writes the modified ONNX and the weight
     part of the record file (docs/amct-reference.md#quantize_model). The
     user's model is not modified.
@@ -96,6 +133,10 @@ def quantize_model(config_file, modfied_onnx_file, record_file, model, input_dat
       15) up to 21.
     - fake_quantize_deconv_weights: calibrate on fake-quantized ConvTranspose
       weights, like every other layer, instead of AMCT's float ones.
+    - external_data_limit: from this serialized size on (default
+      2,000,000,000 bytes, AMCT's) the largest initializers of the modified
+      ONNX go to "<modfied_onnx_file>.data" (ONNX external data) until the
+      rest fits; a small value forces it.
     """
     func = "quantize_model"
     _check_type(func, "config_file", config_file, str)
@@ -104,27 +145,30 @@ def quantize_model(config_file, modfied_onnx_file, record_file, model, input_dat
     _check_type(func, "model", model, torch.nn.Module)
     _check_type(func, "opset_version", opset_version, int)
     _check_type(func, "fake_quantize_deconv_weights", fake_quantize_deconv_weights, bool)
+    limit = _check_limit(func, external_data_limit)
     calibration_model, _ = quantize_for_calibration(config_file, modfied_onnx_file, record_file, model, input_data,
                                                     input_names, output_names, dynamic_axes, opset_version,
-                                                    fake_quantize_deconv_weights)
+                                                    fake_quantize_deconv_weights, limit)
     return calibration_model
 
 
 def quantize_for_calibration(config_file, modfied_onnx_file, record_file, model, input_data, input_names,
-                             output_names, dynamic_axes, opset_version=11, fake_quantize_deconv_weights=False):
+                             output_names, dynamic_axes, opset_version=11, fake_quantize_deconv_weights=False,
+                             external_data_limit=_DEFAULT_EXTERNAL_DATA_LIMIT):
     """quantize_model without the argument checks; returns the calibration
     model and the core's result (layers, fused BatchNorms, calibrator)."""
     work = _copy_model(model)
-    onnx_bytes = export_onnx(work, input_data, input_names, output_names, dynamic_axes)
-    result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, onnx_bytes, describe_modules(work),
-                                  opset_version, fake_quantize_deconv_weights)
-    return build_calibration_model(work, result), result
+    with exported_model(work, input_data, input_names, output_names, dynamic_axes, near=modfied_onnx_file) as exported:
+        result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, exported, describe_modules(work),
+                                      opset_version, fake_quantize_deconv_weights, external_data_limit)
+    # The quantized layers get the core's weights; the rest copies of the user's.
+    return _own_tensors(build_calibration_model(work, result), model), result
 
 
 _SAVE_OUTPUTS = ("deploy", "fake_quant", "qdq")
 
 
-def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_opset=None):
+def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_opset=None, external_data_limit=None):
     """Writes <save_path>_deploy_model.onnx, <save_path>_fake_quant_model.onnx
     (docs/amct-reference.md#save_model) and <save_path>_qdq_model.onnx
     (standard QDQ ONNX) from the modified ONNX and the calibrated record.
@@ -132,12 +176,16 @@ def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_o
     three, where a QDQ model that cannot be written (its opset cannot hold the
     graph) is skipped with a warning instead of an error. The QDQ model's opset
     is the modified model's, at least 13, unless `qdq_opset` says otherwise.
-    Returns the paths written."""
+    A model whose serialized size reaches `external_data_limit` (default
+    2,000,000,000 bytes) keeps its largest initializers in external data
+    files beside it (docs/amct-reference.md#output-files).
+    Returns the paths of the models written."""
     func = "save_model"
     _check_type(func, "modfied_onnx_file", modfied_onnx_file, str)
     _check_type(func, "record_file", record_file, str)
     _check_type(func, "save_path", save_path, str)
     _check_type(func, "qdq_opset", qdq_opset, int, allow_none=True)
+    limit = _check_limit(func, external_data_limit)
     qdq_optional = outputs is None
     if outputs is None:
         outputs = _SAVE_OUTPUTS
@@ -148,7 +196,8 @@ def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_o
         raise AmctValueError(f"{func}: unknown output {unknown[0]!r}; expected a subset of {_SAVE_OUTPUTS}")
     written, warnings = _amct.save_model(modfied_onnx_file, record_file, save_path, deploy="deploy" in outputs,
                                          fake_quant="fake_quant" in outputs, qdq="qdq" in outputs,
-                                         qdq_optional=qdq_optional, qdq_opset=qdq_opset or 0)
+                                         qdq_optional=qdq_optional, qdq_opset=qdq_opset or 0,
+                                         external_data_limit=limit)
     for warning in warnings:
         logger.warning("%s", warning)
     return written

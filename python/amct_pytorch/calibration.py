@@ -144,23 +144,22 @@ CALIBRATION_MARK = "_amct_weight_op_observer"
 
 
 def build_calibration_model(model, result):
-    """Applies the core's results to `model` (a copy owned by the caller)."""
+    """Applies the core's results to `model` (a copy made for the caller)."""
     calibrator = result["calibrator"]
     for _conv, batchnorm in result["fused_batchnorms"]:
         set_submodule(model, batchnorm, nn.Identity())
     observed_at_op = []
     for index, layer in enumerate(result["layers"]):
         module = model.get_submodule(layer["name"])
-        with torch.no_grad():
-            if layer["weight"] is not None:
-                weight = torch.from_numpy(layer["weight"]).to(module.weight.dtype)
-                module.weight.copy_(weight.reshape(module.weight.shape))
+        # New parameters over the core's arrays (not copied): `model` may
+        # still share its tensors with the user's model.
+        if layer["weight"] is not None:
+            old = module.weight
+            weight = torch.from_numpy(layer["weight"]).to(old.dtype).reshape(old.shape)
+            module.weight = nn.Parameter(weight, requires_grad=old.requires_grad)
             if layer["bias"] is not None:
-                bias = torch.from_numpy(layer["bias"]).to(module.weight.dtype)
-                if module.bias is None:
-                    module.bias = nn.Parameter(bias, requires_grad=module.weight.requires_grad)
-                else:
-                    module.bias.copy_(bias)
+                bias = torch.from_numpy(layer["bias"]).to(old.dtype)
+                module.bias = nn.Parameter(bias, requires_grad=old.requires_grad)
         if layer["observe_at"] == "weight_op":
             if layer["balance_factor"] is not None:
                 raise AmctValueError(f"layer '{layer['name']}': DMQ balancing needs the layer's module call to divide "

@@ -5,6 +5,12 @@ ONNX node the module scopes it came from, which the C++ core uses to name
 nodes after torch modules. The exporter's graph optimizer is turned off so
 that BatchNorm nodes and parameter names survive for our own passes.
 
+Models with large weights are not handed over as bytes: the exporter writes
+them to a temporary model file whose weights are in an external data file
+(ONNX external data), which the core reads. Bytes would hold the weights
+three times over (the exporter's proto, its serialization, the core's parse)
+and cannot exceed protobuf's 2 GiB.
+
 The exporter is not thread-safe: two exports at once in one process fail or
 return a graph without module scopes (then "No layer support quantization").
 It also changes process-wide state around the export (warning filters,
@@ -15,7 +21,9 @@ import contextlib
 import io
 import json
 import logging
+import os
 import re
+import tempfile
 import threading
 import warnings
 
@@ -65,13 +73,41 @@ def check_export_settings(input_names, output_names, dynamic_axes):
                 raise AmctValueError(f"dynamic_axes['{key}']: axis {axis} cannot be negative")
 
 
-def export_onnx(model, input_data, input_names=None, output_names=None, dynamic_axes=None):
-    """Serialized ONNX of `model` traced on `input_data`."""
+# Parameters and buffers of at least this many bytes go to the core through
+# a model file with external data instead of bytes.
+EXTERNAL_EXPORT_BYTES = 64 << 20
+
+
+def _weight_bytes(model):
+    tensors = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+@contextlib.contextmanager
+def exported_model(model, input_data, input_names=None, output_names=None, dynamic_axes=None, near=None):
+    """Exports `model` traced on `input_data` and yields what the core reads:
+    the serialized ONNX, or for weights of EXTERNAL_EXPORT_BYTES or more the
+    path of a model file with its weights in external data. That file lies
+    in a temporary directory, in the directory of the output file `near`
+    when it exists (a system temporary directory may be a RAM disk too small
+    for the weights), and is removed afterwards."""
     args = as_input_tuple(input_data)
     kwargs = None
     if args and isinstance(args[-1], dict):
         args, kwargs = args[:-1], args[-1]
     check_export_settings(input_names, output_names, dynamic_axes)
+    if _weight_bytes(model) < EXTERNAL_EXPORT_BYTES:
+        yield _export(model, args, kwargs, input_names, output_names, dynamic_axes, None)
+        return
+    parent = os.path.dirname(os.path.abspath(near)) if near else None
+    with tempfile.TemporaryDirectory(prefix=".amct-export-", dir=parent if parent and os.path.isdir(parent) else None) as tmp:
+        path = os.path.join(tmp, "exported.onnx")
+        _export(model, args, kwargs, input_names, output_names, dynamic_axes, path)
+        yield path
+
+
+def _export(model, args, kwargs, input_names, output_names, dynamic_axes, path):
+    """The serialized model, or (with `path`) None after writing it to `path` with external data."""
     quiet = io.StringIO()
     try:
         with _EXPORT_LOCK, warnings.catch_warnings(), contextlib.redirect_stdout(quiet), _quiet_loggers():
@@ -79,7 +115,10 @@ def export_onnx(model, input_data, input_names=None, output_names=None, dynamic_
             program = torch.onnx.export(
                 model, args, kwargs=kwargs, input_names=input_names, output_names=output_names,
                 dynamic_axes=dynamic_axes, dynamo=True, optimize=False, external_data=False)
-            # model_proto is built from the exporter's IR on first access: still the exporter's code.
+            # model_proto and save() build the proto from the exporter's IR: still the exporter's code.
+            if path is not None:
+                program.save(path, external_data=True)
+                return None
             data = program.model_proto.SerializeToString()
     except Exception as error:  # the exporter raises many types; report them uniformly
         detail = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # the exporter colours its messages

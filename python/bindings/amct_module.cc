@@ -16,6 +16,7 @@
 #include "amct/fake_quant.h"
 #include "amct/file_io.h"
 #include "amct/model_prep.h"
+#include "amct/onnx_external_data.h"
 #include "amct/onnx_graph.h"
 #include "amct/opset_conversion.h"
 #include "amct/qdq_parity.h"
@@ -81,16 +82,25 @@ void translate_error(const std::exception_ptr& error, void*) {
   }
 }
 
-std::string bytes_to_string(const nb::bytes& data) { return std::string(data.c_str(), data.size()); }
+// The exporter's model: its serialized bytes (parsed where they lie, not
+// copied), or the path of a file whose weights are in external data files.
+onnx::ModelProto exported_model(const nb::object& exported) {
+  if (nb::isinstance<nb::bytes>(exported)) {
+    const auto bytes = nb::borrow<nb::bytes>(exported);
+    return amct::parse_onnx_model(std::string_view(bytes.c_str(), bytes.size()), "exported model");
+  }
+  return amct::load_onnx_model(nb::cast<std::string>(exported));
+}
 
 nb::dict quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
-                        const std::string& record_file, const nb::bytes& onnx_bytes, const std::string& modules_json,
-                        int64_t opset_version, bool fake_quantize_deconv_weights) {
+                        const std::string& record_file, const nb::object& exported, const std::string& modules_json,
+                        int64_t opset_version, bool fake_quantize_deconv_weights, size_t external_data_limit) {
   amct::QuantizeOptions options;
   options.opset_version = opset_version;
   options.fake_quantize_deconv_weights = fake_quantize_deconv_weights;
+  options.external_data_limit = external_data_limit;
   amct::QuantizeResult result =
-      amct::quantize_model(config_file, modified_onnx_file, record_file, bytes_to_string(onnx_bytes),
+      amct::quantize_model(config_file, modified_onnx_file, record_file, exported_model(exported),
                            amct::parse_module_list(modules_json), options);
   nb::list layers;
   std::vector<std::string> names;
@@ -253,10 +263,10 @@ void bind_auto_calibration(nb::module_& m) {
 }
 
 nb::dict quantize_preprocess(const std::string& config_file, const std::string& record_file,
-                             const nb::bytes& onnx_bytes, const std::string& modules_json) {
+                             const nb::object& exported, const std::string& modules_json) {
   std::vector<std::string> notes;
   std::unique_ptr<amct::BalanceRecorder> recorder = amct::quantize_preprocess(
-      config_file, record_file, bytes_to_string(onnx_bytes), amct::parse_module_list(modules_json), notes);
+      config_file, record_file, exported_model(exported), amct::parse_module_list(modules_json), notes);
   nb::list layers;
   for (size_t i = 0; i < recorder->layer_count(); ++i) {
     const amct::BalanceLayer& layer = recorder->layer(i);
@@ -296,40 +306,42 @@ NB_MODULE(_amct, m) {
 
   m.def(
       "create_quant_config",
-      [](const std::string& config_file, const nb::bytes& onnx_bytes, const std::string& modules_json,
+      [](const std::string& config_file, const nb::object& exported, const std::string& modules_json,
          const std::vector<std::string>& skip_layers, int64_t batch_num, bool activation_offset,
          const std::string& simple_config_file, bool quantize_subclasses) {
-        amct::create_quant_config(config_file, bytes_to_string(onnx_bytes), amct::parse_module_list(modules_json),
+        amct::create_quant_config(config_file, exported_model(exported), amct::parse_module_list(modules_json),
                                   skip_layers, batch_num, activation_offset, simple_config_file, quantize_subclasses);
       },
-      nb::arg("config_file"), nb::arg("onnx_bytes"), nb::arg("modules_json"), nb::arg("skip_layers"),
+      nb::arg("config_file"), nb::arg("exported"), nb::arg("modules_json"), nb::arg("skip_layers"),
       nb::arg("batch_num"), nb::arg("activation_offset"), nb::arg("simple_config_file"),
       nb::arg("quantize_subclasses") = true);
 
   m.def("quantize_model", &quantize_model, nb::arg("config_file"), nb::arg("modified_onnx_file"),
-        nb::arg("record_file"), nb::arg("onnx_bytes"), nb::arg("modules_json"),
+        nb::arg("record_file"), nb::arg("exported"), nb::arg("modules_json"),
         nb::arg("opset_version") = amct::QuantizeOptions::kDefaultOpset,
-        nb::arg("fake_quantize_deconv_weights") = false);
+        nb::arg("fake_quantize_deconv_weights") = false,
+        nb::arg("external_data_limit") = amct::kExternalDataLimit);
 
   m.def("quantize_preprocess", &quantize_preprocess, nb::arg("config_file"), nb::arg("record_file"),
-        nb::arg("onnx_bytes"), nb::arg("modules_json"));
+        nb::arg("exported"), nb::arg("modules_json"));
 
   m.def(
       "save_model",
       [](const std::string& modified_onnx_file, const std::string& record_file, const std::string& save_path,
-         bool deploy, bool fake_quant, bool qdq, bool qdq_optional, int64_t qdq_opset) {
+         bool deploy, bool fake_quant, bool qdq, bool qdq_optional, int64_t qdq_opset, size_t external_data_limit) {
         amct::SaveOptions options;
         options.deploy = deploy;
         options.fake_quant = fake_quant;
         options.qdq = qdq;
         options.qdq_optional = qdq_optional;
         options.qdq_opset = qdq_opset;
+        options.external_data_limit = external_data_limit;
         amct::SaveResult result = amct::save_model(modified_onnx_file, record_file, save_path, options);
         return nb::make_tuple(result.written, result.warnings);
       },
       nb::arg("modified_onnx_file"), nb::arg("record_file"), nb::arg("save_path"), nb::arg("deploy") = true,
       nb::arg("fake_quant") = true, nb::arg("qdq") = true, nb::arg("qdq_optional") = false,
-      nb::arg("qdq_opset") = 0);
+      nb::arg("qdq_opset") = 0, nb::arg("external_data_limit") = amct::kExternalDataLimit);
 
   m.def(
       "parity_metrics",
@@ -398,7 +410,8 @@ NB_MODULE(_amct, m) {
   m.def(
       "convert_opset",
       [](const nb::bytes& onnx_bytes, int64_t target) {
-        onnx::ModelProto model = amct::parse_onnx_model(bytes_to_string(onnx_bytes), "model bytes");
+        onnx::ModelProto model =
+            amct::parse_onnx_model(std::string_view(onnx_bytes.c_str(), onnx_bytes.size()), "model bytes");
         {
           nb::gil_scoped_release release;
           amct::convert_opset(model, target);

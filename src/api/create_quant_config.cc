@@ -5,7 +5,7 @@
 
 namespace amct {
 
-void create_quant_config(const std::string& config_file, const std::string& onnx_bytes,
+void create_quant_config(const std::string& config_file, onnx::ModelProto exported,
                          std::vector<ModuleInfo> modules, const std::vector<std::string>& skip_layers,
                          int64_t batch_num, bool activation_offset, const std::string& simple_config_file,
                          bool quantize_subclasses) {
@@ -19,7 +19,7 @@ void create_quant_config(const std::string& config_file, const std::string& onnx
   options.quantize_subclasses = simple_config_file.empty()
                                     ? quantize_subclasses
                                     : simple_config_quantizes_subclasses(simple_text, simple_config_file);
-  const PreparedModel prepared = prepare_model(onnx_bytes, std::move(modules), options);
+  const PreparedModel prepared = prepare_model(std::move(exported), std::move(modules), options);
   QuantConfig config;
   if (simple_config_file.empty()) {
     config = make_default_config(prepared.info, skip_layers, batch_num, activation_offset);

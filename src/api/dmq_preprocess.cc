@@ -117,13 +117,17 @@ void BalanceRecorder::write_record_locked() {
 }
 
 std::unique_ptr<BalanceRecorder> quantize_preprocess(const std::string& config_file, const std::string& record_file,
-                                                     const std::string& onnx_bytes, std::vector<ModuleInfo> modules,
+                                                     onnx::ModelProto exported, std::vector<ModuleInfo> modules,
                                                      std::vector<std::string>& notes) {
   check_output_file_name(record_file, "record_file");
   check_no_quantization_modules(modules);
-  PreparedModel prepared = prepare_model(onnx_bytes, std::move(modules));
+  // The layers are quantize_model's: they depend on the config's quantize_subclasses.
+  const std::string config_text = read_file(config_file, "quant config file");
+  PrepareOptions prepare_options;
+  prepare_options.quantize_subclasses = config_quantizes_subclasses(config_text, config_file);
+  PreparedModel prepared = prepare_model(std::move(exported), std::move(modules), prepare_options);
   onnx::GraphProto& graph = *prepared.model.mutable_graph();
-  const QuantConfig config = parse_config_file(config_file, prepared.info);
+  const QuantConfig config = parse_config_text(config_text, config_file, prepared.info);
   notes.insert(notes.end(), prepared.notes.begin(), prepared.notes.end());
 
   std::vector<const LayerQuantConfig*> dmq;

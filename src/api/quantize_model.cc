@@ -6,6 +6,7 @@
 #include "amct/int4_packing.h"
 #include "amct/layer_graph.h"
 #include "amct/model_prep.h"
+#include "amct/onnx_external_data.h"
 #include "amct/onnx_graph.h"
 #include "amct/opset_conversion.h"
 #include "amct/quantize.h"
@@ -88,12 +89,12 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
   onnx::TensorProto* weight = find_initializer(graph, node.input(kind.weight_input));
   if (!weight) fail(ErrorCode::kRuntime, "layer '" + layer.name + "': its weight is not an initializer of the graph");
   const std::vector<int64_t> dims = tensor_dims(*weight);
-  std::vector<float> values = tensor_to_floats(*weight);
+  std::vector<float> values = take_tensor_floats(*weight);  // rewritten below
   const std::span<const float> balance(record.tensor_balance_factor().data(), record.tensor_balance_factor_size());
   if (!balance.empty()) scale_weight_input_channels(values, layer_input_channel_map(graph, node), balance);
   const ChannelMap channels = node_channel_map(node, dims);
   const QuantFormat format = QuantFormat::signed_bits(config.weight.num_bits);
-  const QuantizedWeight quantized =
+  QuantizedWeight quantized =
       make_weight_quantizer(config.weight, layer.name)->quantize(values, channels, config.weight.channel_wise, format);
 
   for (float s : quantized.scale) record.add_scale_w(s);
@@ -101,8 +102,17 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
   record.set_wts_type(format.name());
 
   const bool keep_float = kind.layout == WeightLayout::kDeconv && !options.fake_quantize_deconv_weights;
-  std::vector<float> fake_quant = dequantize_weight(quantized.integers, channels, quantized.scale);
-  std::vector<float> written = keep_float ? values : fake_quant;
+  std::vector<float> written;
+  std::vector<float> fake_quant;
+  if (keep_float) {
+    fake_quant = dequantize_weight(quantized.integers, channels, quantized.scale);
+    written = std::move(values);
+  } else {
+    // The float weight goes before its replacement is built: one copy at a time.
+    std::vector<float>().swap(values);
+    written = dequantize_weight(quantized.integers, channels, quantized.scale);
+  }
+  std::vector<int32_t>().swap(quantized.integers);
   set_float_tensor(*weight, written);
   fingerprint.add_layer(layer.name, written);
   QuantizedLayer out = torch_layout(graph, node, layer, std::move(written), dims);
@@ -115,12 +125,13 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
 }  // namespace
 
 QuantizeResult quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
-                              const std::string& record_file, const std::string& onnx_bytes,
+                              const std::string& record_file, onnx::ModelProto exported,
                               std::vector<ModuleInfo> modules, const QuantizeOptions& options) {
   if (options.opset_version < QuantizeOptions::kMinOpset || options.opset_version > QuantizeOptions::kMaxOpset)
     invalid("opset_version " + std::to_string(options.opset_version) + " is not supported; expected " +
             std::to_string(QuantizeOptions::kMinOpset) + " to " + std::to_string(QuantizeOptions::kMaxOpset) +
             " (Ascend's ATC reads 11 to 15)");
+  if (options.external_data_limit == 0) invalid("quantize_model: external_data_limit must be at least 1 byte");
   check_output_file_name(modified_onnx_file, "modfied_onnx_file");
   check_output_file_name(record_file, "record_file");
   check_no_quantization_modules(modules);
@@ -128,7 +139,7 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
   const std::string config_text = read_file(config_file, "quant config file");
   PrepareOptions prepare_options;
   prepare_options.quantize_subclasses = config_quantizes_subclasses(config_text, config_file);
-  PreparedModel prepared = prepare_model(onnx_bytes, std::move(modules), prepare_options);
+  PreparedModel prepared = prepare_model(std::move(exported), std::move(modules), prepare_options);
   onnx::GraphProto& graph = *prepared.model.mutable_graph();
 
   QuantizeResult result;
@@ -186,7 +197,9 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
   // One set: a record beside a modified ONNX of another run is what the
   // fingerprint exists to catch, so never leave one by failing half way.
   FileSet files;
-  files.stage(modified_onnx_file, serialize_onnx_model(prepared.model, modified_onnx_file), "ONNX model");
+  ExternalDataRule external;
+  external.limit = options.external_data_limit;
+  stage_onnx_model(files, std::move(prepared.model), modified_onnx_file, external);
   files.stage(record_file, record_to_text(result.record), "record file");
   files.stage(record_sidecar_path(record_file), record_sidecar_json(result.weights_fingerprint), "record sidecar");
   files.commit();

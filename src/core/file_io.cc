@@ -78,6 +78,28 @@ FileSet::~FileSet() {
 }
 
 void FileSet::stage(const std::string& path, std::string_view data, std::string_view what) {
+  stage(path, std::span<const std::string_view>(&data, 1), what);
+}
+
+void FileSet::stage(const std::string& path, std::span<const std::string_view> pieces, std::string_view what) {
+  stage(
+      path,
+      [&](int fd) {
+        for (const std::string_view data : pieces) {
+          size_t written = 0;
+          while (written < data.size()) {
+            const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0)
+              fail(ErrorCode::kIoError, std::string(what) + ": writing '" + path + "' failed: " + std::strerror(errno));
+            written += static_cast<size_t>(n);
+          }
+        }
+      },
+      what);
+}
+
+void FileSet::stage(const std::string& path, const std::function<void(int fd)>& write, std::string_view what) {
   check_output_file_name(path, what);
   const fs::path target = fs::absolute(path);
   std::error_code ec;
@@ -89,16 +111,12 @@ void FileSet::stage(const std::string& path, std::string_view data, std::string_
   std::string tmp = (target.parent_path() / ("." + target.filename().string() + ".tmp" + std::string(6, 'X'))).string();
   const int fd = mkstemp(tmp.data());
   if (fd < 0) fail(ErrorCode::kIoError, std::string(what) + ": cannot write to '" + target.parent_path().string() + "': " + std::strerror(errno));
-  size_t written = 0;
-  while (written < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      std::remove(tmp.c_str());
-      fail(ErrorCode::kIoError, std::string(what) + ": writing '" + path + "' failed: " + std::strerror(err));
-    }
-    written += static_cast<size_t>(n);
+  try {
+    write(fd);
+  } catch (...) {
+    ::close(fd);
+    std::remove(tmp.c_str());
+    throw;
   }
   ::fchmod(fd, 0640);
   if (::fsync(fd) != 0 || ::close(fd) != 0) {

@@ -1,14 +1,16 @@
 // save_model (docs/amct-reference.md#save_model): checks the record against the modified ONNX, runs the
-// save passes and writes the deploy, fake-quant and QDQ models. All models
-// are built and checked in memory before the first byte is written, and
-// written as one FileSet: all of them are replaced, or none.
+// save passes and writes the deploy, fake-quant and QDQ models. Each model
+// goes to a temporary file as soon as it is built; the targets are replaced
+// at the end as one FileSet: all of them, or none.
 #include "amct/save_model.h"
 
 #include <algorithm>
 #include <optional>
+#include <set>
 
 #include "amct/error.h"
 #include "amct/file_io.h"
+#include "amct/onnx_external_data.h"
 #include "amct/onnx_graph.h"
 #include "amct/onnx_validate.h"
 #include "amct/opset_conversion.h"
@@ -20,8 +22,6 @@ namespace amct {
 namespace {
 
 constexpr size_t kMaxPrefixLength = 241;
-// protobuf cannot serialize a message of 2 GiB or more.
-constexpr size_t kMaxModelBytes = (size_t{1} << 31) - 1;
 
 void check_input_file_name(const std::string& path, const std::string& what) {
   if (path.empty()) invalid(what + ": an empty string is not a valid file name");
@@ -43,16 +43,6 @@ void drop_initializer_inputs(onnx::GraphProto& graph) {
     if (find_initializer(graph, inputs->Get(i).name())) inputs->DeleteSubrange(i, 1);
 }
 
-const char* stage_name(SaveStage stage) {
-  switch (stage) {
-    case SaveStage::kDeploy: return "deploy";
-    case SaveStage::kFakeQuant: return "fake-quant";
-    case SaveStage::kQdq: return "QDQ";
-    case SaveStage::kCommon: break;
-  }
-  return "common";
-}
-
 constexpr int64_t kMinQdqOpset = 13;  // per-axis DequantizeLinear
 
 // The QDQ passes on a copy of the modified model, converted to the QDQ opset
@@ -65,12 +55,6 @@ std::optional<onnx::ModelProto> build_qdq(const onnx::ModelProto& model, const Q
 onnx::ModelProto finish(onnx::ModelProto model, const QuantPlan& plan, SaveStage stage) {
   run_save_passes(*model.mutable_graph(), plan, stage);
   topological_sort(*model.mutable_graph());
-  const size_t bytes = model.ByteSizeLong();
-  if (bytes >= kMaxModelBytes)
-    fail(ErrorCode::kRuntime, std::string("the ") + stage_name(stage) +
-                                  " model would be " + std::to_string(bytes) +
-                                  " bytes; models of 2 GB and more need ONNX external data, "
-                                  "which is not supported yet");
   return model;
 }
 
@@ -95,7 +79,9 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
   const std::string fake_quant_path = output_model_path(save_path, "fake_quant");
   const std::string qdq_path = output_model_path(save_path, "qdq");
 
-  onnx::ModelProto model = load_onnx_model(modified_onnx_file);
+  if (options.external_data_limit == 0) invalid("save_model: external_data_limit must be at least 1 byte");
+  std::set<std::string> was_external;
+  onnx::ModelProto model = load_onnx_model(modified_onnx_file, &was_external);
   validate_onnx_model(model, modified_onnx_file);
   // Before the record checks: a record of another run fails them with
   // messages that do not say why.
@@ -107,28 +93,36 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
 
   drop_initializer_inputs(*model.mutable_graph());
   SaveResult result;
-  std::optional<onnx::ModelProto> qdq;
-  if (options.qdq) qdq = build_qdq(model, plan, options, modified_onnx_file, result.warnings);
-  run_save_passes(*model.mutable_graph(), plan, SaveStage::kCommon);
-
-  std::optional<onnx::ModelProto> fake_quant;
-  if (options.fake_quant) fake_quant = finish(model, plan, SaveStage::kFakeQuant);
-  std::optional<onnx::ModelProto> deploy;
-  if (options.deploy) deploy = finish(std::move(model), plan, SaveStage::kDeploy);
-
-  // Every output is staged before any is replaced, and replaced under a lock
-  // on the output directory: one call's outputs are one set, or the previous
-  // files stay (a deploy model beside another run's QDQ model would look
-  // like a finished run).
+  // Every output is staged (written to a temporary file) as soon as it is
+  // built and then dropped, so at most one copy of the weights besides the
+  // modified model's is held. The files are replaced together at the end,
+  // under a lock on the output directory: one call's outputs are one set, or
+  // the previous files stay (a deploy model beside another run's QDQ model
+  // would look like a finished run).
   FileSet files;
-  const auto stage = [&](const std::optional<onnx::ModelProto>& output, const std::string& path) {
-    if (!output) return;
-    files.stage(path, serialize_onnx_model(*output, path), "ONNX model");
-    result.written.push_back(path);
+  // AMCT's external files for its own outputs; ONNX's "<file>.data" for ours.
+  const auto rule = [&](const std::string& per_tensor_suffix) {
+    ExternalDataRule r;
+    r.limit = options.external_data_limit;
+    r.per_tensor_suffix = per_tensor_suffix;
+    r.always = was_external;
+    return r;
   };
-  stage(deploy, deploy_path);
-  stage(fake_quant, fake_quant_path);
-  stage(qdq, qdq_path);
+  bool qdq_staged = false;
+  if (options.qdq) {
+    if (std::optional<onnx::ModelProto> qdq = build_qdq(model, plan, options, modified_onnx_file, result.warnings)) {
+      stage_onnx_model(files, std::move(*qdq), qdq_path, rule(""));
+      qdq_staged = true;
+    }
+  }
+  run_save_passes(*model.mutable_graph(), plan, SaveStage::kCommon);
+  if (options.fake_quant)
+    stage_onnx_model(files, finish(model, plan, SaveStage::kFakeQuant), fake_quant_path, rule("_fakequant.external"));
+  if (options.deploy)
+    stage_onnx_model(files, finish(std::move(model), plan, SaveStage::kDeploy), deploy_path, rule("_deploy.external"));
+  if (options.deploy) result.written.push_back(deploy_path);
+  if (options.fake_quant) result.written.push_back(fake_quant_path);
+  if (qdq_staged) result.written.push_back(qdq_path);
   files.commit();
   return result;
 }

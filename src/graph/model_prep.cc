@@ -124,10 +124,10 @@ void check_no_quantization_modules(const std::vector<ModuleInfo>& modules) {
              "}; pass the original float model, not a calibration model");
 }
 
-PreparedModel prepare_model(const std::string& onnx_bytes, std::vector<ModuleInfo> modules,
+PreparedModel prepare_model(onnx::ModelProto exported, std::vector<ModuleInfo> modules,
                             const PrepareOptions& options) {
   PreparedModel prepared;
-  prepared.model = parse_onnx_model(onnx_bytes, "exported model");
+  prepared.model = std::move(exported);
   validate_onnx_model(prepared.model, "exported model");
   onnx::GraphProto& graph = *prepared.model.mutable_graph();
 

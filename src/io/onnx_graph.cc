@@ -1,34 +1,68 @@
 #include "amct/onnx_graph.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <limits>
 #include <map>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "amct/error.h"
 #include "amct/file_io.h"
+#include "amct/onnx_external_data.h"
 
 namespace amct {
 
-onnx::ModelProto parse_onnx_model(const std::string& bytes, const std::string& origin) {
+onnx::ModelProto parse_onnx_model(std::string_view bytes, const std::string& origin) {
   onnx::ModelProto model;
-  if (bytes.empty() || !model.ParseFromString(bytes))
+  // ParseFromArray takes an int size; a model of 2 GiB or more cannot be a
+  // protobuf message (its weights belong in external data files).
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
+    invalid("'" + origin + "' is " + std::to_string(bytes.size()) +
+            " bytes; a serialized ONNX model must be under 2 GiB (larger weights belong in external data files)");
+  if (bytes.empty() || !model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
     invalid("'" + origin + "' is not a valid ONNX model (protobuf parsing failed)");
   if (!model.has_graph()) invalid("'" + origin + "' is not a valid ONNX model: it has no graph");
   return model;
 }
 
-onnx::ModelProto load_onnx_model(const std::string& path) {
-  return parse_onnx_model(read_file(path, "ONNX model"), path);
+onnx::ModelProto load_onnx_model(const std::string& path, std::set<std::string>* was_external) {
+  // Parsed from the file as it is read: the file's bytes are never held
+  // beside the model (a model of up to 2 GB would be held twice).
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) fail(ErrorCode::kNotFound, "ONNX model '" + path + "' does not exist");
+  if (std::filesystem::is_directory(path, ec)) invalid("ONNX model '" + path + "' is a directory, expected a file");
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(ErrorCode::kIoError, "ONNX model '" + path + "' cannot be read: " + std::strerror(errno));
+  struct stat st;
+  const bool empty = ::fstat(fd, &st) == 0 && st.st_size == 0;
+  onnx::ModelProto model;
+  const bool parsed = !empty && model.ParseFromFileDescriptor(fd);
+  ::close(fd);
+  if (!parsed) invalid("'" + path + "' is not a valid ONNX model (protobuf parsing failed)");
+  if (!model.has_graph()) invalid("'" + path + "' is not a valid ONNX model: it has no graph");
+  std::set<std::string> external = load_external_data(model, path);
+  if (was_external) *was_external = std::move(external);
+  return model;
 }
 
-std::string serialize_onnx_model(const onnx::ModelProto& model, const std::string& path) {
+void check_model_size(const onnx::ModelProto& model, const std::string& path) {
   const size_t size = model.ByteSizeLong();
   if (size >= (size_t{1} << 31) - 1)
     fail(ErrorCode::kRuntime, "model for '" + path + "' is " + std::to_string(size) +
-                                  " bytes; models of 2 GB and more need ONNX external data, which is not supported yet");
+                                  " bytes; protobuf cannot write 2 GiB or more in one message, and only initializers "
+                                  "in raw_data can move to external data files");
+}
+
+std::string serialize_onnx_model(const onnx::ModelProto& model, const std::string& path) {
+  check_model_size(model, path);
   std::string bytes;
   if (!model.SerializeToString(&bytes)) fail(ErrorCode::kRuntime, "cannot serialize the ONNX model for '" + path + "'");
   return bytes;
@@ -206,6 +240,21 @@ const onnx::TensorProto* resolve_constant(const onnx::GraphProto& graph, const s
   return nullptr;
 }
 
+// Bits per element of the types whose raw_data size is fixed by the dims;
+// 0 for STRING and types this build does not know.
+int element_bits(int32_t type) {
+  switch (type) {
+    case 2: case 3: case 9: case 17: case 18: case 19: case 20: case 24: return 8;  // UINT8 INT8 BOOL FLOAT8* E8M0
+    case 4: case 5: case 10: case 16: return 16;                                  // UINT16 INT16 FLOAT16 BFLOAT16
+    case 1: case 6: case 12: return 32;                                           // FLOAT INT32 UINT32
+    case 7: case 11: case 13: case 14: return 64;                                 // INT64 DOUBLE UINT64 COMPLEX64
+    case 15: return 128;                                                          // COMPLEX128
+    case 21: case 22: case 23: return 4;                                          // UINT4 INT4 FLOAT4E2M1
+    case 25: case 26: return 2;                                                   // UINT2 INT2
+    default: return 0;
+  }
+}
+
 std::vector<int64_t> tensor_dims(const onnx::TensorProto& tensor) {
   return {tensor.dims().begin(), tensor.dims().end()};
 }
@@ -341,6 +390,18 @@ std::vector<float> tensor_to_floats(const onnx::TensorProto& tensor) {
     }
   }
   return out;
+}
+
+std::vector<float> take_tensor_floats(onnx::TensorProto& tensor) {
+  std::vector<float> values = tensor_to_floats(tensor);
+  // clear_*() keeps a field's allocation for reuse; swapping with empty
+  // containers returns it.
+  std::string().swap(*tensor.mutable_raw_data());
+  tensor.clear_raw_data();
+  google::protobuf::RepeatedField<float>().Swap(tensor.mutable_float_data());
+  google::protobuf::RepeatedField<int32_t>().Swap(tensor.mutable_int32_data());
+  google::protobuf::RepeatedField<double>().Swap(tensor.mutable_double_data());
+  return values;
 }
 
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values) {

@@ -11,6 +11,7 @@
 
 #include "amct/error.h"
 #include "amct/layer_graph.h"
+#include "amct/onnx_graph.h"
 
 namespace amct {
 namespace {
@@ -24,21 +25,6 @@ std::string type_name(int32_t type) {
   if (onnx::TensorProto::DataType_IsValid(type))
     return onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(type));
   return "data type " + std::to_string(type);
-}
-
-// Bits per element of the types whose raw_data size is fixed by the dims;
-// 0 for STRING and types this build does not know.
-int element_bits(int32_t type) {
-  switch (type) {
-    case 2: case 3: case 9: case 17: case 18: case 19: case 20: case 24: return 8;  // UINT8 INT8 BOOL FLOAT8* E8M0
-    case 4: case 5: case 10: case 16: return 16;                                  // UINT16 INT16 FLOAT16 BFLOAT16
-    case 1: case 6: case 12: return 32;                                           // FLOAT INT32 UINT32
-    case 7: case 11: case 13: case 14: return 64;                                 // INT64 DOUBLE UINT64 COMPLEX64
-    case 15: return 128;                                                          // COMPLEX128
-    case 21: case 22: case 23: return 4;                                          // UINT4 INT4 FLOAT4E2M1
-    case 25: case 26: return 2;                                                   // UINT2 INT2
-    default: return 0;
-  }
 }
 
 // The typed field a tensor of `type` stores its values in without raw_data,
@@ -113,8 +99,7 @@ class Validator {
       for (const auto& entry : t.external_data())
         if (entry.key() == "location") file = entry.value();
       reject(prefix, what + " stores its data in the external file '" + file +
-                         "'; ONNX external data is not supported: save the model with its tensors inside the "
-                         ".onnx file");
+                         "', which is read only when the model is loaded from its file");
     }
     const int32_t type = t.data_type();
     if (type == onnx::TensorProto::UNDEFINED) reject(prefix, what + " has no data type");

@@ -12,7 +12,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: amct save-model --model MODIFIED.onnx --record RECORD.txt --save-path DIR/PREFIX\n"
-    "                       [--outputs deploy,fake_quant,qdq]\n"
+    "                       [--outputs deploy,fake_quant,qdq] [--qdq-opset N]\n"
+    "                       [--external-data-limit BYTES]\n"
     "\n"
     "Writes DIR/PREFIX_deploy_model.onnx (AscendQuant/AscendDequant),\n"
     "DIR/PREFIX_fake_quant_model.onnx (standard ONNX ops) and\n"
@@ -22,7 +23,11 @@ constexpr char kUsage[] =
     "writes DIR/deploy_model.onnx, DIR/fake_quant_model.onnx and DIR/qdq_model.onnx.\n"
     "The files are replaced together or not at all, and concurrent runs on one\n"
     "save path leave the files of one run. A record written with another\n"
-    "modified ONNX (see RECORD.txt.amct.json) is refused.\n"
+    "modified ONNX (see RECORD.txt.amct.json) is refused. A modified ONNX with\n"
+    "its weights in external data files (ONNX external data) is read with them;\n"
+    "a model of 2,000,000,000 bytes or more keeps its largest initializers in\n"
+    "DIR/<initializer>_deploy.external, DIR/<initializer>_fakequant.external and\n"
+    "DIR/PREFIX_qdq_model.onnx.data, replaced together with the models.\n"
     "\n"
     "options:\n"
     "  --model PATH       modified ONNX model written by quantize_model\n"
@@ -31,6 +36,9 @@ constexpr char kUsage[] =
     "  --outputs LIST     comma-separated: deploy, fake_quant, qdq (default: all; without\n"
     "                     this option a model the QDQ form cannot hold skips it with a warning)\n"
     "  --qdq-opset N      opset of the QDQ model (default: the model's, at least 13)\n"
+    "  --external-data-limit BYTES\n"
+    "                     model size from which initializers move to external data\n"
+    "                     files (default: 2000000000)\n"
     "  -h, --help         show this help\n";
 
 SaveOptions parse_outputs(const std::string& list) {
@@ -55,7 +63,7 @@ SaveOptions parse_outputs(const std::string& list) {
 
 bool is_option(const std::string& name) {
   return name == "--model" || name == "--record" || name == "--save-path" || name == "--outputs" ||
-         name == "--qdq-opset";
+         name == "--qdq-opset" || name == "--external-data-limit";
 }
 
 int64_t parse_opset(const std::string& text) {
@@ -68,6 +76,14 @@ int64_t parse_opset(const std::string& text) {
   }
   if (used == 0 || used != text.size()) throw UsageError("--qdq-opset: '" + text + "' is not an integer");
   return value;
+}
+
+size_t parse_limit(const std::string& text) {
+  const bool digits = !text.empty() && text.size() <= 18 &&
+                      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || std::stoull(text) == 0)
+    throw UsageError("--external-data-limit: '" + text + "' is not a positive number of bytes");
+  return std::stoull(text);
 }
 
 // --name VALUE or --name=VALUE for the options listed in `values`.
@@ -104,6 +120,7 @@ int run(std::span<const std::string> args) {
   SaveOptions options = values.count("--outputs") ? parse_outputs(values.at("--outputs")) : SaveOptions{};
   options.qdq_optional = !values.count("--outputs");
   if (values.count("--qdq-opset")) options.qdq_opset = parse_opset(values.at("--qdq-opset"));
+  if (values.count("--external-data-limit")) options.external_data_limit = parse_limit(values.at("--external-data-limit"));
   const SaveResult result = save_model(values.at("--model"), values.at("--record"), values.at("--save-path"), options);
   for (const auto& warning : result.warnings) std::fprintf(stderr, "warning: %s\n", warning.c_str());
   for (const auto& path : result.written) std::printf("%s\n", path.c_str());

@@ -150,22 +150,10 @@ int64_t default_opset(const onnx::ModelProto& model) {
   return 0;
 }
 
-void convert_opset(onnx::ModelProto& model, int64_t target) {
-  if (target < kLowestOpset || target > kHighestOpset)
-    invalid("cannot convert to opset " + std::to_string(target) + ": the converter supports opsets " +
-            std::to_string(kLowestOpset) + " to " + std::to_string(kHighestOpset));
-  const int64_t source = default_opset(model);
-  if (source != 0 && (source < kLowestOpset || source > kHighestOpset))
-    invalid("cannot convert a model of opset " + std::to_string(source) + ": the converter reads opsets " +
-            std::to_string(kLowestOpset) + " to " + std::to_string(kHighestOpset));
-  for (const auto& f : model.functions())
-    for (const auto& o : f.opset_import())
-      if (is_default_domain(o.domain()) && o.version() != target)
-        invalid("cannot convert the model to opset " + std::to_string(target) + ": its local function '" + f.name() +
-                "' imports opset " + std::to_string(o.version()) + ", and functions are not converted");
+namespace {
 
-  // Work on a copy so that a refused op leaves the caller's model untouched.
-  onnx::ModelProto work = model;
+// The conversion proper, on the caller's copy of the model.
+void convert_work(onnx::ModelProto& work, int64_t source, int64_t target) {
   auto graphs = all_graphs(work);
   if (source == 0) {
     for (const auto* g : graphs)
@@ -198,6 +186,45 @@ void convert_opset(onnx::ModelProto& model, int64_t target) {
     o->set_version(target);
   }
   work.set_ir_version(ir_version_for(target));
+}
+
+}  // namespace
+
+void convert_opset(onnx::ModelProto& model, int64_t target) {
+  if (target < kLowestOpset || target > kHighestOpset)
+    invalid("cannot convert to opset " + std::to_string(target) + ": the converter supports opsets " +
+            std::to_string(kLowestOpset) + " to " + std::to_string(kHighestOpset));
+  const int64_t source = default_opset(model);
+  if (source != 0 && (source < kLowestOpset || source > kHighestOpset))
+    invalid("cannot convert a model of opset " + std::to_string(source) + ": the converter reads opsets " +
+            std::to_string(kLowestOpset) + " to " + std::to_string(kHighestOpset));
+  for (const auto& f : model.functions())
+    for (const auto& o : f.opset_import())
+      if (is_default_domain(o.domain()) && o.version() != target)
+        invalid("cannot convert the model to opset " + std::to_string(target) + ": its local function '" + f.name() +
+                "' imports opset " + std::to_string(o.version()) + ", and functions are not converted");
+
+  // Work on a copy so that a refused op leaves the caller's model untouched.
+  // The main graph's initializers (the weights, possibly GBs) move to the
+  // copy instead of being copied: until it has succeeded, conversion only
+  // appends initializers, so on failure the originals move back.
+  auto* originals = model.mutable_graph()->mutable_initializer();
+  const int original_count = originals->size();
+  onnx::ModelProto work;
+  {
+    google::protobuf::RepeatedPtrField<onnx::TensorProto> weights;
+    weights.Swap(originals);
+    work = model;
+    work.mutable_graph()->mutable_initializer()->Swap(&weights);
+  }
+  try {
+    convert_work(work, source, target);
+  } catch (...) {
+    auto* moved = work.mutable_graph()->mutable_initializer();
+    moved->DeleteSubrange(original_count, moved->size() - original_count);
+    originals->Swap(moved);
+    throw;
+  }
   model.Swap(&work);
 }
 

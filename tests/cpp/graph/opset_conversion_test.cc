@@ -586,6 +586,25 @@ TEST(OpsetConversion, OpWithoutFormNamesOpNodeModuleAndLowestOpset) {
   EXPECT_EQ(op_types(m), std::vector<std::string>{"Trilu"});
 }
 
+TEST(OpsetConversion, RefusedConversionGivesBackTheInitializersItMoved) {
+  // The initializers move to the working copy rather than being copied
+  // (they may be GBs of weights); the Squeeze converts before the Trilu is
+  // refused, and the refusal moves both initializers back, in order.
+  auto m = make_model(13);
+  add_ints(m, "axes", {0});
+  add_ints(m, "pads", {0, 0, 0, 0, 0, 0, 0, 0});
+  add(m, "Squeeze", "squeeze", {"x", "axes"}, {"s"});
+  add(m, "Trilu", "node_triu", {"s"}, {"y"});
+  const onnx::ModelProto before = m;
+  EXPECT_NE(conversion_error(m, 11).find("Trilu has no form below opset 14"), std::string::npos);
+  try {
+    convert_opset(m, 11);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error&) {
+  }
+  EXPECT_EQ(m.SerializeAsString(), before.SerializeAsString());
+}
+
 TEST(OpsetConversion, UnknownOpIsRefusedAndOtherDomainsPass) {
   auto m = make_model(20);
   add(m, "Upsample", "up", {"x"}, {"y"});

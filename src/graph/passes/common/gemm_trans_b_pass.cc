@@ -18,7 +18,12 @@ void transpose_weight(onnx::GraphProto& graph, onnx::NodeProto& gemm) {
   onnx::TensorProto& weight = exclusive_initializer(graph, gemm, 1, gemm.name() + ".weight", "weight");
   const int64_t rows = weight.dims(0);
   const int64_t cols = weight.dims(1);
-  set_float_tensor(weight, transpose_2d(tensor_to_floats(weight), rows, cols), {cols, rows});
+  std::vector<float> transposed;
+  {
+    const std::vector<float> values = take_tensor_floats(weight);
+    transposed = transpose_2d(values, rows, cols);
+  }  // the weight is held twice at most, not three times
+  set_float_tensor(weight, transposed, {cols, rows});
   set_int_attribute(gemm, "transB", 0);
 }
 

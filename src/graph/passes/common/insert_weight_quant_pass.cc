@@ -18,7 +18,7 @@ void quantize_weight(onnx::GraphProto& graph, const QuantLayer& layer) {
   const int index = layer.kind->weight_input;
   onnx::TensorProto& weight = exclusive_initializer(graph, node, index, layer.name + ".weight", "weight");
   const std::vector<int64_t> dims = tensor_dims(weight);
-  const std::vector<int32_t> integers = integerize_weight(tensor_to_floats(weight), node_channel_map(node, dims),
+  const std::vector<int32_t> integers = integerize_weight(take_tensor_floats(weight), node_channel_map(node, dims),
                                                           layer.weight_scale, layer.weight_format, layer.name,
                                                           weight.name());
   std::string bytes(integers.size(), '\0');

@@ -63,7 +63,7 @@ void quantize_weight(onnx::GraphProto& graph, const QuantLayer& layer, onnx::Nod
                                                      get_int_attribute(node, "transB", 0) != 0);
   const std::vector<float> scales = qdq_channel_values(layer.weight_scale, channels.channels());
   const std::vector<int32_t> integers =
-      integerize_weight(tensor_to_floats(weight), channels, scales, layer.weight_format, layer.name, weight.name());
+      integerize_weight(take_tensor_floats(weight), channels, scales, layer.weight_format, layer.name, weight.name());
   const std::string name = weight.name();
   // The exporter may describe initializers in value_info; the type changes.
   remove_value_info(graph, name);
