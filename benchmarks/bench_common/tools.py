@@ -15,16 +15,22 @@ import warnings
 import numpy as np
 import torch
 
-TOOLS = ["amct-ifmr", "amct-hfmg", "ort-minmax", "ort-entropy", "ort-percentile", "pt2e-x86"]
+TOOLS = ["amct-ifmr", "amct-hfmg", "amct-ada", "ort-minmax", "ort-entropy", "ort-percentile", "pt2e-x86"]
 TOOL_LABELS = {
     "amct-ifmr": "amct IFMR",
     "amct-hfmg": "amct HFMG",
+    "amct-ada": "amct AdaRound",
     "ort-minmax": "ORT MinMax",
     "ort-entropy": "ORT Entropy",
     "ort-percentile": "ORT Percentile",
     "pt2e-x86": "PT2E X86Inductor",
 }
 HFMG_PARAMS = {"num_bits": 8, "act_algo": "hfmg", "asymmetric": True, "num_of_bins": 4096}
+# AdaRound (IFMR activations): AMCT's defaults except num_iteration, cut from
+# 10000 so that a workload's run stays within minutes on 2 cores.
+ADA_PARAMS = {"num_bits": 8, "reg_param": 0.01, "warm_start": 0.2, "num_iteration": 1000, "beta_range": [20, 2],
+              "channel_wise": True, "wts_algo": "ada_quantize"}
+ADA_TYPES = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
 
 
 @contextlib.contextmanager
@@ -72,6 +78,17 @@ def _amct(model, batches, workload, work, algo):
                 value["activation_quant_params"] = dict(HFMG_PARAMS)
         with open(config, "w") as f:
             json.dump(cfg, f, indent=4)
+    if algo == "ada":
+        with open(config) as f:
+            cfg = json.load(f)
+        for name, value in cfg.items():
+            if isinstance(value, dict) and isinstance(model.get_submodule(name), ADA_TYPES):
+                value["weight_quant_params"] = dict(ADA_PARAMS)
+        with open(config, "w") as f:
+            json.dump(cfg, f, indent=4)
+        # AdaRound learns on the layer inputs from input_data: give it every
+        # calibration batch, as an AMCT user would pass representative data.
+        sample = tuple(torch.cat(parts) for parts in zip(*batches))
     times["config_s"] = time.perf_counter() - start
     start = time.perf_counter()
     with quiet():

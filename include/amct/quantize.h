@@ -2,9 +2,12 @@
 // quantization, the modified ONNX and the weight part of the record file.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "amct/calib/adaround.h"
 #include "amct/config.h"
 #include "amct/layers.h"
 #include "amct/record.h"
@@ -57,6 +60,10 @@ struct QuantizeOptions {
   static constexpr int64_t kDefaultOpset = 11;
   static constexpr int64_t kMinOpset = 11;
   static constexpr int64_t kMaxOpset = 21;
+  // Runs the model on quantize_model's input_data and returns the inputs of
+  // the named layers, which ada_quantize optimises its rounding on. Called
+  // once, only when a layer uses ada_quantize.
+  std::function<std::map<std::string, LayerInputs>(const std::vector<std::string>&)> collect_layer_inputs;
 };
 
 // Runs the whole weight side of quantize_model and writes modified_onnx_file,

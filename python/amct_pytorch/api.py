@@ -11,7 +11,7 @@ from amct_pytorch.errors import AmctTypeError, AmctValueError
 
 from amct_pytorch import _amct
 from amct_pytorch.calibration import build_calibration_model
-from amct_pytorch.export import describe_modules, export_onnx
+from amct_pytorch.export import as_input_tuple, describe_modules, export_onnx
 
 logger = logging.getLogger("amct_pytorch")
 
@@ -77,8 +77,35 @@ def quantize_model(config_file, modfied_onnx_file, record_file, model, input_dat
     work = _copy_model(model)
     onnx_bytes = export_onnx(work, input_data, input_names, output_names, dynamic_axes)
     result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, onnx_bytes, describe_modules(work),
-                                  opset_version, fake_quantize_deconv_weights)
+                                  opset_version, fake_quantize_deconv_weights,
+                                  _layer_input_collector(work, input_data))
     return build_calibration_model(work, result)
+
+
+def _layer_input_collector(model, input_data):
+    """The callback through which the core asks for the inputs of the layers
+    that ada_quantize optimises: one forward of `model` on input_data with
+    hooks that keep each named layer's first input (its last call's, for a
+    layer run twice)."""
+
+    def collect(names):
+        captured = {}
+
+        def keep(name):
+            def hook(_module, args):
+                captured[name] = args[0].detach().float().cpu().contiguous().numpy()
+            return hook
+
+        handles = [model.get_submodule(name).register_forward_pre_hook(keep(name)) for name in names]
+        try:
+            with torch.no_grad():
+                model(*as_input_tuple(input_data))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return captured
+
+    return collect
 
 
 _SAVE_OUTPUTS = ("deploy", "fake_quant", "qdq")
