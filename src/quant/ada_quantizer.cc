@@ -1,4 +1,4 @@
-#include "amct/quant/ada_quantizer.h"
+#include "amct/ada_quantizer.h"
 
 #include "amct/calib/adaround.h"
 #include "amct/calib/kl_weight_scale.h"

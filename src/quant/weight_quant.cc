@@ -4,10 +4,10 @@
 #include <cmath>
 #include <limits>
 
+#include "amct/ada_quantizer.h"
 #include "amct/calib/arq.h"
 #include "amct/calib/quant_math.h"
 #include "amct/error.h"
-#include "amct/quant/ada_quantizer.h"
 
 namespace amct {
 namespace {
