@@ -29,7 +29,7 @@ HFMG_PARAMS = {"num_bits": 8, "act_algo": "hfmg", "asymmetric": True, "num_of_bi
 # AdaRound (IFMR activations): AMCT's defaults except num_iteration, cut from
 # 10000 so that a workload's run stays within minutes on 2 cores.
 ADA_PARAMS = {"num_bits": 8, "reg_param": 0.01, "warm_start": 0.2, "num_iteration": 1000, "beta_range": [20, 2],
-              "channel_wise": True, "wts_algo": "ada_quantize"}
+              "wts_algo": "ada_quantize"}
 ADA_TYPES = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
 
 
@@ -83,7 +83,8 @@ def _amct(model, batches, workload, work, algo):
             cfg = json.load(f)
         for name, value in cfg.items():
             if isinstance(value, dict) and isinstance(model.get_submodule(name), ADA_TYPES):
-                value["weight_quant_params"] = dict(ADA_PARAMS)
+                # channel_wise stays as create_quant_config wrote it (Linear: per tensor).
+                value["weight_quant_params"] = dict(ADA_PARAMS, channel_wise=value["weight_quant_params"]["channel_wise"])
         with open(config, "w") as f:
             json.dump(cfg, f, indent=4)
         # AdaRound learns on the layer inputs from input_data: give it every
