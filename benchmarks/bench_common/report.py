@@ -367,7 +367,7 @@ def write_plots(results, out):
         return []
     written = []
     colors = {"amct-ifmr": "#1f77b4", "amct-hfmg": "#17becf", "amct-auto": "#8c564b", "amct-dmq": "#e377c2",
-              "ort-minmax": "#ff7f0e", "ort-entropy": "#d62728", "ort-percentile": "#9467bd", "pt2e-x86": "#2ca02c"}
+              "amct-ada": "#bcbd22", "ort-minmax": "#ff7f0e", "ort-entropy": "#d62728", "ort-percentile": "#9467bd", "pt2e-x86": "#2ca02c"}
 
     def grid(title):
         fig, axes = plt.subplots(1, len(entries), figsize=(5.2 * len(entries), 4.4), squeeze=False)

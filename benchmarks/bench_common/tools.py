@@ -15,12 +15,14 @@ import warnings
 import numpy as np
 import torch
 
-TOOLS = ["amct-ifmr", "amct-hfmg", "amct-auto", "amct-dmq", "ort-minmax", "ort-entropy", "ort-percentile", "pt2e-x86"]
+TOOLS = ["amct-ifmr", "amct-hfmg", "amct-auto", "amct-dmq", "amct-ada", "ort-minmax", "ort-entropy",
+         "ort-percentile", "pt2e-x86"]
 TOOL_LABELS = {
     "amct-ifmr": "amct IFMR",
     "amct-hfmg": "amct HFMG",
     "amct-auto": "amct auto calibration (IFMR)",
     "amct-dmq": "amct IFMR + DMQ",
+    "amct-ada": "amct AdaRound",
     "ort-minmax": "ORT MinMax",
     "ort-entropy": "ORT Entropy",
     "ort-percentile": "ORT Percentile",
@@ -29,6 +31,11 @@ TOOL_LABELS = {
 HFMG_PARAMS = {"num_bits": 8, "act_algo": "hfmg", "asymmetric": True, "num_of_bins": 4096}
 # Classes that take dmq_balancer_param; amct-dmq uses AMCT's documented strength 0.5 on all of them.
 DMQ_TYPES = {"Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "Linear"}
+# AdaRound (IFMR activations): AMCT's defaults except num_iteration, cut from
+# 10000 so that a workload's run stays within minutes on 2 cores.
+ADA_PARAMS = {"num_bits": 8, "reg_param": 0.01, "warm_start": 0.2, "num_iteration": 1000, "beta_range": [20, 2],
+              "wts_algo": "ada_quantize"}
+ADA_TYPES = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
 
 
 @contextlib.contextmanager
@@ -78,6 +85,18 @@ def _amct(model, batches, workload, work, algo):
                 value["dmq_balancer_param"] = 0.5
         with open(config, "w") as f:
             json.dump(cfg, f, indent=4)
+    if algo == "ada":
+        with open(config) as f:
+            cfg = json.load(f)
+        for name, value in cfg.items():
+            if isinstance(value, dict) and isinstance(model.get_submodule(name), ADA_TYPES):
+                # channel_wise stays as create_quant_config wrote it (Linear: per tensor).
+                value["weight_quant_params"] = dict(ADA_PARAMS, channel_wise=value["weight_quant_params"]["channel_wise"])
+        with open(config, "w") as f:
+            json.dump(cfg, f, indent=4)
+        # AdaRound learns on the layer inputs from input_data: give it every
+        # calibration batch, as an AMCT user would pass representative data.
+        sample = tuple(torch.cat(parts) for parts in zip(*batches))
     times["config_s"] = time.perf_counter() - start
     if algo == "dmq":
         # AMCT's flow: the factors come from the first calibration batch.

@@ -2,9 +2,12 @@
 // quantization, the modified ONNX and the weight part of the record file.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "amct/calib/adaround.h"
 #include "amct/config.h"
 #include "amct/layers.h"
 #include "amct/record.h"
@@ -66,6 +69,10 @@ struct QuantizeOptions {
   // largest initializers moved to "<modfied_onnx_file>.data" until it fits
   // (onnx_external_data.h); smaller values are for tests and tools.
   size_t external_data_limit = 2'000'000'000;
+  // Runs the model on quantize_model's input_data and returns the inputs of
+  // the named layers, which ada_quantize optimises its rounding on. Called
+  // once, only when a layer uses ada_quantize.
+  std::function<std::map<std::string, LayerInputs>(const std::vector<std::string>&)> collect_layer_inputs;
 };
 
 // `exported` is the torch exporter's model (parse_onnx_model of its bytes, or

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "amct/calib/adaround.h"
 #include "amct/channel_map.h"
 #include "amct/config.h"
 #include "amct/quant_format.h"
@@ -33,9 +34,19 @@ class WeightQuantizer {
                                    QuantFormat format) const = 0;
 };
 
-// The quantizer of a layer's config; throws kRuntime for an algorithm that
-// amct does not support yet.
-std::unique_ptr<WeightQuantizer> make_weight_quantizer(const WeightQuantParams& params, const std::string& layer);
+// What ada_quantize needs beyond the weight: the layer's op over the inputs
+// it saw, its bias and the activation that follows it. The weight handed to
+// quantize() must be in the op's layout (AdaLayerShape).
+struct AdaRoundLayer {
+  const AdaLayerOp* op = nullptr;
+  std::span<const float> bias;
+  FollowingActivation activation;
+};
+
+// The quantizer of a layer's config. ada_quantize needs `ada`; without it
+// (or for an unknown algorithm) this throws kRuntime naming the layer.
+std::unique_ptr<WeightQuantizer> make_weight_quantizer(const WeightQuantParams& params, const std::string& layer,
+                                                       const AdaRoundLayer* ada = nullptr);
 
 // clamp(round(w / scale[channel]), min, max), the division in float32 as
 // AMCT does it. `scale` has one value or channels.channels() values. A

@@ -13,7 +13,7 @@ from amct_pytorch.errors import AmctTypeError, AmctValueError
 from amct_pytorch import _amct
 from amct_pytorch.calibration import CALIBRATION_MARK, build_calibration_model
 from amct_pytorch.dmq import build_balancing_model
-from amct_pytorch.export import describe_modules, exported_model
+from amct_pytorch.export import as_input_tuple, describe_modules, exported_model
 
 logger = logging.getLogger("amct_pytorch")
 
@@ -160,9 +160,36 @@ def quantize_for_calibration(config_file, modfied_onnx_file, record_file, model,
     work = _copy_model(model)
     with exported_model(work, input_data, input_names, output_names, dynamic_axes, near=modfied_onnx_file) as exported:
         result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, exported, describe_modules(work),
-                                      opset_version, fake_quantize_deconv_weights, external_data_limit)
+                                      opset_version, fake_quantize_deconv_weights, external_data_limit,
+                                      _layer_input_collector(work, input_data))
     # The quantized layers get the core's weights; the rest copies of the user's.
     return _own_tensors(build_calibration_model(work, result), model), result
+
+
+def _layer_input_collector(model, input_data):
+    """The callback through which the core asks for the inputs of the layers
+    that ada_quantize optimises: one forward of `model` on input_data with
+    hooks that keep each named layer's first input (its last call's, for a
+    layer run twice)."""
+
+    def collect(names):
+        captured = {}
+
+        def keep(name):
+            def hook(_module, args):
+                captured[name] = args[0].detach().float().cpu().contiguous().numpy()
+            return hook
+
+        handles = [model.get_submodule(name).register_forward_pre_hook(keep(name)) for name in names]
+        try:
+            with torch.no_grad():
+                model(*as_input_tuple(input_data))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return captured
+
+    return collect
 
 
 _SAVE_OUTPUTS = ("deploy", "fake_quant", "qdq")

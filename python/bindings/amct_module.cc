@@ -3,6 +3,7 @@
 // to Python exceptions in one place.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/map.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
@@ -92,13 +93,37 @@ onnx::ModelProto exported_model(const nb::object& exported) {
   return amct::load_onnx_model(nb::cast<std::string>(exported));
 }
 
+using InputArray = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+
+// `collect(names)` returns {name: float32 C-contiguous array}; the core
+// copies each array.
+std::map<std::string, amct::LayerInputs> call_input_collector(const nb::callable& collect,
+                                                              const std::vector<std::string>& names) {
+  std::map<std::string, amct::LayerInputs> out;
+  const nb::dict arrays = nb::cast<nb::dict>(collect(names));
+  for (const auto& [key, value] : arrays) {
+    const auto array = nb::cast<InputArray>(value);
+    amct::LayerInputs& inputs = out[nb::cast<std::string>(key)];
+    inputs.values.assign(array.data(), array.data() + array.size());
+    for (size_t d = 0; d < array.ndim(); ++d) inputs.shape.push_back(static_cast<int64_t>(array.shape(d)));
+  }
+  return out;
+}
+
 nb::dict quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
                         const std::string& record_file, const nb::object& exported, const std::string& modules_json,
-                        int64_t opset_version, bool fake_quantize_deconv_weights, size_t external_data_limit) {
+                        int64_t opset_version, bool fake_quantize_deconv_weights, size_t external_data_limit,
+                        nb::object collect_layer_inputs) {
   amct::QuantizeOptions options;
   options.opset_version = opset_version;
   options.fake_quantize_deconv_weights = fake_quantize_deconv_weights;
   options.external_data_limit = external_data_limit;
+  if (!collect_layer_inputs.is_none()) {
+    const nb::callable collect = nb::cast<nb::callable>(collect_layer_inputs);
+    options.collect_layer_inputs = [collect](const std::vector<std::string>& names) {
+      return call_input_collector(collect, names);
+    };
+  }
   amct::QuantizeResult result =
       amct::quantize_model(config_file, modified_onnx_file, record_file, exported_model(exported),
                            amct::parse_module_list(modules_json), options);
@@ -320,7 +345,7 @@ NB_MODULE(_amct, m) {
         nb::arg("record_file"), nb::arg("exported"), nb::arg("modules_json"),
         nb::arg("opset_version") = amct::QuantizeOptions::kDefaultOpset,
         nb::arg("fake_quantize_deconv_weights") = false,
-        nb::arg("external_data_limit") = amct::kExternalDataLimit);
+        nb::arg("external_data_limit") = amct::kExternalDataLimit, nb::arg("collect_layer_inputs") = nb::none());
 
   m.def("quantize_preprocess", &quantize_preprocess, nb::arg("config_file"), nb::arg("record_file"),
         nb::arg("exported"), nb::arg("modules_json"));

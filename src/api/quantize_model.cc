@@ -1,5 +1,6 @@
 #include <algorithm>
 
+#include "amct/ada_layer_graph.h"
 #include "amct/dmq_record.h"
 #include "amct/error.h"
 #include "amct/file_io.h"
@@ -71,8 +72,33 @@ QuantizedLayer torch_layout(const onnx::GraphProto& graph, const onnx::NodeProto
 // where AMCT keeps the float weight (ConvTranspose, unless asked otherwise).
 // A DMQ layer's weight is first multiplied by its balance factors along the
 // input channels, so ARQ sees the balanced weight.
+// ada_quantize runs in torch's weight layout, where its op is defined; the
+// integers come back in the graph's layout.
+QuantizedWeight ada_quantize_weight(onnx::GraphProto& graph, const onnx::NodeProto& node, const LayerInfo& layer,
+                                    const LayerQuantConfig& config, const std::vector<float>& values,
+                                    const std::vector<int64_t>& dims, const ChannelMap& channels,
+                                    const LayerInputs& inputs) {
+  const AdaLayerGraph ada = ada_layer_graph(graph, node, dims, layer.name);
+  const std::unique_ptr<AdaLayerOp> op = make_ada_layer_op(ada.shape, inputs, layer.name);
+  const AdaRoundLayer problem{op.get(), ada.bias, ada.activation};
+  const QuantFormat format = QuantFormat::signed_bits(config.weight.num_bits);
+  if (!ada.transposed)
+    return make_weight_quantizer(config.weight, layer.name, &problem)->quantize(values, channels,
+                                                                                config.weight.channel_wise, format);
+  const int64_t cin = dims[0], cout = dims[1];
+  QuantizedWeight out = make_weight_quantizer(config.weight, layer.name, &problem)
+                            ->quantize(transpose_2d(values, cin, cout), ChannelMap::rows(cout, cin * cout),
+                                       config.weight.channel_wise, format);
+  std::vector<int32_t> graph_layout(out.integers.size());
+  for (int64_t o = 0; o < cout; ++o)
+    for (int64_t i = 0; i < cin; ++i) graph_layout[i * cout + o] = out.integers[o * cin + i];
+  out.integers = std::move(graph_layout);
+  return out;
+}
+
 QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& node, const LayerInfo& layer,
                                      const LayerQuantConfig& config, const QuantizeOptions& options,
+                                     const std::map<std::string, LayerInputs>& layer_inputs,
                                      SingleLayerRecord& record, WeightsFingerprint& fingerprint) {
   const OpKind& kind = *node_kind(node);
   if (kind.weight_input < 0) {
@@ -94,14 +120,20 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
   if (!balance.empty()) scale_weight_input_channels(values, layer_input_channel_map(graph, node), balance);
   const ChannelMap channels = node_channel_map(node, dims);
   const QuantFormat format = QuantFormat::signed_bits(config.weight.num_bits);
+  const bool ada = config.weight.wts_algo == "ada_quantize";
   QuantizedWeight quantized =
-      make_weight_quantizer(config.weight, layer.name)->quantize(values, channels, config.weight.channel_wise, format);
+      ada ? ada_quantize_weight(graph, node, layer, config, values, dims, channels, layer_inputs.at(layer.name))
+          : make_weight_quantizer(config.weight, layer.name)->quantize(values, channels, config.weight.channel_wise,
+                                                                       format);
 
   for (float s : quantized.scale) record.add_scale_w(s);
   for (int32_t o : quantized.offset) record.add_offset_w(o);
   record.set_wts_type(format.name());
 
-  const bool keep_float = kind.layout == WeightLayout::kDeconv && !options.fake_quantize_deconv_weights;
+  // save_model integerizes the modified ONNX's weights with scale_w again,
+  // so AdaRound's choices survive only as fake-quantized weights: an ADA
+  // ConvTranspose is written quantized, as AMCT writes ADA's W_q.
+  const bool keep_float = kind.layout == WeightLayout::kDeconv && !options.fake_quantize_deconv_weights && !ada;
   std::vector<float> written;
   std::vector<float> fake_quant;
   if (keep_float) {
@@ -120,6 +152,32 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
   if (keep_float) out.fake_quant_weight = std::move(fake_quant);
   out.balance_factor.assign(balance.begin(), balance.end());
   return out;
+}
+
+// The inputs of every ada_quantize layer, from one run of the model on
+// input_data (AMCT samples them from input_data too).
+std::map<std::string, LayerInputs> collect_ada_inputs(const std::vector<const LayerQuantConfig*>& enabled,
+                                                      const ModelInfo& info, const std::string& config_file,
+                                                      const QuantizeOptions& options) {
+  std::vector<std::string> names;
+  for (const LayerQuantConfig* layer : enabled) {
+    if (layer->weight.wts_algo != "ada_quantize") continue;
+    const ModuleInfo* module = info.find_module(layer->name);
+    const std::string type = module ? module->type : "";
+    if (type != "Conv2d" && type != "ConvTranspose2d" && type != "Linear")
+      fail(ErrorCode::kRuntime, "config_file '" + config_file + "', layer '" + layer->name +
+                                    "': ada_quantize supports Conv2d, ConvTranspose2d and Linear layers, not " + type);
+    names.push_back(layer->name);
+  }
+  if (names.empty()) return {};
+  if (!options.collect_layer_inputs)
+    fail(ErrorCode::kRuntime, "layer '" + names[0] + "': ada_quantize needs the layer's inputs, and none were given");
+  std::map<std::string, LayerInputs> inputs = options.collect_layer_inputs(names);
+  for (const std::string& name : names)
+    if (!inputs.count(name))
+      fail(ErrorCode::kRuntime, "layer '" + name + "': ada_quantize needs the layer's inputs, but the model did not "
+                                "run it on input_data");
+  return inputs;
 }
 
 }  // namespace
@@ -158,6 +216,7 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
   // With DMQ the record starts from quantize_preprocess's factors.
   if (!dmq_layers.empty())
     result.record = read_balance_record(record_file, config_file, dmq_layers, graph, result.notes);
+  const std::map<std::string, LayerInputs> layer_inputs = collect_ada_inputs(enabled, prepared.info, config_file, options);
 
   if (result.config.do_fusion)
     result.fused = fuse_conv_batchnorm(graph, prepared.info, result.config.skip_fusion_layers, result.notes);
@@ -185,7 +244,7 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
       added->set_key(layer.name);
       entry = added->mutable_value();
     }
-    result.layers.push_back(quantize_layer_weight(graph, *node, layer, **it, options, *entry, fingerprint));
+    result.layers.push_back(quantize_layer_weight(graph, *node, layer, **it, options, layer_inputs, *entry, fingerprint));
     const ModuleInfo* module = prepared.info.find_module(layer.name);
     set_string_attribute(*node, "op_data_type", module && module->dtype == "float16" ? "float16" : "float");
   }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "amct/ada_quantizer.h"
 #include "amct/calib/arq.h"
 #include "amct/calib/quant_math.h"
 #include "amct/error.h"
@@ -34,10 +35,16 @@ class ArqQuantizer final : public WeightQuantizer {
 
 }  // namespace
 
-std::unique_ptr<WeightQuantizer> make_weight_quantizer(const WeightQuantParams& params, const std::string& layer) {
+std::unique_ptr<WeightQuantizer> make_weight_quantizer(const WeightQuantParams& params, const std::string& layer,
+                                                       const AdaRoundLayer* ada) {
   if (params.wts_algo == "arq_quantize") return std::make_unique<ArqQuantizer>();
+  if (params.wts_algo == "ada_quantize") {
+    if (!ada || !ada->op)
+      fail(ErrorCode::kRuntime, "layer '" + layer + "': ada_quantize needs the layer's inputs, and none were given");
+    return make_ada_quantizer(params, *ada);
+  }
   fail(ErrorCode::kRuntime,
-       "layer '" + layer + "': wts_algo '" + params.wts_algo + "' is not supported yet; use 'arq_quantize'");
+       "layer '" + layer + "': wts_algo '" + params.wts_algo + "' is not supported; use 'arq_quantize' or 'ada_quantize'");
 }
 
 std::vector<int32_t> integerize_weight(std::span<const float> weight, const ChannelMap& channels,

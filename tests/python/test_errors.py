@@ -69,15 +69,6 @@ def test_out_of_range_value_names_field(flow, tmp_path):
         quantize(str(tmp_path / "c.json"), tmp_path)
 
 
-def test_unimplemented_algorithm_is_refused_clearly(flow, tmp_path):
-    cfg = json.loads(open(flow["config.json"]).read())
-    cfg["conv1"]["weight_quant_params"] = {"num_bits": 8, "reg_param": 0.01, "warm_start": 0.2, "num_iteration": 10,
-                                           "beta_range": [20, 2], "channel_wise": True, "wts_algo": "ada_quantize"}
-    write(str(tmp_path / "c.json"), json.dumps(cfg))
-    with pytest.raises(RuntimeError, match="ada_quantize.*not supported yet"):
-        quantize(str(tmp_path / "c.json"), tmp_path)
-
-
 def test_skip_layers_errors(tmp_path):
     config = str(tmp_path / "c.json")
     with pytest.raises(ValueError, match="no_such_layer"):

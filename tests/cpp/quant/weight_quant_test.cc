@@ -100,9 +100,6 @@ TEST(WeightQuant, ErrorsNameTheLayerAndTensor) {
     EXPECT_NE(std::string(e.what()).find("layer 'fc': weight 'fc.w' contains inf or NaN at element 1"),
               std::string::npos);
   }
-  WeightQuantParams ada;
-  ada.wts_algo = "ada_quantize";
-  EXPECT_THROW(make_weight_quantizer(ada, "fc"), Error);
   EXPECT_THROW(integerize_weight(std::vector<float>{1.0f, 2.0f}, ChannelMap::rows(2, 2), std::vector<float>{1, 1, 1},
                                  QuantFormat::signed_bits(8), "fc", "w"),
                Error);

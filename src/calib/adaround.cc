@@ -1,0 +1,433 @@
+#include "amct/calib/adaround.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <string>
+
+#include "amct/error.h"
+
+namespace amct {
+namespace {
+
+// h(alpha) = clamp(sigmoid(alpha) * (zeta - gamma) + gamma, 0, 1).
+constexpr double kZeta = 1.1;
+constexpr double kGamma = -0.1;
+// The targets of all samples are kept; beyond this many floats only the
+// first samples are used.
+constexpr int64_t kMaxTargetValues = int64_t{1} << 26;
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Where kernel tap k of the small-side position s lands on the big side:
+// big = s * stride - pad + k * dilation. A Conv reads its input (big) at
+// each output (small) position; a ConvTranspose writes its output (big)
+// from each input (small) position, so one map serves both.
+struct Im2Col {
+  int64_t channels = 0;
+  int64_t big_h = 0, big_w = 0, small_h = 0, small_w = 0, kh = 1, kw = 1;
+  std::array<int64_t, 2> strides{1, 1}, pads{0, 0}, dilations{1, 1};
+
+  int64_t taps() const { return kh * kw; }
+  int64_t small() const { return small_h * small_w; }
+
+  // cols[(c * taps + k) * small + s] = image[c, big(s, k)] (0 outside).
+  void gather(const float* image, float* cols) const {
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j) {
+          float* row = cols + ((c * kh + i) * kw + j) * small();
+          for (int64_t y = 0; y < small_h; ++y) {
+            const int64_t by = y * strides[0] - pads[0] + i * dilations[0];
+            for (int64_t x = 0; x < small_w; ++x) {
+              const int64_t bx = x * strides[1] - pads[1] + j * dilations[1];
+              row[y * small_w + x] = (by >= 0 && by < big_h && bx >= 0 && bx < big_w)
+                                         ? image[(c * big_h + by) * big_w + bx]
+                                         : 0.0f;
+            }
+          }
+        }
+  }
+  // The adjoint of gather: image[c, big(s, k)] += cols[(c * taps + k) * small + s].
+  void scatter(const float* cols, float* image) const {
+    for (int64_t c = 0; c < channels; ++c)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j) {
+          const float* row = cols + ((c * kh + i) * kw + j) * small();
+          for (int64_t y = 0; y < small_h; ++y) {
+            const int64_t by = y * strides[0] - pads[0] + i * dilations[0];
+            if (by < 0 || by >= big_h) continue;
+            for (int64_t x = 0; x < small_w; ++x) {
+              const int64_t bx = x * strides[1] - pads[1] + j * dilations[1];
+              if (bx >= 0 && bx < big_w) image[(c * big_h + by) * big_w + bx] += row[y * small_w + x];
+            }
+          }
+        }
+  }
+};
+
+float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void axpy(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+class LinearOp final : public AdaLayerOp {
+ public:
+  LinearOp(const AdaLayerShape& shape, const LayerInputs& inputs, const std::string& layer) : x_(inputs.values) {
+    output_channels_ = shape.weight_shape[0];
+    in_ = shape.weight_shape[1];
+    if (inputs.shape.empty() || inputs.shape.back() != in_)
+      invalid("layer '" + layer + "': its inputs have shape " + shape_text(inputs.shape) + "; expected [..., " +
+              std::to_string(in_) + "] for its weight " + shape_text(shape.weight_shape));
+    samples_ = static_cast<int64_t>(x_.size()) / in_;
+    positions_ = 1;
+  }
+  void forward(std::span<const float> weight, std::span<const int64_t> batch, std::vector<float>& out) const override {
+    out.assign(batch.size() * static_cast<size_t>(output_channels_), 0.0f);
+    for (size_t b = 0; b < batch.size(); ++b)
+      for (int64_t c = 0; c < output_channels_; ++c)
+        out[b * output_channels_ + c] = dot(weight.data() + c * in_, x_.data() + batch[b] * in_, in_);
+  }
+  void backward(std::span<const float> grad_out, std::span<const int64_t> batch,
+                std::span<float> grad_weight) const override {
+    for (size_t b = 0; b < batch.size(); ++b)
+      for (int64_t c = 0; c < output_channels_; ++c)
+        axpy(grad_out[b * output_channels_ + c], x_.data() + batch[b] * in_, grad_weight.data() + c * in_, in_);
+  }
+
+ private:
+  std::vector<float> x_;
+  int64_t in_ = 0;
+};
+
+std::array<int64_t, 4> image_shape(const LayerInputs& inputs, int64_t in_channels, const AdaLayerShape& shape,
+                                   const std::string& layer) {
+  if (inputs.shape.size() != 4 || inputs.shape[1] != in_channels)
+    invalid("layer '" + layer + "': its inputs have shape " + shape_text(inputs.shape) + "; expected [N, " +
+            std::to_string(in_channels) + ", H, W] for its weight " + shape_text(shape.weight_shape));
+  return {inputs.shape[0], inputs.shape[1], inputs.shape[2], inputs.shape[3]};
+}
+
+// Conv2d: per sample, cols = im2col(x) and out_g = W_g cols_g per group.
+class Conv2dOp final : public AdaLayerOp {
+ public:
+  Conv2dOp(const AdaLayerShape& shape, const LayerInputs& inputs, const std::string& layer) : x_(inputs.values) {
+    const auto& w = shape.weight_shape;
+    groups_ = shape.groups;
+    const auto dims = image_shape(inputs, w[1] * groups_, shape, layer);
+    samples_ = dims[0];
+    output_channels_ = w[0];
+    map_.channels = dims[1];
+    map_.big_h = dims[2];
+    map_.big_w = dims[3];
+    map_.kh = w[2];
+    map_.kw = w[3];
+    map_.strides = shape.strides;
+    map_.pads = shape.pads_begin;
+    map_.dilations = shape.dilations;
+    map_.small_h = (dims[2] + shape.pads_begin[0] + shape.pads_end[0] - shape.dilations[0] * (w[2] - 1) - 1) /
+                       shape.strides[0] + 1;
+    map_.small_w = (dims[3] + shape.pads_begin[1] + shape.pads_end[1] - shape.dilations[1] * (w[3] - 1) - 1) /
+                       shape.strides[1] + 1;
+    if (map_.small_h <= 0 || map_.small_w <= 0)
+      invalid("layer '" + layer + "': its inputs " + shape_text(inputs.shape) + " are smaller than its kernel");
+    positions_ = map_.small();
+    rows_ = w[1] * map_.taps();
+  }
+  void forward(std::span<const float> weight, std::span<const int64_t> batch, std::vector<float>& out) const override {
+    const int64_t per_sample = output_channels_ * positions_;
+    out.assign(batch.size() * static_cast<size_t>(per_sample), 0.0f);
+    std::vector<float> cols(static_cast<size_t>(rows_ * groups_ * positions_));
+    const int64_t out_per_group = output_channels_ / groups_;
+    for (size_t b = 0; b < batch.size(); ++b) {
+      map_.gather(image(batch[b]), cols.data());
+      for (int64_t c = 0; c < output_channels_; ++c) {
+        const float* col_group = cols.data() + (c / out_per_group) * rows_ * positions_;
+        float* o = out.data() + b * per_sample + c * positions_;
+        for (int64_t r = 0; r < rows_; ++r) axpy(weight[c * rows_ + r], col_group + r * positions_, o, positions_);
+      }
+    }
+  }
+  void backward(std::span<const float> grad_out, std::span<const int64_t> batch,
+                std::span<float> grad_weight) const override {
+    const int64_t per_sample = output_channels_ * positions_;
+    std::vector<float> cols(static_cast<size_t>(rows_ * groups_ * positions_));
+    const int64_t out_per_group = output_channels_ / groups_;
+    for (size_t b = 0; b < batch.size(); ++b) {
+      map_.gather(image(batch[b]), cols.data());
+      for (int64_t c = 0; c < output_channels_; ++c) {
+        const float* col_group = cols.data() + (c / out_per_group) * rows_ * positions_;
+        const float* g = grad_out.data() + b * per_sample + c * positions_;
+        for (int64_t r = 0; r < rows_; ++r) grad_weight[c * rows_ + r] += dot(g, col_group + r * positions_, positions_);
+      }
+    }
+  }
+
+ private:
+  const float* image(int64_t sample) const { return x_.data() + sample * map_.channels * map_.big_h * map_.big_w; }
+  std::vector<float> x_;
+  Im2Col map_;
+  int64_t groups_ = 1;
+  int64_t rows_ = 0;  // Cin/groups * kh * kw
+};
+
+// ConvTranspose2d: per sample, cols[(co, k), s] = sum over the group's ci of
+// W[ci, co, k] x[ci, s], then col2im onto the output; the gradient gathers
+// the output gradient back with im2col.
+class ConvTranspose2dOp final : public AdaLayerOp {
+ public:
+  ConvTranspose2dOp(const AdaLayerShape& shape, const LayerInputs& inputs, const std::string& layer)
+      : x_(inputs.values) {
+    const auto& w = shape.weight_shape;
+    groups_ = shape.groups;
+    const auto dims = image_shape(inputs, w[0], shape, layer);
+    samples_ = dims[0];
+    in_channels_ = w[0];
+    out_per_group_ = w[1];
+    output_channels_ = w[1] * groups_;
+    map_.channels = output_channels_;
+    map_.small_h = dims[2];
+    map_.small_w = dims[3];
+    map_.kh = w[2];
+    map_.kw = w[3];
+    map_.strides = shape.strides;
+    map_.pads = shape.pads_begin;
+    map_.dilations = shape.dilations;
+    map_.big_h = (dims[2] - 1) * shape.strides[0] - shape.pads_begin[0] - shape.pads_end[0] +
+                 shape.dilations[0] * (w[2] - 1) + shape.output_padding[0] + 1;
+    map_.big_w = (dims[3] - 1) * shape.strides[1] - shape.pads_begin[1] - shape.pads_end[1] +
+                 shape.dilations[1] * (w[3] - 1) + shape.output_padding[1] + 1;
+    if (map_.big_h <= 0 || map_.big_w <= 0)
+      invalid("layer '" + layer + "': its inputs " + shape_text(inputs.shape) + " give an empty output");
+    positions_ = map_.big_h * map_.big_w;
+  }
+  void forward(std::span<const float> weight, std::span<const int64_t> batch, std::vector<float>& out) const override {
+    const int64_t per_sample = output_channels_ * positions_;
+    const int64_t small = map_.small();
+    const int64_t row_len = out_per_group_ * map_.taps();  // one ci's weights
+    out.assign(batch.size() * static_cast<size_t>(per_sample), 0.0f);
+    std::vector<float> cols(static_cast<size_t>(output_channels_ * map_.taps() * small));
+    for (size_t b = 0; b < batch.size(); ++b) {
+      std::fill(cols.begin(), cols.end(), 0.0f);
+      const float* x = image(batch[b]);
+      for (int64_t ci = 0; ci < in_channels_; ++ci) {
+        float* group_cols = cols.data() + (ci / (in_channels_ / groups_)) * row_len * small;
+        for (int64_t r = 0; r < row_len; ++r) axpy(weight[ci * row_len + r], x + ci * small, group_cols + r * small, small);
+      }
+      map_.scatter(cols.data(), out.data() + b * per_sample);
+    }
+  }
+  void backward(std::span<const float> grad_out, std::span<const int64_t> batch,
+                std::span<float> grad_weight) const override {
+    const int64_t per_sample = output_channels_ * positions_;
+    const int64_t small = map_.small();
+    const int64_t row_len = out_per_group_ * map_.taps();
+    std::vector<float> cols(static_cast<size_t>(output_channels_ * map_.taps() * small));
+    for (size_t b = 0; b < batch.size(); ++b) {
+      map_.gather(grad_out.data() + b * per_sample, cols.data());
+      const float* x = image(batch[b]);
+      for (int64_t ci = 0; ci < in_channels_; ++ci) {
+        const float* group_cols = cols.data() + (ci / (in_channels_ / groups_)) * row_len * small;
+        for (int64_t r = 0; r < row_len; ++r)
+          grad_weight[ci * row_len + r] += dot(x + ci * small, group_cols + r * small, small);
+      }
+    }
+  }
+
+ private:
+  const float* image(int64_t sample) const { return x_.data() + sample * in_channels_ * map_.small(); }
+  std::vector<float> x_;
+  Im2Col map_;
+  int64_t groups_ = 1;
+  int64_t in_channels_ = 0;
+  int64_t out_per_group_ = 0;
+};
+
+float activate(const FollowingActivation& f, float y) {
+  switch (f.kind) {
+    case FollowingActivation::Kind::kIdentity: return y;
+    case FollowingActivation::Kind::kRelu: return y > 0.0f ? y : 0.0f;
+    case FollowingActivation::Kind::kSigmoid: return 1.0f / (1.0f + std::exp(-y));
+    case FollowingActivation::Kind::kTanh: return std::tanh(y);
+    case FollowingActivation::Kind::kLeakyRelu: return y >= 0.0f ? y : f.alpha * y;
+    case FollowingActivation::Kind::kClip: return std::clamp(y, f.low, f.high);
+  }
+  return y;
+}
+
+// f'(y) given y and a = f(y).
+float activation_slope(const FollowingActivation& f, float y, float a) {
+  switch (f.kind) {
+    case FollowingActivation::Kind::kIdentity: return 1.0f;
+    case FollowingActivation::Kind::kRelu: return y > 0.0f ? 1.0f : 0.0f;
+    case FollowingActivation::Kind::kSigmoid: return a * (1.0f - a);
+    case FollowingActivation::Kind::kTanh: return 1.0f - a * a;
+    case FollowingActivation::Kind::kLeakyRelu: return y >= 0.0f ? 1.0f : f.alpha;
+    case FollowingActivation::Kind::kClip: return (y >= f.low && y <= f.high) ? 1.0f : 0.0f;
+  }
+  return 1.0f;
+}
+
+// f(op(weight)[batch] + bias), in place over `out`.
+void layer_output(std::span<const float> weight, std::span<const float> bias, const AdaLayerOp& op,
+                  const FollowingActivation& f, std::span<const int64_t> batch, std::vector<float>& out) {
+  op.forward(weight, batch, out);
+  const int64_t channels = op.output_channels();
+  const int64_t positions = op.positions();
+  for (size_t i = 0; i < out.size(); ++i) {
+    const float b = bias.empty() ? 0.0f : bias[static_cast<size_t>((static_cast<int64_t>(i) / positions) % channels)];
+    out[i] = activate(f, out[i] + b);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<AdaLayerOp> make_ada_layer_op(const AdaLayerShape& shape, const LayerInputs& inputs,
+                                              const std::string& layer) {
+  const size_t rank = shape.op == AdaLayerShape::Op::kLinear ? 2 : 4;
+  if (shape.weight_shape.size() != rank)
+    invalid("layer '" + layer + "': weight shape " + shape_text(shape.weight_shape) + " has rank " +
+            std::to_string(shape.weight_shape.size()) + "; ada_quantize expects rank " + std::to_string(rank));
+  if (shape.groups < 1 || (shape.op == AdaLayerShape::Op::kConv2d && shape.weight_shape[0] % shape.groups != 0) ||
+      (shape.op == AdaLayerShape::Op::kConvTranspose2d && shape.weight_shape[0] % shape.groups != 0))
+    invalid("layer '" + layer + "': group " + std::to_string(shape.groups) + " does not divide its channels");
+  int64_t numel = 1;
+  for (int64_t d : inputs.shape) numel *= d;
+  if (numel != static_cast<int64_t>(inputs.values.size()) || numel == 0)
+    invalid("layer '" + layer + "': its inputs hold " + std::to_string(inputs.values.size()) +
+            " values for shape " + shape_text(inputs.shape) + "; expected a non-empty tensor of that shape");
+  switch (shape.op) {
+    case AdaLayerShape::Op::kLinear: return std::make_unique<LinearOp>(shape, inputs, layer);
+    case AdaLayerShape::Op::kConv2d: return std::make_unique<Conv2dOp>(shape, inputs, layer);
+    case AdaLayerShape::Op::kConvTranspose2d: return std::make_unique<ConvTranspose2dOp>(shape, inputs, layer);
+  }
+  invalid("layer '" + layer + "': unknown op");
+}
+
+std::vector<int32_t> adaround(std::span<const float> weight, const ChannelMap& channels, std::span<const float> scale,
+                              QuantFormat format, std::span<const float> bias, const AdaLayerOp& op,
+                              const FollowingActivation& activation, const AdaRoundSettings& settings) {
+  const size_t n = weight.size();
+  const auto lo = static_cast<float>(format.min());
+  const auto hi = static_cast<float>(format.max());
+  std::vector<float> base(n), step(n), alpha(n);
+  for (size_t i = 0; i < n; ++i) {
+    const float s = scale.size() == 1 ? scale[0] : scale[static_cast<size_t>(channels.channel_of(static_cast<int64_t>(i)))];
+    const float ratio = weight[i] / s;
+    base[i] = std::floor(ratio);
+    step[i] = s;
+    // h(alpha) starts at the fractional part, i.e. at the float weight.
+    const double p = (static_cast<double>(ratio - base[i]) - kGamma) / (kZeta - kGamma);
+    alpha[i] = static_cast<float>(std::log(p / (1.0 - p)));
+  }
+
+  const int64_t per_sample = op.output_channels() * op.positions();
+  const int64_t samples = std::max<int64_t>(1, std::min(op.samples(), kMaxTargetValues / std::max<int64_t>(per_sample, 1)));
+  const int64_t batch_size = std::min(settings.batch_size, samples);
+  std::vector<float> target(static_cast<size_t>(samples * per_sample));
+  {
+    std::vector<int64_t> chunk;
+    std::vector<float> out;
+    for (int64_t start = 0; start < samples; start += batch_size) {
+      chunk.resize(static_cast<size_t>(std::min(batch_size, samples - start)));
+      std::iota(chunk.begin(), chunk.end(), start);
+      layer_output(weight, bias, op, activation, chunk, out);
+      std::copy(out.begin(), out.end(), target.begin() + start * per_sample);
+    }
+  }
+
+  std::mt19937_64 rng(settings.seed);
+  std::vector<int64_t> order(static_cast<size_t>(samples));
+  std::iota(order.begin(), order.end(), 0);
+  std::vector<float> soft(n), grad(n), y, m(n, 0.0f), v(n, 0.0f);
+  const double warm = settings.warm_start * static_cast<double>(settings.num_iteration);
+  constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
+  for (int64_t iter = 0; iter < settings.num_iteration; ++iter) {
+    // batch_size distinct random samples (partial Fisher-Yates).
+    for (int64_t k = 0; k < batch_size; ++k) {
+      std::uniform_int_distribution<int64_t> pick(k, samples - 1);
+      std::swap(order[static_cast<size_t>(k)], order[static_cast<size_t>(pick(rng))]);
+    }
+    const std::span<const int64_t> batch(order.data(), static_cast<size_t>(batch_size));
+    for (size_t i = 0; i < n; ++i) {
+      const double sig = 1.0 / (1.0 + std::exp(-static_cast<double>(alpha[i])));
+      const float h = std::clamp(static_cast<float>(sig * (kZeta - kGamma) + kGamma), 0.0f, 1.0f);
+      soft[i] = std::clamp(base[i] + h, lo, hi) * step[i];
+    }
+    // d loss / d y: loss = sum over channels, mean over samples and positions.
+    op.forward(soft, batch, y);
+    const int64_t channels_n = op.output_channels();
+    const int64_t positions = op.positions();
+    const float norm = 2.0f / static_cast<float>(batch_size * positions);
+    for (size_t b = 0; b < batch.size(); ++b) {
+      const float* t = target.data() + batch[b] * per_sample;
+      float* yb = y.data() + b * per_sample;
+      for (int64_t j = 0; j < per_sample; ++j) {
+        const float pre = yb[j] + (bias.empty() ? 0.0f : bias[static_cast<size_t>(j / positions % channels_n)]);
+        const float a = activate(activation, pre);
+        yb[j] = norm * (a - t[j]) * activation_slope(activation, pre, a);
+      }
+    }
+    std::fill(grad.begin(), grad.end(), 0.0f);
+    op.backward(y, batch, grad);
+
+    const bool regularize = static_cast<double>(iter) >= warm;
+    const double beta =
+        settings.beta_end + 0.5 * (settings.beta_start - settings.beta_end) *
+                                (1.0 + std::cos(M_PI * (static_cast<double>(iter) - warm) /
+                                                (static_cast<double>(settings.num_iteration) - warm)));
+    const double c1 = 1.0 - std::pow(kBeta1, static_cast<double>(iter + 1));
+    const double c2 = 1.0 - std::pow(kBeta2, static_cast<double>(iter + 1));
+    for (size_t i = 0; i < n; ++i) {
+      const double sig = 1.0 / (1.0 + std::exp(-static_cast<double>(alpha[i])));
+      const double raw = sig * (kZeta - kGamma) + kGamma;
+      if (raw <= 0.0 || raw >= 1.0) {
+        grad[i] = 0.0f;  // the clamp of h stops the gradient
+      } else {
+        const float q = base[i] + static_cast<float>(raw);
+        // The clamp to the integer range passes the gradient only inside.
+        double dh = (q >= lo && q <= hi) ? static_cast<double>(grad[i]) * step[i] : 0.0;
+        if (regularize) {
+          const double u = 2.0 * raw - 1.0;
+          dh -= settings.reg_param * 2.0 * beta * std::pow(std::fabs(u), beta - 1.0) * (u > 0 ? 1.0 : (u < 0 ? -1.0 : 0.0));
+        }
+        grad[i] = static_cast<float>(dh * (kZeta - kGamma) * sig * (1.0 - sig));
+      }
+      m[i] = static_cast<float>(kBeta1 * m[i] + (1.0 - kBeta1) * grad[i]);
+      v[i] = static_cast<float>(kBeta2 * v[i] + (1.0 - kBeta2) * grad[i] * grad[i]);
+      alpha[i] -= static_cast<float>(settings.learning_rate * (m[i] / c1) / (std::sqrt(v[i] / c2) + kEps));
+    }
+  }
+
+  // The learnt rounding is hard: up where h(alpha) >= 0.5, i.e. alpha >= 0.
+  std::vector<int32_t> integers(n);
+  for (size_t i = 0; i < n; ++i)
+    integers[i] = static_cast<int32_t>(std::clamp(base[i] + (alpha[i] >= 0.0f ? 1.0f : 0.0f), lo, hi));
+  return integers;
+}
+
+double reconstruction_error(std::span<const float> a, std::span<const float> b, std::span<const float> bias,
+                            const AdaLayerOp& op, const FollowingActivation& activation) {
+  double total = 0.0;
+  std::vector<int64_t> one(1);
+  std::vector<float> ya, yb;
+  for (int64_t s = 0; s < op.samples(); ++s) {
+    one[0] = s;
+    layer_output(a, bias, op, activation, one, ya);
+    layer_output(b, bias, op, activation, one, yb);
+    for (size_t i = 0; i < ya.size(); ++i) total += static_cast<double>(ya[i] - yb[i]) * (ya[i] - yb[i]);
+  }
+  return total;
+}
+
+}  // namespace amct
