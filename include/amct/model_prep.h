@@ -41,6 +41,11 @@ struct PrepareOptions {
 PreparedModel prepare_model(onnx::ModelProto exported, std::vector<ModuleInfo> modules,
                             const PrepareOptions& options = {});
 
+// prepare_model for the layers of a config JSON, whose quantize_subclasses
+// decides whether subclasses are layers; `config_text` receives the file.
+PreparedModel prepare_model_for_config(onnx::ModelProto exported, std::vector<ModuleInfo> modules,
+                                       const std::string& config_file, std::string& config_text);
+
 // --- the passes, one per file under src/graph/passes/ ---
 
 // Renames the node that implements each module (its Conv, Gemm, MatMul,

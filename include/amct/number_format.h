@@ -14,4 +14,7 @@ std::string format_python_double(double value);
 // layout (what AMCT's record writer prints): 0.04908199, 1.0, 3.6061341e-05.
 std::string format_python_float32(float value);
 
+// A value quoted in an error message: "%.9g", every digit a float32 holds.
+std::string format_message_number(double value);
+
 }  // namespace amct

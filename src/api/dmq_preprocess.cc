@@ -121,11 +121,8 @@ std::unique_ptr<BalanceRecorder> quantize_preprocess(const std::string& config_f
                                                      std::vector<std::string>& notes) {
   check_output_file_name(record_file, "record_file");
   check_no_quantization_modules(modules);
-  // The layers are quantize_model's: they depend on the config's quantize_subclasses.
-  const std::string config_text = read_file(config_file, "quant config file");
-  PrepareOptions prepare_options;
-  prepare_options.quantize_subclasses = config_quantizes_subclasses(config_text, config_file);
-  PreparedModel prepared = prepare_model(std::move(exported), std::move(modules), prepare_options);
+  std::string config_text;
+  PreparedModel prepared = prepare_model_for_config(std::move(exported), std::move(modules), config_file, config_text);
   onnx::GraphProto& graph = *prepared.model.mutable_graph();
   const QuantConfig config = parse_config_text(config_text, config_file, prepared.info);
   notes.insert(notes.end(), prepared.notes.begin(), prepared.notes.end());

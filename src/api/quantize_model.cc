@@ -193,11 +193,8 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
   check_output_file_name(modified_onnx_file, "modfied_onnx_file");
   check_output_file_name(record_file, "record_file");
   check_no_quantization_modules(modules);
-  // Which modules are layers depends on the config's quantize_subclasses.
-  const std::string config_text = read_file(config_file, "quant config file");
-  PrepareOptions prepare_options;
-  prepare_options.quantize_subclasses = config_quantizes_subclasses(config_text, config_file);
-  PreparedModel prepared = prepare_model(std::move(exported), std::move(modules), prepare_options);
+  std::string config_text;
+  PreparedModel prepared = prepare_model_for_config(std::move(exported), std::move(modules), config_file, config_text);
   onnx::GraphProto& graph = *prepared.model.mutable_graph();
 
   QuantizeResult result;

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <string_view>
 
@@ -59,5 +60,11 @@ std::string format_shortest(T value) {
 
 std::string format_python_double(double value) { return format_shortest(value); }
 std::string format_python_float32(float value) { return format_shortest(value); }
+
+std::string format_message_number(double value) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%.9g", value);
+  return buffer;
+}
 
 }  // namespace amct

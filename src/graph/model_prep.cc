@@ -2,7 +2,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "amct/config.h"
 #include "amct/error.h"
+#include "amct/file_io.h"
 #include "amct/layer_graph.h"
 #include "amct/model_prep.h"
 #include "amct/onnx_graph.h"
@@ -171,6 +173,14 @@ PreparedModel prepare_model(onnx::ModelProto exported, std::vector<ModuleInfo> m
   }
   prepared.info.modules = std::move(modules);
   return prepared;
+}
+
+PreparedModel prepare_model_for_config(onnx::ModelProto exported, std::vector<ModuleInfo> modules,
+                                       const std::string& config_file, std::string& config_text) {
+  config_text = read_file(config_file, "quant config file");
+  PrepareOptions options;
+  options.quantize_subclasses = config_quantizes_subclasses(config_text, config_file);
+  return prepare_model(std::move(exported), std::move(modules), options);
 }
 
 }  // namespace amct

@@ -7,16 +7,11 @@
 
 #include "amct/error.h"
 #include "amct/layer_graph.h"
+#include "amct/number_format.h"
 #include "amct/onnx_graph.h"
 
 namespace amct {
 namespace {
-
-std::string float_text(double value) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.9g", value);
-  return buffer;
-}
 
 const char kEmptyRecord[] =
     "config_file indicates dmq_balancer, but record_file is empty. please check quant_preprocess and calibration "
@@ -50,9 +45,9 @@ std::vector<float> checked_balance_factors(const SingleLayerRecord& value, const
   std::vector<float> factors(value.tensor_balance_factor().begin(), value.tensor_balance_factor().end());
   for (size_t c = 0; c < factors.size(); ++c)
     if (!(factors[c] >= FLT_EPSILON && factors[c] <= 1.0f / FLT_EPSILON))
-      invalid(where + "tensor_balance_factor[" + std::to_string(c) + "] is " + float_text(factors[c]) +
-              "; expected a value in [FLT_EPSILON, 1/FLT_EPSILON] = [" + float_text(FLT_EPSILON) + ", " +
-              float_text(1.0f / FLT_EPSILON) + "]");
+      invalid(where + "tensor_balance_factor[" + std::to_string(c) + "] is " + format_message_number(factors[c]) +
+              "; expected a value in [FLT_EPSILON, 1/FLT_EPSILON] = [" + format_message_number(FLT_EPSILON) + ", " +
+              format_message_number(1.0f / FLT_EPSILON) + "]");
   return factors;
 }
 

@@ -8,16 +8,11 @@
 #include "amct/error.h"
 #include "amct/int4_packing.h"
 #include "amct/layer_graph.h"
+#include "amct/number_format.h"
 #include "amct/onnx_graph.h"
 
 namespace amct {
 namespace {
-
-std::string float_text(double value) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%.9g", value);
-  return buffer;
-}
 
 // Checks one record entry; every message names the record file and the layer.
 class EntryChecker {
@@ -39,7 +34,7 @@ class EntryChecker {
   // precision, and AscendQuant's 1/scale overflows.
   void scale(float value, const std::string& field) const {
     if (!std::isfinite(value) || !std::isnormal(value) || value <= 0.0f)
-      reject(field + " is " + float_text(value) + "; expected a finite value greater than 0 (a normal float32)");
+      reject(field + " is " + format_message_number(value) + "; expected a finite value greater than 0 (a normal float32)");
   }
 
   void offset(int64_t value, QuantFormat format, const std::string& field) const {
