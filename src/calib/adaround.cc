@@ -118,6 +118,17 @@ std::array<int64_t, 4> image_shape(const LayerInputs& inputs, int64_t in_channel
   return {inputs.shape[0], inputs.shape[1], inputs.shape[2], inputs.shape[3]};
 }
 
+// The kernel part of the map, the same for a Conv and a ConvTranspose.
+Im2Col kernel_map(const AdaLayerShape& shape) {
+  Im2Col map;
+  map.kh = shape.weight_shape[2];
+  map.kw = shape.weight_shape[3];
+  map.strides = shape.strides;
+  map.pads = shape.pads_begin;
+  map.dilations = shape.dilations;
+  return map;
+}
+
 // Conv2d: per sample, cols = im2col(x) and out_g = W_g cols_g per group.
 class Conv2dOp final : public AdaLayerOp {
  public:
@@ -127,14 +138,10 @@ class Conv2dOp final : public AdaLayerOp {
     const auto dims = image_shape(inputs, w[1] * groups_, shape, layer);
     samples_ = dims[0];
     output_channels_ = w[0];
+    map_ = kernel_map(shape);
     map_.channels = dims[1];
     map_.big_h = dims[2];
     map_.big_w = dims[3];
-    map_.kh = w[2];
-    map_.kw = w[3];
-    map_.strides = shape.strides;
-    map_.pads = shape.pads_begin;
-    map_.dilations = shape.dilations;
     map_.small_h = (dims[2] + shape.pads_begin[0] + shape.pads_end[0] - shape.dilations[0] * (w[2] - 1) - 1) /
                        shape.strides[0] + 1;
     map_.small_w = (dims[3] + shape.pads_begin[1] + shape.pads_end[1] - shape.dilations[1] * (w[3] - 1) - 1) /
@@ -195,14 +202,10 @@ class ConvTranspose2dOp final : public AdaLayerOp {
     in_channels_ = w[0];
     out_per_group_ = w[1];
     output_channels_ = w[1] * groups_;
+    map_ = kernel_map(shape);
     map_.channels = output_channels_;
     map_.small_h = dims[2];
     map_.small_w = dims[3];
-    map_.kh = w[2];
-    map_.kw = w[3];
-    map_.strides = shape.strides;
-    map_.pads = shape.pads_begin;
-    map_.dilations = shape.dilations;
     map_.big_h = (dims[2] - 1) * shape.strides[0] - shape.pads_begin[0] - shape.pads_end[0] +
                  shape.dilations[0] * (w[2] - 1) + shape.output_padding[0] + 1;
     map_.big_w = (dims[3] - 1) * shape.strides[1] - shape.pads_begin[1] - shape.pads_end[1] +

@@ -470,3 +470,18 @@ def test_the_evaluated_model_quantizes_deconvolution_weights_as_the_fake_quant_o
     out = session.run(None, {session.get_inputs()[0].name: eval_input.numpy()})[0]
     ort_loss = 1.0 - float(F.cosine_similarity(torch.from_numpy(out).flatten(), evaluator.reference.flatten(), dim=0))
     assert global_record["metric_eval"][1] == pytest.approx(ort_loss, rel=0.02, abs=1e-7)
+
+
+def test_evaluator_base_names_the_method_a_subclass_must_implement():
+    # The base class is AMCT's protocol: ModelEvaluator implements calibration
+    # and evaluate but not metric_eval, so the methods cannot be abstract.
+    class OnlyEvaluate(AutoCalibrationEvaluatorBase):
+        def evaluate(self, model):
+            return 1.0
+
+    evaluator = OnlyEvaluate()
+    assert evaluator.evaluate(None) == 1.0
+    with pytest.raises(NotImplementedError, match=r"AutoCalibrationEvaluatorBase\.calibration\(model\) must be"):
+        evaluator.calibration(None)
+    with pytest.raises(NotImplementedError, match=r"metric_eval\(original_metric, new_metric\) must be implemented"):
+        evaluator.metric_eval(1.0, 0.9)
