@@ -13,6 +13,7 @@ from amct_pytorch.errors import AmctTypeError, AmctValueError
 from amct_pytorch import _amct
 from amct_pytorch.calibration import CALIBRATION_MARK, build_calibration_model
 from amct_pytorch.dmq import build_balancing_model
+from amct_pytorch.module_tools import as_float32_cpu
 from amct_pytorch.export import as_input_tuple, describe_modules, exported_model
 
 logger = logging.getLogger("amct_pytorch")
@@ -177,7 +178,8 @@ def _layer_input_collector(model, input_data):
 
         def keep(name):
             def hook(_module, args):
-                captured[name] = args[0].detach().float().cpu().contiguous().numpy()
+                # A copy: a later in-place op of the forward may rewrite the tensor.
+                captured[name] = as_float32_cpu(args[0]).clone().numpy()
             return hook
 
         handles = [model.get_submodule(name).register_forward_pre_hook(keep(name)) for name in names]

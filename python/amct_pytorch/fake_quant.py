@@ -9,15 +9,7 @@ import torch
 from torch import nn
 
 from amct_pytorch import _amct
-
-
-def _cpu_float32(tensor):
-    data = tensor.detach()
-    if data.dtype != torch.float32:
-        data = data.float()
-    if data.device.type != "cpu":
-        data = data.cpu()
-    return data.contiguous()
+from amct_pytorch.module_tools import as_float32_cpu
 
 
 class FakeQuantLayer(nn.Module):
@@ -32,7 +24,7 @@ class FakeQuantLayer(nn.Module):
         self._bits = quant["bits"]
 
     def forward(self, activation, *args, **kwargs):
-        data = _cpu_float32(activation)
+        data = as_float32_cpu(activation)
         quantized = torch.empty_like(data)
         _amct.fake_quantize_activation(data, quantized, self._scale, self._offset, self._bits)
         quantized = quantized.to(device=activation.device, dtype=activation.dtype)
@@ -70,7 +62,7 @@ class SensitivityProbe(nn.Module):
         output = self.sub_module(*args, **kwargs)
         if self._sensitivity.batches(self._index) < self._batch_num:
             with torch.no_grad():
-                reference = _cpu_float32(self.reference(*args, **kwargs))
-                quantized = _cpu_float32(self.fake_quant(*args, **kwargs))
+                reference = as_float32_cpu(self.reference(*args, **kwargs))
+                quantized = as_float32_cpu(self.fake_quant(*args, **kwargs))
             self._sensitivity.add_batch(self._index, reference, quantized)
         return output
