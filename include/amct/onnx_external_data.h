@@ -55,6 +55,11 @@ struct ExternalDataRule {
 // paths (empty when the model fits in one file).
 std::vector<std::string> stage_onnx_model(FileSet& files, onnx::ModelProto model, const std::string& path,
                                           const ExternalDataRule& rule);
+// The same, leaving `model` as it was (its moved tensors get their data
+// back): quantize_model hands the weights it wrote on to the calibration
+// model without a copy.
+std::vector<std::string> stage_onnx_model_keeping_data(FileSet& files, onnx::ModelProto& model,
+                                                       const std::string& path, const ExternalDataRule& rule);
 
 // The data file name of `tensor_name` under a per-tensor rule: the tensor's
 // name with every character outside [A-Za-z0-9._-] replaced by '_' (tensor

@@ -73,6 +73,11 @@ std::vector<float> tensor_to_floats(const onnx::TensorProto& tensor);
 // data is released as soon as it is read, so that a weight of several GB is
 // not held in both forms while its new form is computed.
 std::vector<float> take_tensor_floats(onnx::TensorProto& tensor);
+// The tensor's values as float32 where they lie, in its raw_data; a tensor
+// stored otherwise (FLOAT16, DOUBLE, float_data) is converted to FLOAT
+// raw_data first. Passes rewrite a weight of GBs through this span instead
+// of holding a second copy; it is valid until the tensor's data changes.
+std::span<float> float_values_in_place(onnx::TensorProto& tensor);
 // Replaces the content by FLOAT data (raw_data), keeping name and dims unless given.
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values);
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values, const std::vector<int64_t>& dims);

@@ -35,7 +35,9 @@ struct QuantizedLayer {
   std::string module_type;
   LayerUse use = LayerUse::kCall;     // where calibration reads its input
   std::vector<int64_t> weight_shape;  // empty for AvgPool2d
-  std::vector<float> weight;          // fake-quantized (and BN-fused)
+  // Fake-quantized (and BN-fused) float32 values in torch's layout, as raw
+  // bytes: the modified ONNX's raw_data, handed on without a copy.
+  std::string weight;
   // Where `weight` stays float (ConvTranspose in AMCT's calibration), the
   // fake-quantized weight for a fake-quant torch model; empty otherwise.
   std::vector<float> fake_quant_weight;

@@ -32,6 +32,12 @@ class WeightQuantizer {
   virtual ~WeightQuantizer() = default;
   virtual QuantizedWeight quantize(std::span<const float> weight, const ChannelMap& channels, bool channel_wise,
                                    QuantFormat format) const = 0;
+  // quantize(), then each value of `weight` replaced by the float its
+  // integer stands for; the integers are not returned. An algorithm whose
+  // factors come before its integers (ARQ) never holds them: with weights
+  // of GBs, an int32 copy would cost as much as the weight.
+  virtual QuantizedWeight fake_quantize_in_place(std::span<float> weight, const ChannelMap& channels,
+                                                 bool channel_wise, QuantFormat format) const;
 };
 
 // What ada_quantize needs beyond the weight: the layer's op over the inputs
@@ -54,6 +60,16 @@ std::unique_ptr<WeightQuantizer> make_weight_quantizer(const WeightQuantParams& 
 std::vector<int32_t> integerize_weight(std::span<const float> weight, const ChannelMap& channels,
                                        std::span<const float> scale, QuantFormat format, const std::string& layer,
                                        const std::string& tensor);
+
+// integerize_weight's integers plus `shift`, one byte each (the storage of
+// every weight format up to 8 bits), without an int32 copy of the weight.
+std::string integerize_weight_bytes(std::span<const float> weight, const ChannelMap& channels,
+                                    std::span<const float> scale, QuantFormat format, const std::string& layer,
+                                    const std::string& tensor, int32_t shift = 0);
+
+// dequantize_weight(integerize_weight(weight, ...)) written over `weight`.
+void fake_quantize_weight(std::span<float> weight, const ChannelMap& channels, std::span<const float> scale,
+                          QuantFormat format, const std::string& layer, const std::string& tensor);
 
 // integers * scale[channel]: the float values the integers stand for.
 std::vector<float> dequantize_weight(std::span<const int32_t> integers, const ChannelMap& channels,

@@ -38,6 +38,14 @@ FloatArray to_numpy(std::vector<float> values, const std::vector<int64_t>& shape
   return FloatArray(owned->data(), dims.size(), dims.data(), owner);
 }
 
+// float32 values held as raw bytes (a tensor's raw_data), moved, not copied.
+FloatArray float_bytes_to_numpy(std::string bytes, const std::vector<int64_t>& shape) {
+  auto* owned = new std::string(std::move(bytes));
+  nb::capsule owner(owned, [](void* p) noexcept { delete static_cast<std::string*>(p); });
+  std::vector<size_t> dims(shape.begin(), shape.end());
+  return FloatArray(reinterpret_cast<float*>(owned->data()), dims.size(), dims.data(), owner);
+}
+
 // AMCT raises RuntimeError for most bad input (record strings, export
 // settings, input types), so code written for AMCT catches RuntimeError. Our
 // errors keep their precise meaning (ValueError, TypeError, ...) and also
@@ -136,7 +144,8 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
     // Where calibration reads the layer's input: its module's call, or the op
     // that reads its weight (a subclass's or a functional use's).
     item["observe_at"] = layer.use == amct::LayerUse::kCall ? "module_call" : "weight_op";
-    item["weight"] = layer.weight.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.weight), layer.weight_shape));
+    item["weight"] =
+        layer.weight.empty() ? nb::none() : nb::cast(float_bytes_to_numpy(std::move(layer.weight), layer.weight_shape));
     const int64_t bias_len = static_cast<int64_t>(layer.bias.size());
     item["bias"] = layer.bias.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.bias), {bias_len}));
     item["fake_quant_weight"] = layer.fake_quant_weight.empty()

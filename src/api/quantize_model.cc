@@ -1,4 +1,7 @@
 #include <algorithm>
+#include <map>
+#include <optional>
+#include <span>
 
 #include "amct/ada_layer_graph.h"
 #include "amct/dmq_record.h"
@@ -40,24 +43,27 @@ void refuse_unpackable_int4(const onnx::GraphProto& graph, const onnx::NodeProto
                                   "itself)");
 }
 
-// The weight and bias in the torch module's layout, for the calibration model.
+// Where a layer's weight comes from once the modified ONNX is written: its
+// initializer, in the graph's layout ([in, out] when `transpose`).
+struct WeightSource {
+  size_t layer;  // index in QuantizeResult::layers
+  std::string initializer;
+  bool transpose = false;
+};
+
+// The layer's shape and bias in the torch module's layout, for the
+// calibration model; the weight itself follows (hand_over_weights).
 QuantizedLayer torch_layout(const onnx::GraphProto& graph, const onnx::NodeProto& node, const LayerInfo& layer,
-                            std::vector<float> values, const std::vector<int64_t>& dims) {
+                            const std::vector<int64_t>& dims, bool& transpose) {
   QuantizedLayer out;
   out.name = layer.name;
   out.module_type = layer.module_type;
   out.use = layer.use;
   // torch keeps Linear weights as [out, in]; the graph may hold [in, out].
   const OpKind& kind = *node_kind(node);
-  const bool in_out_layout = kind.layout == WeightLayout::kInOut ||
-                             (kind.layout == WeightLayout::kGemm && get_int_attribute(node, "transB", 0) == 0);
-  if (in_out_layout) {
-    out.weight = transpose_2d(values, dims[0], dims[1]);
-    out.weight_shape = {dims[1], dims[0]};
-  } else {
-    out.weight = std::move(values);
-    out.weight_shape = dims;
-  }
+  transpose = kind.layout == WeightLayout::kInOut ||
+              (kind.layout == WeightLayout::kGemm && get_int_attribute(node, "transB", 0) == 0);
+  out.weight_shape = transpose ? std::vector<int64_t>{dims[1], dims[0]} : dims;
   // A layer used through its weight is never BN-fused, so its bias is
   // unchanged; and the op may take a bias other than the module's, which
   // must not be written over the module's.
@@ -75,7 +81,7 @@ QuantizedLayer torch_layout(const onnx::GraphProto& graph, const onnx::NodeProto
 // ada_quantize runs in torch's weight layout, where its op is defined; the
 // integers come back in the graph's layout.
 QuantizedWeight ada_quantize_weight(onnx::GraphProto& graph, const onnx::NodeProto& node, const LayerInfo& layer,
-                                    const LayerQuantConfig& config, const std::vector<float>& values,
+                                    const LayerQuantConfig& config, std::span<const float> values,
                                     const std::vector<int64_t>& dims, const ChannelMap& channels,
                                     const LayerInputs& inputs) {
   const AdaLayerGraph ada = ada_layer_graph(graph, node, dims, layer.name);
@@ -96,10 +102,13 @@ QuantizedWeight ada_quantize_weight(onnx::GraphProto& graph, const onnx::NodePro
   return out;
 }
 
+// The weight is rewritten where it lies in the graph (float_values_in_place):
+// a layer of GBs is held once, not as floats, integers and a copy.
 QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& node, const LayerInfo& layer,
                                      const LayerQuantConfig& config, const QuantizeOptions& options,
                                      const std::map<std::string, LayerInputs>& layer_inputs,
-                                     SingleLayerRecord& record, WeightsFingerprint& fingerprint) {
+                                     SingleLayerRecord& record, WeightsFingerprint& fingerprint,
+                                     std::optional<WeightSource>& source) {
   const OpKind& kind = *node_kind(node);
   if (kind.weight_input < 0) {
     // A weightless layer records the unit weight scale AMCT writes.
@@ -115,43 +124,69 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
   onnx::TensorProto* weight = find_initializer(graph, node.input(kind.weight_input));
   if (!weight) fail(ErrorCode::kRuntime, "layer '" + layer.name + "': its weight is not an initializer of the graph");
   const std::vector<int64_t> dims = tensor_dims(*weight);
-  std::vector<float> values = take_tensor_floats(*weight);  // rewritten below
+  const std::span<float> values = float_values_in_place(*weight);
   const std::span<const float> balance(record.tensor_balance_factor().data(), record.tensor_balance_factor_size());
   if (!balance.empty()) scale_weight_input_channels(values, layer_input_channel_map(graph, node), balance);
   const ChannelMap channels = node_channel_map(node, dims);
   const QuantFormat format = QuantFormat::signed_bits(config.weight.num_bits);
   const bool ada = config.weight.wts_algo == "ada_quantize";
-  QuantizedWeight quantized =
-      ada ? ada_quantize_weight(graph, node, layer, config, values, dims, channels, layer_inputs.at(layer.name))
-          : make_weight_quantizer(config.weight, layer.name)->quantize(values, channels, config.weight.channel_wise,
-                                                                       format);
+  // save_model integerizes the modified ONNX's weights with scale_w again,
+  // so AdaRound's choices survive only as fake-quantized weights: an ADA
+  // ConvTranspose is written quantized, as AMCT writes ADA's W_q.
+  const bool keep_float = kind.layout == WeightLayout::kDeconv && !options.fake_quantize_deconv_weights && !ada;
+  std::vector<float> fake_quant;
+  QuantizedWeight quantized;
+  if (ada) {
+    quantized = ada_quantize_weight(graph, node, layer, config, values, dims, channels, layer_inputs.at(layer.name));
+    const std::vector<float> dequantized = dequantize_weight(quantized.integers, channels, quantized.scale);
+    std::copy(dequantized.begin(), dequantized.end(), values.begin());
+  } else if (keep_float) {
+    quantized = make_weight_quantizer(config.weight, layer.name)
+                    ->quantize(values, channels, config.weight.channel_wise, format);
+    fake_quant = dequantize_weight(quantized.integers, channels, quantized.scale);
+  } else {
+    quantized = make_weight_quantizer(config.weight, layer.name)
+                    ->fake_quantize_in_place(values, channels, config.weight.channel_wise, format);
+  }
+  std::vector<int32_t>().swap(quantized.integers);
 
   for (float s : quantized.scale) record.add_scale_w(s);
   for (int32_t o : quantized.offset) record.add_offset_w(o);
   record.set_wts_type(format.name());
 
-  // save_model integerizes the modified ONNX's weights with scale_w again,
-  // so AdaRound's choices survive only as fake-quantized weights: an ADA
-  // ConvTranspose is written quantized, as AMCT writes ADA's W_q.
-  const bool keep_float = kind.layout == WeightLayout::kDeconv && !options.fake_quantize_deconv_weights && !ada;
-  std::vector<float> written;
-  std::vector<float> fake_quant;
-  if (keep_float) {
-    fake_quant = dequantize_weight(quantized.integers, channels, quantized.scale);
-    written = std::move(values);
-  } else {
-    // The float weight goes before its replacement is built: one copy at a time.
-    std::vector<float>().swap(values);
-    written = dequantize_weight(quantized.integers, channels, quantized.scale);
-  }
-  std::vector<int32_t>().swap(quantized.integers);
-  set_float_tensor(*weight, written);
-  fingerprint.add_layer(layer.name, written);
-  QuantizedLayer out = torch_layout(graph, node, layer, std::move(written), dims);
+  fingerprint.add_layer(layer.name, values);
+  bool transpose = false;
+  QuantizedLayer out = torch_layout(graph, node, layer, dims, transpose);
+  source = WeightSource{0, weight->name(), transpose};
   // ConvTranspose weights have the same layout in ONNX and torch.
   if (keep_float) out.fake_quant_weight = std::move(fake_quant);
   out.balance_factor.assign(balance.begin(), balance.end());
   return out;
+}
+
+// Moves each quantized weight out of the (written) modified ONNX into its
+// layer, turned into torch's layout where it lies: the calibration model gets
+// the weights without a copy. An initializer read by two layers is copied
+// for the second.
+void hand_over_weights(onnx::GraphProto& graph, std::vector<QuantizedLayer>& layers,
+                       const std::vector<WeightSource>& sources) {
+  std::map<std::string, size_t> taken;  // initializer -> first layer's source
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const WeightSource& source = sources[i];
+    const auto [first, fresh] = taken.emplace(source.initializer, i);
+    std::string& weight = layers[source.layer].weight;
+    if (fresh)
+      weight.swap(*find_initializer(graph, source.initializer)->mutable_raw_data());
+    else
+      weight = layers[sources[first->second].layer].weight;  // still in the graph's layout
+  }
+  for (const WeightSource& source : sources) {
+    if (!source.transpose) continue;
+    QuantizedLayer& layer = layers[source.layer];
+    const std::span<float> values(reinterpret_cast<float*>(layer.weight.data()), layer.weight.size() / sizeof(float));
+    // weight_shape is torch's [out, in]; the graph held [in, out].
+    transpose_2d_in_place(values, layer.weight_shape[1], layer.weight_shape[0]);
+  }
 }
 
 // The inputs of every ada_quantize layer, from one run of the model on
@@ -225,6 +260,7 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
 
   // Layers in named_modules() order, as AMCT writes the record.
   WeightsFingerprint fingerprint;
+  std::vector<WeightSource> weight_sources;
   for (const auto& layer : prepared.info.layers) {
     const auto it = std::find_if(enabled.begin(), enabled.end(), [&](const auto* c) { return c->name == layer.name; });
     if (it == enabled.end()) {
@@ -241,7 +277,13 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
       added->set_key(layer.name);
       entry = added->mutable_value();
     }
-    result.layers.push_back(quantize_layer_weight(graph, *node, layer, **it, options, layer_inputs, *entry, fingerprint));
+    std::optional<WeightSource> source;
+    result.layers.push_back(
+        quantize_layer_weight(graph, *node, layer, **it, options, layer_inputs, *entry, fingerprint, source));
+    if (source) {
+      source->layer = result.layers.size() - 1;
+      weight_sources.push_back(*source);
+    }
     const ModuleInfo* module = prepared.info.find_module(layer.name);
     set_string_attribute(*node, "op_data_type", module && module->dtype == "float16" ? "float16" : "float");
   }
@@ -255,10 +297,11 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
   FileSet files;
   ExternalDataRule external;
   external.limit = options.external_data_limit;
-  stage_onnx_model(files, std::move(prepared.model), modified_onnx_file, external);
+  stage_onnx_model_keeping_data(files, prepared.model, modified_onnx_file, external);
   files.stage(record_file, record_to_text(result.record), "record file");
   files.stage(record_sidecar_path(record_file), record_sidecar_json(result.weights_fingerprint), "record sidecar");
   files.commit();
+  hand_over_weights(*prepared.model.mutable_graph(), result.layers, weight_sources);
   return result;
 }
 

@@ -48,9 +48,28 @@ constexpr int64_t kMinQdqOpset = 13;  // per-axis DequantizeLinear
 // The QDQ passes on a copy of the modified model, converted to the QDQ opset
 // first. With `optional`, a model the QDQ form cannot hold is reported in
 // `warnings` and nullopt returned instead of failing the whole save.
-std::optional<onnx::ModelProto> build_qdq(const onnx::ModelProto& model, const QuantPlan& plan,
+std::optional<onnx::ModelProto> build_qdq(onnx::ModelProto model, const QuantPlan& plan,
                                           const SaveOptions& options, const std::string& model_file,
                                           std::vector<std::string>& warnings);
+
+// The modified model as the save passes take it. `expected`, when given, is
+// what the first read found: the file must not have changed in between.
+struct ModelIdentity {
+  std::optional<std::string> fingerprint;
+  size_t bytes = 0;
+};
+
+onnx::ModelProto read_modified_model(const std::string& path, std::set<std::string>* was_external,
+                                     ModelIdentity* identity, const ModelIdentity* expected) {
+  onnx::ModelProto model = load_onnx_model(path, was_external);
+  const ModelIdentity found{model_fingerprint(model), model.ByteSizeLong()};
+  if (expected && (found.fingerprint != expected->fingerprint || found.bytes != expected->bytes))
+    fail(ErrorCode::kIoError, "modified ONNX file '" + path +
+                                  "' changed while save_model was reading it (it is read once for the QDQ model and "
+                                  "again for the deploy and fake-quant models); run save_model again");
+  if (identity) *identity = found;
+  return model;
+}
 
 onnx::ModelProto finish(onnx::ModelProto model, const QuantPlan& plan, SaveStage stage) {
   run_save_passes(*model.mutable_graph(), plan, stage);
@@ -81,7 +100,8 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
 
   if (options.external_data_limit == 0) invalid("save_model: external_data_limit must be at least 1 byte");
   std::set<std::string> was_external;
-  onnx::ModelProto model = load_onnx_model(modified_onnx_file, &was_external);
+  ModelIdentity identity;
+  onnx::ModelProto model = read_modified_model(modified_onnx_file, &was_external, &identity, nullptr);
   validate_onnx_model(model, modified_onnx_file);
   // Before the record checks: a record of another run fails them with
   // messages that do not say why.
@@ -94,8 +114,11 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
   drop_initializer_inputs(*model.mutable_graph());
   SaveResult result;
   // Every output is staged (written to a temporary file) as soon as it is
-  // built and then dropped, so at most one copy of the weights besides the
-  // modified model's is held. The files are replaced together at the end,
+  // built and then dropped, and the weights are rewritten where they lie
+  // (float_values_in_place): the model is held once, plus one byte per
+  // weight while it is integerized. The QDQ model is built from the model
+  // itself, which is then read from its file again for AMCT's outputs
+  // (reading is cheaper than a copy of GBs). The files are replaced together at the end,
   // under a lock on the output directory: one call's outputs are one set, or
   // the previous files stay (a deploy model beside another run's QDQ model
   // would look like a finished run).
@@ -110,16 +133,32 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
   };
   bool qdq_staged = false;
   if (options.qdq) {
-    if (std::optional<onnx::ModelProto> qdq = build_qdq(model, plan, options, modified_onnx_file, result.warnings)) {
+    std::optional<onnx::ModelProto> qdq =
+        build_qdq(std::move(model), plan, options, modified_onnx_file, result.warnings);
+    if (qdq) {
       stage_onnx_model(files, std::move(*qdq), qdq_path, rule(""));
       qdq_staged = true;
     }
+    if (options.fake_quant || options.deploy) {
+      model = read_modified_model(modified_onnx_file, nullptr, nullptr, &identity);
+      drop_initializer_inputs(*model.mutable_graph());
+    }
   }
-  run_save_passes(*model.mutable_graph(), plan, SaveStage::kCommon);
+  if (options.fake_quant || options.deploy) run_save_passes(*model.mutable_graph(), plan, SaveStage::kCommon);
+  // The deploy model from a copy of the integer weights, then the fake-quant
+  // model from the model itself: its float weights are never held beside a
+  // second model.
+  if (options.deploy) {
+    onnx::ModelProto deploy;
+    if (options.fake_quant)
+      deploy = model;
+    else
+      deploy.Swap(&model);
+    stage_onnx_model(files, finish(std::move(deploy), plan, SaveStage::kDeploy), deploy_path, rule("_deploy.external"));
+  }
   if (options.fake_quant)
-    stage_onnx_model(files, finish(model, plan, SaveStage::kFakeQuant), fake_quant_path, rule("_fakequant.external"));
-  if (options.deploy)
-    stage_onnx_model(files, finish(std::move(model), plan, SaveStage::kDeploy), deploy_path, rule("_deploy.external"));
+    stage_onnx_model(files, finish(std::move(model), plan, SaveStage::kFakeQuant), fake_quant_path,
+                     rule("_fakequant.external"));
   if (options.deploy) result.written.push_back(deploy_path);
   if (options.fake_quant) result.written.push_back(fake_quant_path);
   if (qdq_staged) result.written.push_back(qdq_path);
@@ -129,7 +168,7 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
 
 namespace {
 
-std::optional<onnx::ModelProto> build_qdq(const onnx::ModelProto& model, const QuantPlan& plan,
+std::optional<onnx::ModelProto> build_qdq(onnx::ModelProto model, const QuantPlan& plan,
                                           const SaveOptions& options, const std::string& model_file,
                                           std::vector<std::string>& warnings) {
   const int64_t opset = options.qdq_opset != 0 ? options.qdq_opset : std::max(kMinQdqOpset, default_opset(model));
@@ -137,9 +176,8 @@ std::optional<onnx::ModelProto> build_qdq(const onnx::ModelProto& model, const Q
     if (opset < kMinQdqOpset)
       invalid("the QDQ model needs opset " + std::to_string(kMinQdqOpset) + " or later (per-axis DequantizeLinear); " +
               "qdq_opset is " + std::to_string(opset));
-    onnx::ModelProto copy = model;
-    if (opset != default_opset(copy)) convert_opset(copy, opset);
-    return finish(std::move(copy), plan, SaveStage::kQdq);
+    if (opset != default_opset(model)) convert_opset(model, opset);
+    return finish(std::move(model), plan, SaveStage::kQdq);
   } catch (const Error& e) {
     const std::string message = "modified ONNX file '" + model_file + "': the QDQ model cannot be written at opset " +
                                 std::to_string(opset) + ": " + e.what();

@@ -239,6 +239,11 @@ std::string external_file_name(const std::string& tensor_name, const std::string
 
 std::vector<std::string> stage_onnx_model(FileSet& files, onnx::ModelProto model, const std::string& path,
                                           const ExternalDataRule& rule) {
+  return stage_onnx_model_keeping_data(files, model, path, rule);
+}
+
+std::vector<std::string> stage_onnx_model_keeping_data(FileSet& files, onnx::ModelProto& model,
+                                                       const std::string& path, const ExternalDataRule& rule) {
   std::vector<onnx::TensorProto*> candidates;
   for (auto& t : *model.mutable_graph()->mutable_initializer())
     if (!t.raw_data().empty()) candidates.push_back(&t);
@@ -275,7 +280,20 @@ std::vector<std::string> stage_onnx_model(FileSet& files, onnx::ModelProto model
   };
   static const std::string zeros(kAlignment, '\0');
   std::map<std::string, DataFile> data_files;
-  std::vector<std::string> held(moved.size());
+  // The moved tensors get their bytes back however this ends.
+  struct Restore {
+    std::vector<onnx::TensorProto*>& tensors;
+    std::vector<std::string> held;
+    ~Restore() {
+      for (size_t i = 0; i < tensors.size(); ++i) {
+        if (tensors[i]->data_location() != onnx::TensorProto::EXTERNAL) continue;
+        tensors[i]->clear_external_data();
+        tensors[i]->clear_data_location();
+        tensors[i]->mutable_raw_data()->swap(held[i]);
+      }
+    }
+  } restore{moved, std::vector<std::string>(moved.size())};
+  std::vector<std::string>& held = restore.held;
   for (size_t i = 0; i < moved.size(); ++i) {
     onnx::TensorProto& t = *moved[i];
     const std::string name = file_of(t);

@@ -404,6 +404,16 @@ std::vector<float> take_tensor_floats(onnx::TensorProto& tensor) {
   return values;
 }
 
+std::span<float> float_values_in_place(onnx::TensorProto& tensor) {
+  const bool raw_float = tensor.data_type() == onnx::TensorProto::FLOAT &&
+                         tensor.data_location() != onnx::TensorProto::EXTERNAL &&
+                         tensor.raw_data().size() == static_cast<uint64_t>(tensor_numel(tensor)) * sizeof(float);
+  // Any other form is read (and checked) by tensor_to_floats, then stored as raw FLOAT.
+  if (!raw_float) set_float_tensor(tensor, take_tensor_floats(tensor));
+  std::string& raw = *tensor.mutable_raw_data();
+  return {reinterpret_cast<float*>(raw.data()), raw.size() / sizeof(float)};
+}
+
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values) {
   set_float_tensor(tensor, values, tensor_dims(tensor));
 }

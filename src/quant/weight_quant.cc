@@ -31,6 +31,15 @@ class ArqQuantizer final : public WeightQuantizer {
     out.integers = integerize_weight(weight, channels, out.scale, format, "", "weight");
     return out;
   }
+
+  // The factors depend on the float weight alone, so the weight can then be
+  // overwritten without ever holding the integers.
+  QuantizedWeight fake_quantize_in_place(std::span<float> weight, const ChannelMap& channels, bool channel_wise,
+                                         QuantFormat format) const override {
+    const WeightScales scales = arq_quantize(weight, channels, channel_wise, format.bits());
+    fake_quantize_weight(weight, channels, scales.scale, format, "", "weight");
+    return QuantizedWeight{scales.scale, scales.offset, {}};
+  }
 };
 
 }  // namespace
@@ -47,23 +56,64 @@ std::unique_ptr<WeightQuantizer> make_weight_quantizer(const WeightQuantParams& 
        "layer '" + layer + "': wts_algo '" + params.wts_algo + "' is not supported; use 'arq_quantize' or 'ada_quantize'");
 }
 
-std::vector<int32_t> integerize_weight(std::span<const float> weight, const ChannelMap& channels,
-                                       std::span<const float> scale, QuantFormat format, const std::string& layer,
-                                       const std::string& tensor) {
+namespace {
+
+// The one integerization loop: `store(i, q)` receives element i's integer q
+// (in float, already clamped). The variants below differ only in where the
+// integers go, so they cannot drift apart.
+template <typename Store>
+void integerize_each(std::span<const float> weight, const ChannelMap& channels, std::span<const float> scale,
+                     QuantFormat format, const std::string& layer, const std::string& tensor, Store store) {
   if (static_cast<int64_t>(weight.size()) != channels.numel())
     invalid("layer '" + layer + "': weight '" + tensor + "' has " + std::to_string(weight.size()) +
             " values; its dims give " + std::to_string(channels.numel()));
   check_scale_count(scale.size(), channels, layer);
   const auto lo = static_cast<float>(format.min());
   const auto hi = static_cast<float>(format.max());
-  std::vector<int32_t> out(weight.size());
   for (size_t i = 0; i < weight.size(); ++i) {
     if (!std::isfinite(weight[i]))
       invalid("layer '" + layer + "': weight '" + tensor + "' contains inf or NaN at element " + std::to_string(i) +
               "; expected finite values");
     const float q = round_half_even(weight[i] / scale_for(scale, channels, static_cast<int64_t>(i)));
-    out[i] = static_cast<int32_t>(std::clamp(q, lo, hi));
+    store(i, std::clamp(q, lo, hi));
   }
+}
+
+}  // namespace
+
+std::vector<int32_t> integerize_weight(std::span<const float> weight, const ChannelMap& channels,
+                                       std::span<const float> scale, QuantFormat format, const std::string& layer,
+                                       const std::string& tensor) {
+  std::vector<int32_t> out(weight.size());
+  integerize_each(weight, channels, scale, format, layer, tensor,
+                  [&](size_t i, float q) { out[i] = static_cast<int32_t>(q); });
+  return out;
+}
+
+std::string integerize_weight_bytes(std::span<const float> weight, const ChannelMap& channels,
+                                    std::span<const float> scale, QuantFormat format, const std::string& layer,
+                                    const std::string& tensor, int32_t shift) {
+  std::string out(weight.size(), '\0');
+  integerize_each(weight, channels, scale, format, layer, tensor, [&](size_t i, float q) {
+    out[i] = static_cast<char>(static_cast<uint8_t>(static_cast<int32_t>(q) + shift));
+  });
+  return out;
+}
+
+void fake_quantize_weight(std::span<float> weight, const ChannelMap& channels, std::span<const float> scale,
+                          QuantFormat format, const std::string& layer, const std::string& tensor) {
+  // Element i is read before it is written, and by no later step.
+  integerize_each(weight, channels, scale, format, layer, tensor, [&](size_t i, float q) {
+    weight[i] = q * scale_for(scale, channels, static_cast<int64_t>(i));
+  });
+}
+
+QuantizedWeight WeightQuantizer::fake_quantize_in_place(std::span<float> weight, const ChannelMap& channels,
+                                                        bool channel_wise, QuantFormat format) const {
+  QuantizedWeight out = quantize(weight, channels, channel_wise, format);
+  for (size_t i = 0; i < weight.size(); ++i)
+    weight[i] = static_cast<float>(out.integers[i]) * scale_for(out.scale, channels, static_cast<int64_t>(i));
+  std::vector<int32_t>().swap(out.integers);
   return out;
 }
 

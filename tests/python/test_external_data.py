@@ -159,3 +159,63 @@ def test_missing_data_file_is_named(flows, tmp_path):
     assert str(error.value).endswith(f"of ONNX model '{model}': external data file '{tmp_path}/modified.onnx.data' "
                                      "does not exist")
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_outputs_saved_together_equal_outputs_saved_one_by_one(flows, tmp_path):
+    """save_model builds the QDQ model from the modified model itself and reads
+    the file again for the deploy and fake-quant models: the same files as
+    calls that each write one output (and read the file once)."""
+    _, (_, _, paths, written) = flows
+    for kind, together in zip(("deploy", "fake_quant", "qdq"), written):
+        (alone,) = amct.save_model(paths["modified.onnx"], paths["record.txt"], str(tmp_path / kind / "net"),
+                                   outputs=(kind,), external_data_limit=1)
+        assert load_resolved(alone) == load_resolved(together), kind
+
+
+class TwoLinears(torch.nn.Module):
+    """A Linear on a 3-D input (MatMul over its transposed weight, which the
+    modified ONNX stores as [in, out]) and one on a 2-D input (Gemm, [out, in])."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(6, 5)
+        self.head = torch.nn.Linear(15, 4)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.proj(x)).flatten(1))
+
+
+def quantize_two_linears(root, external):
+    torch.manual_seed(11)
+    model = TwoLinears().eval()
+    x = torch.randn(2, 3, 6)
+    config, modified = str(root / "config.json"), str(root / "modified.onnx")
+    amct.create_quant_config(config, model, x)
+    calib = amct.quantize_model(config, modified, str(root / "record.txt"), model, x,
+                                external_data_limit=1 if external else None)
+    return model, calib, modified
+
+
+def test_calibration_weights_are_the_modified_models_weights(tmp_path, monkeypatch):
+    """The calibration model takes over the modified ONNX's fake-quantized
+    weights (moved, and turned into torch's layout in place): the same values
+    with and without external data, and the graph's values transposed where
+    the graph holds [in, out]."""
+    _, memory, _ = quantize_two_linears(tmp_path / "memory", external=False)
+    monkeypatch.setattr(export, "EXTERNAL_EXPORT_BYTES", 0)
+    model, calib, modified = quantize_two_linears(tmp_path / "external", external=True)
+    graph = onnx.load(modified).graph
+    assert external_initializers(modified)
+    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    nodes = {n.name: n for n in graph.node}
+    assert (nodes["proj"].op_type, nodes["head"].op_type) == ("MatMul", "Gemm")
+    for name, in_out in (("proj", True), ("head", False)):
+        weight = getattr(calib, name).sub_module.weight.detach().numpy()
+        np.testing.assert_array_equal(weight, getattr(memory, name).sub_module.weight.detach().numpy())
+        in_graph = initializers[nodes[name].input[1]]
+        np.testing.assert_array_equal(weight, in_graph.T if in_out else in_graph)
+        user = getattr(model, name).weight.detach().numpy()
+        assert weight.shape == user.shape
+        # Fake-quantized: near the user's weight (within half a step), not equal to it.
+        assert not np.array_equal(weight, user)
+        np.testing.assert_allclose(weight, user, atol=np.abs(user).max() / 127)

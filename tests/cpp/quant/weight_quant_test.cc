@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -115,6 +116,59 @@ TEST(WeightQuant, BiasInAccumulatorScaleWithOverflowCheck) {
   const std::vector<float> huge = {1e10f};
   EXPECT_THROW(integerize_bias(huge, std::vector<float>{1e-3f}, "conv"), Error);
   EXPECT_THROW(integerize_bias(bias, std::vector<float>{1, 1, 1}, "conv"), Error);
+}
+
+// Weights with ties (x.5 steps), values past the clamp and both signs.
+std::vector<float> tricky_weight(size_t n) {
+  std::vector<float> w(n);
+  for (size_t i = 0; i < n; ++i) w[i] = (static_cast<float>(i % 23) - 11.0f) * 0.25f * (i % 2 ? 1.0f : -3.0f);
+  return w;
+}
+
+TEST(WeightQuant, ByteIntegersAreTheInt32IntegersNarrowed) {
+  const std::vector<float> w = tricky_weight(24);
+  const ChannelMap map = ChannelMap::rows(3, 24);
+  const std::vector<float> scale = {0.5f, 0.25f, 0.125f};
+  for (const int bits : {4, 8})
+    for (const int32_t shift : {0, 128}) {
+      const QuantFormat format = QuantFormat::signed_bits(bits);
+      const std::vector<int32_t> reference = integerize_weight(w, map, scale, format, "l", "w");
+      const std::string bytes = integerize_weight_bytes(w, map, scale, format, "l", "w", shift);
+      ASSERT_EQ(bytes.size(), reference.size());
+      for (size_t i = 0; i < bytes.size(); ++i)
+        EXPECT_EQ(static_cast<uint8_t>(bytes[i]), static_cast<uint8_t>(reference[i] + shift)) << i;
+    }
+}
+
+TEST(WeightQuant, InPlaceFakeQuantEqualsIntegersDequantized) {
+  const std::vector<float> w = tricky_weight(30);
+  const ChannelMap map = ChannelMap::rows(5, 30);
+  const std::vector<float> scale = {0.5f, 0.3f, 0.125f, 1.7f, 0.01f};
+  const QuantFormat format = QuantFormat::signed_bits(8);
+  std::vector<float> in_place = w;
+  fake_quantize_weight(in_place, map, scale, format, "l", "w");
+  EXPECT_EQ(in_place, dequantize_weight(integerize_weight(w, map, scale, format, "l", "w"), map, scale));
+  std::vector<float> bad = {1.0f, std::numeric_limits<float>::infinity()};
+  EXPECT_THROW(fake_quantize_weight(bad, ChannelMap::rows(1, 2), std::vector<float>{1.0f}, format, "l", "w"), Error);
+}
+
+TEST(WeightQuant, ArqInPlaceGivesTheFactorsAndWeightsOfItsQuantize) {
+  const std::vector<float> w = tricky_weight(40);
+  const ChannelMap map = ChannelMap::rows(4, 40);
+  WeightQuantParams params;
+  params.wts_algo = "arq_quantize";
+  const auto quantizer = make_weight_quantizer(params, "fc");
+  for (const bool channel_wise : {false, true})
+    for (const int bits : {4, 8}) {
+      const QuantFormat format = QuantFormat::signed_bits(bits);
+      const QuantizedWeight reference = quantizer->quantize(w, map, channel_wise, format);
+      std::vector<float> in_place = w;
+      const QuantizedWeight got = quantizer->fake_quantize_in_place(in_place, map, channel_wise, format);
+      EXPECT_EQ(got.scale, reference.scale);
+      EXPECT_EQ(got.offset, reference.offset);
+      EXPECT_TRUE(got.integers.empty());
+      EXPECT_EQ(in_place, dequantize_weight(reference.integers, map, reference.scale));
+    }
 }
 
 TEST(QuantFormat, RangesNamesAndStorage) {

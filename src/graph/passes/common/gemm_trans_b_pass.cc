@@ -18,12 +18,10 @@ void transpose_weight(onnx::GraphProto& graph, onnx::NodeProto& gemm) {
   onnx::TensorProto& weight = exclusive_initializer(graph, gemm, 1, gemm.name() + ".weight", "weight");
   const int64_t rows = weight.dims(0);
   const int64_t cols = weight.dims(1);
-  std::vector<float> transposed;
-  {
-    const std::vector<float> values = take_tensor_floats(weight);
-    transposed = transpose_2d(values, rows, cols);
-  }  // the weight is held twice at most, not three times
-  set_float_tensor(weight, transposed, {cols, rows});
+  // Where the weight lies: a weight of GBs is held once.
+  transpose_2d_in_place(float_values_in_place(weight), rows, cols);
+  weight.set_dims(0, cols);
+  weight.set_dims(1, rows);
   set_int_attribute(gemm, "transB", 0);
 }
 

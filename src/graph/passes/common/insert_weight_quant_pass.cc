@@ -18,11 +18,10 @@ void quantize_weight(onnx::GraphProto& graph, const QuantLayer& layer) {
   const int index = layer.kind->weight_input;
   onnx::TensorProto& weight = exclusive_initializer(graph, node, index, layer.name + ".weight", "weight");
   const std::vector<int64_t> dims = tensor_dims(weight);
-  const std::vector<int32_t> integers = integerize_weight(take_tensor_floats(weight), node_channel_map(node, dims),
-                                                          layer.weight_scale, layer.weight_format, layer.name,
-                                                          weight.name());
-  std::string bytes(integers.size(), '\0');
-  for (size_t i = 0; i < integers.size(); ++i) bytes[i] = static_cast<char>(static_cast<int8_t>(integers[i]));
+  // Straight from the float weight to one byte per value: the weight and its
+  // integers are held together, no int32 copy.
+  std::string bytes = integerize_weight_bytes(float_values_in_place(weight), node_channel_map(node, dims),
+                                              layer.weight_scale, layer.weight_format, layer.name, weight.name());
   const std::string name = weight.name();
   weight.Clear();
   weight.set_name(name);

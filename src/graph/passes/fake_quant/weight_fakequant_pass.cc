@@ -2,6 +2,8 @@
 // before the deploy-only packing) become FLOAT tensors holding the
 // same integers (w_int - offset_w, and offset_w is always 0), so the layer
 // computes in the integer domain; the scale is applied by the dequant Mul.
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "amct/onnx_graph.h"
@@ -10,11 +12,22 @@
 namespace amct {
 namespace {
 
+// The floats are written straight into the new raw_data: the weight is held
+// as bytes and floats, never also as a float vector.
 void integers_to_float(onnx::TensorProto& weight) {
   const std::string& raw = weight.raw_data();
-  std::vector<float> values(raw.size());
-  for (size_t i = 0; i < raw.size(); ++i) values[i] = static_cast<float>(static_cast<int8_t>(raw[i]));
-  set_float_tensor(weight, values);
+  std::string floats(raw.size() * sizeof(float), '\0');
+  for (size_t i = 0; i < raw.size(); ++i) {
+    const float value = static_cast<float>(static_cast<int8_t>(raw[i]));
+    std::memcpy(floats.data() + i * sizeof(float), &value, sizeof(float));
+  }
+  const std::string name = weight.name();
+  const std::vector<int64_t> dims(weight.dims().begin(), weight.dims().end());
+  weight.Clear();
+  weight.set_name(name);
+  for (auto d : dims) weight.add_dims(d);
+  weight.set_data_type(onnx::TensorProto::FLOAT);
+  weight.set_raw_data(std::move(floats));
 }
 
 }  // namespace

@@ -22,8 +22,10 @@ void fold_weight_transposes(onnx::GraphProto& graph) {
       continue;
 
     const int64_t rows = weight->dims(0), cols = weight->dims(1);
-    const std::vector<float> values = tensor_to_floats(*weight);
-    set_float_tensor(*weight, transpose_2d(values, rows, cols), {cols, rows});
+    // Where the weight lies: a Linear of GBs is not held twice.
+    transpose_2d_in_place(float_values_in_place(*weight), rows, cols);
+    weight->set_dims(0, cols);
+    weight->set_dims(1, rows);
     node.set_input(1, weight->name());
     folded.push_back(transpose->name());
   }

@@ -62,18 +62,19 @@ void quantize_weight(onnx::GraphProto& graph, const QuantLayer& layer, onnx::Nod
   const ChannelMap channels = ChannelMap::for_weight(layout, dims, get_int_attribute(node, "group", 1),
                                                      get_int_attribute(node, "transB", 0) != 0);
   const std::vector<float> scales = qdq_channel_values(layer.weight_scale, channels.channels());
-  const std::vector<int32_t> integers =
-      integerize_weight(take_tensor_floats(weight), channels, scales, layer.weight_format, layer.name, weight.name());
   const std::string name = weight.name();
   // The exporter may describe initializers in value_info; the type changes.
   remove_value_info(graph, name);
+  // The weight is rewritten where it lies, or into one byte per value: never
+  // an int32 copy of a weight of GBs.
+  const std::span<float> values = float_values_in_place(weight);
   if (form == WeightForm::kFloat) {
-    set_float_tensor(weight, dequantize_weight(integers, channels, scales));
+    fake_quantize_weight(values, channels, scales, layer.weight_format, layer.name, name);
     return;
   }
   const int64_t shift = form == WeightForm::kUnsigned ? layer.weight_format.unsigned_shift() : 0;
-  std::string bytes(integers.size(), '\0');
-  for (size_t i = 0; i < integers.size(); ++i) bytes[i] = static_cast<char>(static_cast<uint8_t>(integers[i] + shift));
+  std::string bytes = integerize_weight_bytes(values, channels, scales, layer.weight_format, layer.name, name,
+                                              static_cast<int32_t>(shift));
   weight = integer_tensor(name, dims,
                           form == WeightForm::kUnsigned ? layer.weight_format.onnx_unsigned_storage_type()
                                                         : layer.weight_format.onnx_storage_type(),
