@@ -71,6 +71,25 @@ TEST(ExternalData, OneFileHoldsEveryMovedTensorAtAlignedOffsetsAndReadsBack) {
   EXPECT_EQ(loaded.SerializeAsString(), model.SerializeAsString());
 }
 
+TEST(ExternalData, StagingThatKeepsTheDataWritesTheSameFilesAndLeavesTheModelAsItWas) {
+  const onnx::ModelProto model = conv_model();
+  for (const ExternalDataRule& rule : {limit(1), limit(1, "_deploy.external"), limit(size_t{1} << 30)}) {
+    const std::string plain = fresh_dir(), keeping = fresh_dir();
+    const auto plain_data = write_model(model, plain + "/m.onnx", rule);
+    onnx::ModelProto kept = model;
+    FileSet files;
+    const auto kept_data = stage_onnx_model_keeping_data(files, kept, keeping + "/m.onnx", rule);
+    files.commit();
+    EXPECT_EQ(kept.SerializeAsString(), model.SerializeAsString()) << rule.per_tensor_suffix;
+    ASSERT_EQ(kept_data.size(), plain_data.size());
+    EXPECT_EQ(file_bytes(keeping + "/m.onnx"), file_bytes(plain + "/m.onnx"));
+    for (size_t i = 0; i < kept_data.size(); ++i) {
+      EXPECT_EQ(fs::path(kept_data[i]).filename(), fs::path(plain_data[i]).filename());
+      EXPECT_EQ(file_bytes(kept_data[i]), file_bytes(plain_data[i]));
+    }
+  }
+}
+
 TEST(ExternalData, PerTensorFilesAreNamedAfterTheTensor) {
   const std::string dir = fresh_dir();
   ModelBuilder b;
