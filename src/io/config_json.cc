@@ -418,7 +418,8 @@ std::string config_to_json(const QuantConfig& config) {
   root["do_fusion"] = config.do_fusion;
   if (config.fakequant_precision_mode != "DEFAULT") root["fakequant_precision_mode"] = config.fakequant_precision_mode;
   root["skip_fusion_layers"] = config.skip_fusion_layers;
-  // Only the opt-out is written, so a default config stays one AMCT reads.
+  // Only the opt-out and the opt-in are written, so a default config stays
+  // one AMCT reads.
   if (!config.quantize_subclasses) root[kQuantizeSubclassesKey] = false;
   if (config.linear_channel_wise) root[kLinearChannelWiseKey] = true;
 
