@@ -15,11 +15,13 @@ import warnings
 import numpy as np
 import torch
 
-TOOLS = ["amct-ifmr", "amct-hfmg", "amct-auto", "amct-dmq", "amct-ada", "ort-minmax", "ort-entropy",
-         "ort-percentile", "pt2e-x86"]
+TOOLS = ["amct-ifmr", "amct-hfmg", "amct-ifmr-pc", "amct-hfmg-pc", "amct-auto", "amct-dmq", "amct-ada", "ort-minmax",
+         "ort-entropy", "ort-percentile", "pt2e-x86"]
 TOOL_LABELS = {
     "amct-ifmr": "amct IFMR",
     "amct-hfmg": "amct HFMG",
+    "amct-ifmr-pc": "amct IFMR, per-channel Linear",
+    "amct-hfmg-pc": "amct HFMG, per-channel Linear",
     "amct-auto": "amct auto calibration (IFMR)",
     "amct-dmq": "amct IFMR + DMQ",
     "amct-ada": "amct AdaRound",
@@ -63,7 +65,7 @@ def export_float_onnx(model, args, path, workload):
     return path
 
 
-def _amct(model, batches, workload, work, algo):
+def _amct(model, batches, workload, work, algo, linear_channel_wise=False):
     import amct_pytorch as amct
 
     times = {}
@@ -74,7 +76,8 @@ def _amct(model, batches, workload, work, algo):
     sample = batches[0]
     start = time.perf_counter()
     with quiet():
-        amct.create_quant_config(config, model, sample, batch_num=len(batches))
+        amct.create_quant_config(config, model, sample, batch_num=len(batches),
+                                 linear_channel_wise=linear_channel_wise)
     if algo in ("hfmg", "dmq"):
         with open(config) as f:
             cfg = json.load(f)
@@ -275,7 +278,8 @@ def calibrate(tool, model, batches, workload, work):
     if tool == "amct-auto":
         return _amct_auto(model, batches, workload, work)
     if tool.startswith("amct-"):
-        return _amct(model, batches, workload, work, tool.split("-")[1])
+        # "amct-<algo>" or "amct-<algo>-pc" (linear_channel_wise: one weight scale per Linear output channel).
+        return _amct(model, batches, workload, work, tool.split("-")[1], linear_channel_wise=tool.endswith("-pc"))
     if tool.startswith("ort-"):
         return _ort(model, batches, workload, work, tool.split("-")[1])
     if tool == "pt2e-x86":

@@ -57,6 +57,10 @@ struct QuantConfig {
   // false): subclasses of the quantizable classes are layers too. false is
   // AMCT's exact-class matching (PrepareOptions::quantize_subclasses).
   bool quantize_subclasses = true;
+  // Beyond AMCT's schema (root key "linear_channel_wise", written only when
+  // true): Linear layers may take channel_wise true, one weight scale per
+  // output channel, and default to it. false is AMCT's rule (per tensor only).
+  bool linear_channel_wise = false;
   std::vector<LayerQuantConfig> layers;  // sorted by name
 
   const LayerQuantConfig* find_layer(const std::string& name) const;
@@ -64,8 +68,9 @@ struct QuantConfig {
 
 // create_quant_config from parameters (docs/amct-reference.md#create_quant_config): every supported layer gets
 // the default block; skip_layers get quant_enable=false.
+// `linear_channel_wise` is QuantConfig::linear_channel_wise.
 QuantConfig make_default_config(const ModelInfo& model, const std::vector<std::string>& skip_layers,
-                                int64_t batch_num, bool activation_offset);
+                                int64_t batch_num, bool activation_offset, bool linear_channel_wise = false);
 
 // create_quant_config from a simple config file (docs/amct-reference.md#simple-config), with its override
 // precedence and automatic adjustments.

@@ -89,10 +89,11 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
 
 // create_quant_config (docs/amct-reference.md#create_quant_config): the config JSON from parameters, or from a
 // simple config file when `simple_config_file` is not empty. `quantize_subclasses`
-// (beyond AMCT) applies without a simple config; a simple config says it itself.
+// and `linear_channel_wise` (beyond AMCT, QuantConfig's fields) apply without a
+// simple config; a simple config says them itself.
 void create_quant_config(const std::string& config_file, onnx::ModelProto exported,
                          std::vector<ModuleInfo> modules, const std::vector<std::string>& skip_layers,
                          int64_t batch_num, bool activation_offset, const std::string& simple_config_file,
-                         bool quantize_subclasses = true);
+                         bool quantize_subclasses = true, bool linear_channel_wise = false);
 
 }  // namespace amct

@@ -75,7 +75,7 @@ _DEFAULT_EXTERNAL_DATA_LIMIT = 2_000_000_000
 
 
 def create_quant_config(config_file, model, input_data, skip_layers=None, batch_num=1, activation_offset=True,
-                        config_defination=None, *, quantize_subclasses=True):
+                        config_defination=None, *, quantize_subclasses=True, linear_channel_wise=False):
     """Writes the quantization config JSON for `model` (docs/amct-reference.md#create_quant_config).
 
     Beyond AMCT's arguments (keyword only):
@@ -83,6 +83,10 @@ def create_quant_config(config_file, model, input_data, skip_layers=None, batch_
       too (when their forward runs the class's own op on their weight);
       False is AMCT's exact-class matching and is written into the config.
       With config_defination, the simple config's own field decides.
+    - linear_channel_wise: Linear layers get one weight scale per output
+      channel (channel_wise true) instead of AMCT's one per tensor; written
+      into the config as its root key "linear_channel_wise". With
+      config_defination, the simple config's own field decides.
     """
     func = "create_quant_config"
     _check_type(func, "config_file", config_file, str)
@@ -92,6 +96,7 @@ def create_quant_config(config_file, model, input_data, skip_layers=None, batch_
     _check_type(func, "activation_offset", activation_offset, bool)
     _check_type(func, "config_defination", config_defination, str, allow_none=True)
     _check_type(func, "quantize_subclasses", quantize_subclasses, bool)
+    _check_type(func, "linear_channel_wise", linear_channel_wise, bool)
     if skip_layers is not None and not all(isinstance(s, str) for s in skip_layers):
         raise AmctTypeError(f"{func}(): skip_layers must be a list of module names (str)")
     if batch_num <= 0:
@@ -99,7 +104,8 @@ def create_quant_config(config_file, model, input_data, skip_layers=None, batch_
     work = _copy_model(model)
     with exported_model(work, input_data, near=config_file) as exported:
         _amct.create_quant_config(os.fspath(config_file), exported, describe_modules(work), list(skip_layers or []),
-                                  batch_num, activation_offset, config_defination or "", quantize_subclasses)
+                                  batch_num, activation_offset, config_defination or "", quantize_subclasses,
+                                  linear_channel_wise)
 
 
 def quantize_preprocess(config_file, record_file, model, input_data):

@@ -342,13 +342,14 @@ NB_MODULE(_amct, m) {
       "create_quant_config",
       [](const std::string& config_file, const nb::object& exported, const std::string& modules_json,
          const std::vector<std::string>& skip_layers, int64_t batch_num, bool activation_offset,
-         const std::string& simple_config_file, bool quantize_subclasses) {
+         const std::string& simple_config_file, bool quantize_subclasses, bool linear_channel_wise) {
         amct::create_quant_config(config_file, exported_model(exported), amct::parse_module_list(modules_json),
-                                  skip_layers, batch_num, activation_offset, simple_config_file, quantize_subclasses);
+                                  skip_layers, batch_num, activation_offset, simple_config_file, quantize_subclasses,
+                                  linear_channel_wise);
       },
       nb::arg("config_file"), nb::arg("exported"), nb::arg("modules_json"), nb::arg("skip_layers"),
       nb::arg("batch_num"), nb::arg("activation_offset"), nb::arg("simple_config_file"),
-      nb::arg("quantize_subclasses") = true);
+      nb::arg("quantize_subclasses") = true, nb::arg("linear_channel_wise") = false);
 
   m.def("quantize_model", &quantize_model, nb::arg("config_file"), nb::arg("modified_onnx_file"),
         nb::arg("record_file"), nb::arg("exported"), nb::arg("modules_json"),

@@ -11,8 +11,9 @@ constexpr OpKind kOps[] = {
     // op               weight recur  bias  layout                     ranks  per-ch fusable
     {"Conv",            1,     -1,    2,    WeightLayout::kOutFirst,   3, 5,  true,  true},
     {"ConvTranspose",   1,     -1,    2,    WeightLayout::kDeconv,     3, 5,  true,  false},
-    {"Gemm",            1,     -1,    2,    WeightLayout::kGemm,       2, 2,  false, false},
-    {"MatMul",          1,     -1,    -1,   WeightLayout::kInOut,      2, 2,  false, false},
+    // Gemm / MatMul: per channel only under linear_channel_wise (beyond AMCT).
+    {"Gemm",            1,     -1,    2,    WeightLayout::kGemm,       2, 2,  true,  false},
+    {"MatMul",          1,     -1,    -1,   WeightLayout::kInOut,      2, 2,  true,  false},
     {"AveragePool",     -1,    -1,    -1,   WeightLayout::kNone,       0, 0,  false, false},
     {"LSTM",            1,     2,     3,    WeightLayout::kGates,      3, 3,  true,  false},
     {"GRU",             1,     2,     3,    WeightLayout::kGates,      3, 3,  true,  false},

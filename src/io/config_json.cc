@@ -23,6 +23,8 @@ using Json = nlohmann::ordered_json;
 
 // amct's root key beyond AMCT's schema (QuantConfig::quantize_subclasses).
 constexpr const char* kQuantizeSubclassesKey = "quantize_subclasses";
+// amct's root key beyond AMCT's schema (QuantConfig::linear_channel_wise).
+constexpr const char* kLinearChannelWiseKey = "linear_channel_wise";
 
 void sort_layers(std::vector<LayerQuantConfig>& layers) {
   std::sort(layers.begin(), layers.end(),
@@ -210,7 +212,7 @@ struct ParsedLayer {
   std::optional<bool> asymmetric;  // as written; resolved once the root is read
 };
 
-ParsedLayer read_layer(const std::string& name, const Json& entry, const LayerInfo& layer) {
+ParsedLayer read_layer(const std::string& name, const Json& entry, const LayerInfo& layer, bool linear_channel_wise) {
   if (!entry.is_object()) wrong_type(name, "dict", entry);
   ParsedLayer parsed;
   LayerQuantConfig& config = parsed.config;
@@ -236,13 +238,14 @@ ParsedLayer read_layer(const std::string& name, const Json& entry, const LayerIn
       }
     }
   });
-  if (!channel_wise_set) config.weight.channel_wise = is_channel_wise_type(layer.module_type);
+  if (!channel_wise_set)
+    config.weight.channel_wise = config_schema::channel_wise_allowed(layer.module_type, linear_channel_wise);
 
   if (config.activation.num_bits == 16 && !supports_int16(layer))
     invalid("current layer " + name + " does not support int16 quant.");
   if (config.quant_enable && config_schema::is_symmetric_only(layer.module_type) && parsed.asymmetric == true)
     invalid("current layer " + name + " only support act symmetric quant.");
-  config_schema::check_layer_values(config, layer);
+  config_schema::check_layer_values(config, layer, linear_channel_wise);
   return parsed;
 }
 
@@ -256,6 +259,9 @@ std::vector<std::string> read_string_list(const std::string& key, const Json& va
 QuantConfig read_config(const Json& root, const ModelInfo& model) {
   if (!root.is_object()) wrong_type("the config", "dict", root);
   QuantConfig config;
+  // Read first: it decides how every layer entry is read, wherever it stands.
+  if (const auto found = root.find(kLinearChannelWiseKey); found != root.end())
+    config.linear_channel_wise = read_bool(kLinearChannelWiseKey, *found);
   std::map<std::string, ParsedLayer> parsed_layers;
   for (const auto& [key, value] : root.items()) {
     if (key == "version") {
@@ -275,19 +281,22 @@ QuantConfig read_config(const Json& root, const ModelInfo& model) {
       config_schema::check_skip_fusion_layers(config.skip_fusion_layers, model);
     } else if (key == kQuantizeSubclassesKey) {
       config.quantize_subclasses = read_bool(key, value);
+    } else if (key == kLinearChannelWiseKey) {
+      continue;
     } else if (!model.find_module(key)) {
       invalid(shorten_for_message(key) + " is an invalid layer name or parameter.");
     } else {
       const LayerInfo* layer = model.find_layer(key);
       if (!layer || !layer->supported) invalid("layer " + key + " does not support quant.");
-      parsed_layers.emplace(key, read_layer(key, value, *layer));
+      parsed_layers.emplace(key, read_layer(key, value, *layer, config.linear_channel_wise));
     }
   }
 
   for (const LayerInfo* layer : config_schema::supported_layers(model)) {
     const auto found = parsed_layers.find(layer->name);
     if (found == parsed_layers.end()) {
-      config.layers.push_back(config_schema::default_layer_config(*layer, false, config.activation_offset));
+      config.layers.push_back(config_schema::default_layer_config(*layer, false, config.activation_offset,
+                                                                  config.linear_channel_wise));
       continue;
     }
     LayerQuantConfig resolved = found->second.config;
@@ -380,7 +389,7 @@ const LayerQuantConfig* QuantConfig::find_layer(const std::string& name) const {
 }
 
 QuantConfig make_default_config(const ModelInfo& model, const std::vector<std::string>& skip_layers,
-                                int64_t batch_num, bool activation_offset) {
+                                int64_t batch_num, bool activation_offset, bool linear_channel_wise) {
   config_schema::check_skip_layers(skip_layers, model);
   const std::vector<const LayerInfo*> supported = config_schema::supported_layers(model);
   const auto skipped = [&](const std::string& name) {
@@ -393,8 +402,10 @@ QuantConfig make_default_config(const ModelInfo& model, const std::vector<std::s
   QuantConfig config;
   config.batch_num = batch_num;
   config.activation_offset = activation_offset;
+  config.linear_channel_wise = linear_channel_wise;
   for (const LayerInfo* layer : supported)
-    config.layers.push_back(config_schema::default_layer_config(*layer, !skipped(layer->name), activation_offset));
+    config.layers.push_back(
+        config_schema::default_layer_config(*layer, !skipped(layer->name), activation_offset, linear_channel_wise));
   sort_layers(config.layers);
   return config;
 }
@@ -407,8 +418,10 @@ std::string config_to_json(const QuantConfig& config) {
   root["do_fusion"] = config.do_fusion;
   if (config.fakequant_precision_mode != "DEFAULT") root["fakequant_precision_mode"] = config.fakequant_precision_mode;
   root["skip_fusion_layers"] = config.skip_fusion_layers;
-  // Only the opt-out is written, so a default config stays one AMCT reads.
+  // Only the opt-out and the opt-in are written, so a default config stays
+  // one AMCT reads.
   if (!config.quantize_subclasses) root[kQuantizeSubclassesKey] = false;
+  if (config.linear_channel_wise) root[kLinearChannelWiseKey] = true;
 
   std::vector<LayerQuantConfig> layers = config.layers;
   sort_layers(layers);

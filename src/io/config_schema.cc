@@ -129,7 +129,7 @@ void check_activation(const ActivationQuantParams& act) {
   ifmr_candidate_count(act);
 }
 
-void check_weight(const WeightQuantParams& wts, const std::string& layer_type) {
+void check_weight(const WeightQuantParams& wts, const std::string& layer_type, bool linear_channel_wise) {
   if (!contains(kWeightBits, wts.num_bits))
     invalid("weight num_bits " + std::to_string(wts.num_bits) + " is not in " + int_list(kWeightBits));
   if (wts.wts_algo == "ada_quantize") {
@@ -147,7 +147,7 @@ void check_weight(const WeightQuantParams& wts, const std::string& layer_type) {
   } else if (wts.wts_algo != "arq_quantize") {
     invalid("wts_algo must be arq_quantize or ada_quantize, but is \"" + shorten_for_message(wts.wts_algo) + "\"");
   }
-  if (wts.channel_wise && !is_channel_wise_type(layer_type))
+  if (wts.channel_wise && !channel_wise_allowed(layer_type, linear_channel_wise))
     invalid("The channel_wise must be False for layer type " + layer_type);
 }
 
@@ -246,16 +246,21 @@ bool is_symmetric_only(const std::string& type) {
   return kind && kind->symmetric_only;
 }
 
-LayerQuantConfig default_layer_config(const LayerInfo& layer, bool quant_enable, bool asymmetric) {
+bool channel_wise_allowed(const std::string& type, bool linear_channel_wise) {
+  return is_channel_wise_type(type) || (linear_channel_wise && type == "Linear");
+}
+
+LayerQuantConfig default_layer_config(const LayerInfo& layer, bool quant_enable, bool asymmetric,
+                                      bool linear_channel_wise) {
   LayerQuantConfig config;
   config.name = layer.name;
   config.quant_enable = quant_enable;
   config.activation.asymmetric = asymmetric && !is_symmetric_only(layer.module_type);
-  config.weight.channel_wise = is_channel_wise_type(layer.module_type);
+  config.weight.channel_wise = channel_wise_allowed(layer.module_type, linear_channel_wise);
   return config;
 }
 
-void check_layer_values(const LayerQuantConfig& config, const LayerInfo& layer) {
+void check_layer_values(const LayerQuantConfig& config, const LayerInfo& layer, bool linear_channel_wise) {
   try {
     if (config.dmq_balancer_param) {
       const double alpha = *config.dmq_balancer_param;
@@ -263,7 +268,7 @@ void check_layer_values(const LayerQuantConfig& config, const LayerInfo& layer) 
         invalid("The dmq_balancer_param must be in range [0.2, 0.8], but is " + format_python_double(alpha));
     }
     check_activation(config.activation);
-    check_weight(config.weight, layer.module_type);
+    check_weight(config.weight, layer.module_type, linear_channel_wise);
   } catch (const Error& error) {
     fail(error.code(), std::string(error.what()) + " in layer " + config.name);
   }

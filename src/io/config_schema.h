@@ -44,13 +44,19 @@ bool supports_dmq(const std::string& type);
 bool supports_ada(const std::string& type);
 bool supports_int6_int7_weights(const std::string& type);
 bool is_symmetric_only(const std::string& type);
+// Whether a layer of `type` may take one weight scale per output channel:
+// AMCT's channel-wise types, and Linear when the config opts in with
+// linear_channel_wise (beyond AMCT). It is also the type's default.
+bool channel_wise_allowed(const std::string& type, bool linear_channel_wise);
 
 // The block AMCT fills for a layer without settings: IFMR activations, ARQ
-// weights, channel_wise by type; Conv3d is always symmetric.
-LayerQuantConfig default_layer_config(const LayerInfo& layer, bool quant_enable, bool asymmetric);
+// weights, channel_wise by type (channel_wise_allowed); Conv3d is always symmetric.
+LayerQuantConfig default_layer_config(const LayerInfo& layer, bool quant_enable, bool asymmetric,
+                                      bool linear_channel_wise);
 
 // Value ranges and type rules of one layer entry (docs/amct-reference.md#config-json); messages end
-// with "in layer <name>".
-void check_layer_values(const LayerQuantConfig& config, const LayerInfo& layer);
+// with "in layer <name>". A Linear with channel_wise true fails with AMCT's
+// message unless `linear_channel_wise`.
+void check_layer_values(const LayerQuantConfig& config, const LayerInfo& layer, bool linear_channel_wise);
 
 }  // namespace amct::config_schema

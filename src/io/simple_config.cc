@@ -98,6 +98,7 @@ void check_override(const pb::CalibrationConfig& calibration, const Capabilities
 }
 
 void check_layer_overrides(const pb::AMCTConfig& proto, const ModelInfo& model) {
+  const bool linear_channel_wise = proto.linear_channel_wise();
   std::vector<std::string> names;
   for (const auto& item : proto.override_layer_configs()) names.push_back(item.layer_name());
   config_schema::check_no_repeated(names, "override_layer_configs");
@@ -112,7 +113,7 @@ void check_layer_overrides(const pb::AMCTConfig& proto, const ModelInfo& model) 
     Capabilities target;
     target.subject = name + " layer";
     target.symmetric_only = config_schema::is_symmetric_only(module->layer_type);
-    target.channel_wise = is_channel_wise_type(module->layer_type);
+    target.channel_wise = config_schema::channel_wise_allowed(module->layer_type, linear_channel_wise);
     target.dmq = supported && config_schema::supports_dmq(module->layer_type);
     target.int16 = supported && supports_int16(*layer);
     target.ada = supported && config_schema::supports_ada(module->layer_type);
@@ -136,7 +137,7 @@ void check_type_overrides(const pb::AMCTConfig& proto) {
     Capabilities target;
     target.subject = type + " type";
     target.symmetric_only = config_schema::is_symmetric_only(type);
-    target.channel_wise = is_channel_wise_type(type);
+    target.channel_wise = config_schema::channel_wise_allowed(type, proto.linear_channel_wise());
     target.dmq = config_schema::supports_dmq(type);
     target.int16 = supports_int16(type_probe);
     target.ada = config_schema::supports_ada(type);
@@ -162,9 +163,10 @@ struct LayerDraft {
 
 // One layer's entry from the config chosen for it; whatever that config does
 // not set gets the schema default (never a value from a lower level).
-LayerDraft draft_layer(const pb::CalibrationConfig& calibration, const LayerInfo& layer, bool quant_enable) {
+LayerDraft draft_layer(const pb::CalibrationConfig& calibration, const LayerInfo& layer, bool quant_enable,
+                       bool linear_channel_wise) {
   LayerDraft draft;
-  draft.config = config_schema::default_layer_config(layer, quant_enable, true);
+  draft.config = config_schema::default_layer_config(layer, quant_enable, true, linear_channel_wise);
   ActivationQuantParams& act = draft.config.activation;
   if (calibration.has_ifmr_quantize()) {
     const auto& ifmr = calibration.ifmr_quantize();
@@ -256,6 +258,7 @@ QuantConfig build_config(const pb::AMCTConfig& proto, const ModelInfo& model) {
   if (proto.has_fakequant_precision_mode()) config.fakequant_precision_mode = "FORCE_FP16_QUANT";
   config.skip_fusion_layers.assign(proto.skip_fusion_layers().begin(), proto.skip_fusion_layers().end());
   config.quantize_subclasses = proto.quantize_subclasses();
+  config.linear_channel_wise = proto.linear_channel_wise();
 
   config_schema::check_no_repeated(skip_layers, "skip_layers");
   config_schema::check_no_repeated(skip_types, "skip_layer_types");
@@ -279,7 +282,8 @@ QuantConfig build_config(const pb::AMCTConfig& proto, const ModelInfo& model) {
   const std::optional<std::string> common_algo = common_act_algo(proto);
   const std::optional<bool> common_asym = common_asymmetric(proto);
   for (const LayerInfo* layer : supported) {
-    LayerDraft draft = draft_layer(chosen_calibration(proto, *layer), *layer, is_quantized(*layer));
+    LayerDraft draft =
+        draft_layer(chosen_calibration(proto, *layer), *layer, is_quantized(*layer), config.linear_channel_wise);
     LayerQuantConfig& layer_config = draft.config;
     adjust_to_layer(layer_config, *layer);
     // A layer that leaves asymmetric unset follows the common config when it
@@ -291,11 +295,11 @@ QuantConfig build_config(const pb::AMCTConfig& proto, const ModelInfo& model) {
       asymmetric = *common_asym;
     }
     layer_config.activation.asymmetric = asymmetric && !config_schema::is_symmetric_only(layer->module_type);
-    config_schema::check_layer_values(layer_config, *layer);
+    config_schema::check_layer_values(layer_config, *layer, config.linear_channel_wise);
     // AMCT drops a common-config ADA setting on layers ADA cannot handle
     // (after the schema check), leaving them with ARQ defaults.
     if (layer_config.weight.wts_algo == "ada_quantize" && !config_schema::supports_ada(layer->module_type))
-      layer_config.weight = config_schema::default_layer_config(*layer, true, true).weight;
+      layer_config.weight = config_schema::default_layer_config(*layer, true, true, config.linear_channel_wise).weight;
     config.layers.push_back(std::move(layer_config));
   }
 

@@ -234,6 +234,35 @@ def mlp_flow(tmp_path_factory):
     return DmqFlow(outlier_mlp(), mlp_batches(), tmp_path_factory.mktemp("dmq_mlp"))
 
 
+# DMQ with one weight scale per Linear output channel (linear_channel_wise,
+# beyond AMCT): the balanced weight is quantized per row.
+MLP_PER_CHANNEL_CFG = """\
+batch_num : 2
+linear_channel_wise : true
+common_config : {
+    arq_quantize : { channel_wise : true }
+    ifmr_quantize : { search_range_start : 0.7 search_range_end : 1.3 search_step : 0.01 }
+    dmq_balancer : { migration_strength : 0.5 }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def mlp_per_channel_flow(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dmq_mlp_pc")
+    simple = root / "dmq_pc.cfg"
+    simple.write_text(MLP_PER_CHANNEL_CFG)
+    return DmqFlow(outlier_mlp(), mlp_batches(), root, simple_config=str(simple))
+
+
+def test_per_channel_linear_record_has_factors_and_a_scale_per_row(mlp_per_channel_flow):
+    records = read_record(mlp_per_channel_flow.record)
+    for name in ("fc1", "fc2"):
+        module = mlp_per_channel_flow.model.get_submodule(name)
+        assert len(records[name].scale_w) == module.out_features
+        assert len(records[name].tensor_balance_factor) == module.in_features
+
+
 def test_config_from_amct_dmq_simple_config(spec_flow):
     config = json.load(open(spec_flow.config))
     assert {name: entry.get("dmq_balancer_param") for name, entry in config.items() if isinstance(entry, dict)} == {
@@ -300,7 +329,7 @@ def test_eps_rules_end_to_end(tmp_path):
     np.testing.assert_allclose(a[2] / got[2], (a / expected)[normal].max(), rtol=2e-6)
 
 
-@pytest.mark.parametrize("flow_name", ["spec_flow", "mlp_flow"])
+@pytest.mark.parametrize("flow_name", ["spec_flow", "mlp_flow", "mlp_per_channel_flow"])
 def test_outputs_pass_the_checker_and_fake_quant_matches_simulation(flow_name, request):
     flow = request.getfixturevalue(flow_name)
     onnx.checker.check_model(onnx.load(flow.fake_quant), full_check=True)

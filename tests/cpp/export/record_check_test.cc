@@ -85,7 +85,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadRecord{"GemmScaleWLength",
                   record_entry("fc", "    scale_d: 0.1\n    offset_d: 3\n    scale_w: 0.01\n    scale_w: 0.01\n"
                                      "    offset_w: 0\n    offset_w: 0\n"),
-                  {"'fc'", "scale_w has 2 values", "per tensor"}},
+                  {"'fc'", "scale_w has 2 values; expected 1 (per tensor) or 3 (one per output channel)"}},
         BadRecord{"OffsetWLength", record_entry("conv1", "    scale_d: 0.1\n    offset_d: 3\n    scale_w: 0.01\n"),
                   {"'conv1'", "offset_w"}},
         BadRecord{"OffsetWNonZero", record_entry("fc", "    scale_d: 0.1\n    offset_d: 3\n    scale_w: 0.01\n    offset_w: 2\n"),

@@ -332,5 +332,66 @@ TEST(ConfigSubclassSwitch, SimpleConfigFieldReachesTheJson) {
   EXPECT_FALSE(make_config_from_simple_text(text, "s.cfg", spec_model()).quantize_subclasses);
 }
 
+// ---- linear_channel_wise (beyond AMCT) --------------------------------------
+
+TEST(ConfigLinearChannelWise, WrittenOnlyWhenTrueAndReadBack) {
+  EXPECT_EQ(config_to_json(make_default_config(spec_model(), {}, 2, true, false)),
+            read_text(data_path("default_batch2.json")));  // AMCT's file by default
+  const QuantConfig config = make_default_config(spec_model(), {}, 2, true, true);
+  EXPECT_TRUE(config.find_layer("fc")->weight.channel_wise);
+  EXPECT_FALSE(config.find_layer("pool")->weight.channel_wise);
+  // AMCT's default file plus the root key and fc's channel_wise.
+  const std::string text = config_to_json(config);
+  EXPECT_EQ(text, read_text(data_path("linear_channel_wise_batch2.json")));
+  const QuantConfig read = parse_config_text(text, "c.json", spec_model());
+  EXPECT_TRUE(read.linear_channel_wise);
+  EXPECT_TRUE(read.find_layer("fc")->weight.channel_wise);
+  EXPECT_EQ(config_to_json(read), text);
+}
+
+TEST(ConfigLinearChannelWise, RootKeyAnywhereSetsTheLinearDefault) {
+  // The key after the layer still governs it; an unset channel_wise follows it.
+  const QuantConfig after = parse_config_text(
+      R"({"fc": {"weight_quant_params": {"channel_wise": true}}, "linear_channel_wise": true})", "c.json", spec_model());
+  EXPECT_TRUE(after.find_layer("fc")->weight.channel_wise);
+  const QuantConfig unset = parse_config_text(R"({"linear_channel_wise": true, "fc": {}})", "c.json", spec_model());
+  EXPECT_TRUE(unset.find_layer("fc")->weight.channel_wise);
+  const QuantConfig per_tensor = parse_config_text(
+      R"({"linear_channel_wise": true, "fc": {"weight_quant_params": {"channel_wise": false}}})", "c.json", spec_model());
+  EXPECT_FALSE(per_tensor.find_layer("fc")->weight.channel_wise);
+  const QuantConfig off = parse_config_text(R"({"linear_channel_wise": false, "fc": {}})", "c.json", spec_model());
+  EXPECT_FALSE(off.find_layer("fc")->weight.channel_wise);
+}
+
+TEST(ConfigLinearChannelWise, OnlyLinearIsOptedInAndValuesAreChecked) {
+  EXPECT_EQ(error_of([&] {
+              parse_config_text(R"({"linear_channel_wise": true, "pool": {"weight_quant_params": {"channel_wise": true}}})",
+                                "c.json", spec_model());
+            }),
+            "quant config 'c.json': The channel_wise must be False for layer type AvgPool2d in layer pool");
+  EXPECT_EQ(error_of([&] { parse_config_text(R"({"linear_channel_wise": 1})", "c.json", spec_model()); }),
+            "quant config 'c.json': Type of linear_channel_wise should be bool, but is int");
+}
+
+TEST(ConfigLinearChannelWise, SimpleConfigField) {
+  const QuantConfig config = make_config_from_simple_text("linear_channel_wise: true\n", "s.cfg", spec_model());
+  EXPECT_TRUE(config.linear_channel_wise);
+  EXPECT_TRUE(config.find_layer("fc")->weight.channel_wise);
+  EXPECT_EQ(config_to_json(config), read_text(data_path("linear_channel_wise_batch1.json")));
+  // A Linear type override may ask for channel_wise true once opted in.
+  const QuantConfig typed = make_config_from_simple_text(
+      "linear_channel_wise: true\n"
+      R"(override_layer_types { layer_type: "Linear" calibration_config { arq_quantize { channel_wise: true } } })",
+      "s.cfg", spec_model());
+  EXPECT_TRUE(typed.find_layer("fc")->weight.channel_wise);
+  EXPECT_EQ(error_of([&] {
+              make_config_from_simple_text(
+                  R"(override_layer_types { layer_type: "Linear" calibration_config { arq_quantize { channel_wise: true } } })",
+                  "s.cfg", spec_model());
+            }),
+            "simple config 's.cfg': channel_wise can only be False for Linear type");
+  EXPECT_FALSE(make_config_from_simple_text("batch_num: 2\n", "s.cfg", spec_model()).linear_channel_wise);
+}
+
 }  // namespace
 }  // namespace amct

@@ -14,7 +14,8 @@ struct DequantNode {
 };
 
 // [1,C,1,1] for 2-D convolutions, [1,C,1,1,1] for 3-D, [1,C,1] for 1-D, else
-// [1,C] (Gemm, MatMul, AveragePool: per tensor, so C = 1).
+// [1,C] (Gemm, MatMul, AveragePool; C = 1 per tensor), which broadcasts along
+// the last axis of a MatMul's N-D output.
 std::vector<int64_t> scale_dims(const QuantLayer* layer, int64_t channels) {
   const size_t rank = layer ? layer->weight_dims.size() : 0;
   std::vector<int64_t> dims = {1, channels};

@@ -1,8 +1,9 @@
 // QdqWeight: weights become INT8 initializers "<L>.weight" read through
 // DequantizeLinear "<L>.weight_dequant" (zero point 0, scale scale_w on the
-// output-channel axis: 0 for Conv, 1 for ConvTranspose; per tensor for Gemm
-// and MatMul); biases become INT32 "<L>.bias" read through DequantizeLinear
-// "<L>.bias_dequant" with scale float32(scale_w * scale_d), the scale ONNX
+// output-channel axis: 0 for Conv and Gemm with transB, 1 for ConvTranspose,
+// MatMul's [in, out] weight and Gemm without transB; per channel for Gemm and
+// MatMul only under linear_channel_wise); biases become INT32 "<L>.bias" read
+// through DequantizeLinear "<L>.bias_dequant" with scale float32(scale_w * scale_d), the scale ONNX
 // Runtime gives the accumulator. The integers are AMCT's, from the shared
 // integerization (weight_quant.h). A MatMul's bias Add keeps its float bias,
 // as the fake-quant model does. A ConvInteger layer takes its weights shifted
