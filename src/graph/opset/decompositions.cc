@@ -1,6 +1,6 @@
 // Ops introduced after opset 11 that have an exact expression in older ops:
 // LayerNormalization, Gelu, HardSwish, Mish, GreaterOrEqual/LessOrEqual,
-// CastLike and Shape with start/end. The node that writes the original
+// CastLike, Shape with start/end, and Max/Min on integers. The node that writes the original
 // output keeps the original name.
 #include <cmath>
 #include <limits>
@@ -158,6 +158,29 @@ void decompose_greater_or_equal(Rewrite& r) {
 void decompose_less_or_equal(Rewrite& r) {
   const std::string greater = add_binary(r, "Greater", "greater", r.input(0), r.input(1));
   r.become("Not", {greater}, {r.node.output(0)});
+}
+
+// Before opset 12 Max and Min take floating-point tensors only. Integer
+// operands go through DOUBLE and back, which is exact for |v| <= 2^53 (shape
+// arithmetic, where the exporter emits these, stays far below that).
+void integer_min_max_through_double(Rewrite& r) {
+  int32_t type = r.ctx.elem_type(r.node.output(0));
+  for (int i = 0; type == 0 && i < r.node.input_size(); ++i) type = r.ctx.elem_type(r.input(i));
+  // Unknown types are taken for float, the only kind older Max/Min accept.
+  if (type == 0 || type == onnx::TensorProto::FLOAT || type == onnx::TensorProto::DOUBLE ||
+      type == onnx::TensorProto::FLOAT16)
+    return;
+  if (type == onnx::TensorProto::UINT64 || type == onnx::TensorProto::BFLOAT16)
+    r.needs_step("operands of element type " + onnx::TensorProto::DataType_Name(type) + " (no exact DOUBLE form)");
+  std::vector<std::string> as_double;
+  for (int i = 0; i < r.node.input_size(); ++i)
+    as_double.push_back(r.input(i).empty() ? "" : add_cast(r, "input" + std::to_string(i) + "_double", r.input(i),
+                                                          onnx::TensorProto::DOUBLE));
+  const std::string op = r.node.op_type();
+  const std::string result = r.fresh("double");
+  r.add_before(op, "double_" + op, as_double, {result});
+  r.become("Cast", {result}, {r.node.output(0)});
+  set_int_attribute(r.node, "to", type);
 }
 
 void cast_like_to_cast(Rewrite& r) {

@@ -22,8 +22,8 @@ constexpr std::pair<std::string_view, int64_t> kUnchanged[] = {
     {"GlobalAveragePool", 1}, {"GlobalLpPool", 1}, {"GlobalMaxPool", 1}, {"Greater", 1}, {"HardSigmoid", 1},
     {"Identity", 1}, {"If", 1}, {"InstanceNormalization", 1}, {"IsInf", 1}, {"IsNaN", 1}, {"LRN", 1},
     {"LeakyRelu", 1}, {"Less", 1}, {"Log", 1}, {"Loop", 1}, {"LpNormalization", 1}, {"MatMul", 1},
-    {"MatMulInteger", 1}, {"Max", 1}, {"MaxPool", 1}, {"MaxRoiPool", 1}, {"MaxUnpool", 1}, {"Mean", 1},
-    {"MeanVarianceNormalization", 1}, {"Min", 1}, {"Mod", 1}, {"Mul", 1}, {"Multinomial", 1}, {"Neg", 1},
+    {"MatMulInteger", 1}, {"MaxPool", 1}, {"MaxRoiPool", 1}, {"MaxUnpool", 1}, {"Mean", 1},
+    {"MeanVarianceNormalization", 1}, {"Mod", 1}, {"Mul", 1}, {"Multinomial", 1}, {"Neg", 1},
     {"NonMaxSuppression", 1}, {"NonZero", 1}, {"Not", 1}, {"OneHot", 1}, {"Or", 1}, {"PRelu", 1}, {"Pow", 1},
     {"QLinearConv", 1}, {"QLinearMatMul", 1}, {"RandomNormal", 1}, {"RandomNormalLike", 1}, {"RandomUniform", 1},
     {"RandomUniformLike", 1}, {"Range", 11}, {"Reciprocal", 1}, {"Relu", 1}, {"ReverseSequence", 1},
@@ -58,6 +58,8 @@ std::vector<OpRule> build_rules() {
   rules.push_back({"Mish", 18, {{18, decompose_mish, nullptr}}});
   rules.push_back({"GreaterOrEqual", 12, {{12, decompose_greater_or_equal, nullptr}}});
   rules.push_back({"LessOrEqual", 12, {{12, decompose_less_or_equal, nullptr}}});
+  // Max/Min-12 added integer types, which shape arithmetic uses (BERT's mask).
+  for (std::string_view op : {"Max", "Min"}) rules.push_back({op, 1, {{12, integer_min_max_through_double, nullptr}}});
   rules.push_back({"CastLike", 15, {{15, cast_like_to_cast, nullptr}, {19, drop_saturate, nullptr}}});
   rules.push_back({"Shape", 1, {{15, shape_slice_to_slice, nullptr}}});
 

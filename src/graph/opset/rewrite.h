@@ -171,6 +171,7 @@ void decompose_hard_swish(Rewrite& r);
 void decompose_mish(Rewrite& r);
 void decompose_greater_or_equal(Rewrite& r);
 void decompose_less_or_equal(Rewrite& r);
+void integer_min_max_through_double(Rewrite& r);
 void cast_like_to_cast(Rewrite& r);
 void shape_slice_to_slice(Rewrite& r);
 

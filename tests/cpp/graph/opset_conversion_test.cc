@@ -376,6 +376,31 @@ TEST(OpsetConversion, GreaterOrEqualAndLessOrEqualBecomeNot) {
   EXPECT_EQ(m.graph().node(3).name(), "le");
 }
 
+TEST(OpsetConversion, IntegerMaxAndMinGoThroughDoubleBelowOpset12) {
+  auto m = make_model(18);
+  add_ints(m, "a", {3, -7});
+  add_ints(m, "b", {5, -9});
+  add(m, "Max", "max", {"a", "b"}, {"hi"});
+  add(m, "Min", "min", {"x", "x"}, {"y"});  // float operands stay as they are
+  convert_opset(m, 11);
+  EXPECT_EQ(op_types(m), (std::vector<std::string>{"Cast", "Cast", "Max", "Cast", "Min"}));
+  const auto& g = m.graph();
+  EXPECT_EQ(get_int_attribute(g.node(0), "to", 0), onnx::TensorProto::DOUBLE);
+  EXPECT_EQ(inputs_of(g.node(2)), (std::vector<std::string>{g.node(0).output(0), g.node(1).output(0)}));
+  EXPECT_EQ(g.node(3).name(), "max");
+  EXPECT_EQ(g.node(3).output(0), "hi");
+  EXPECT_EQ(inputs_of(g.node(3)), std::vector<std::string>{g.node(2).output(0)});
+  EXPECT_EQ(get_int_attribute(g.node(3), "to", 0), onnx::TensorProto::INT64);
+  EXPECT_EQ(inputs_of(g.node(4)), (std::vector<std::string>{"x", "x"}));
+
+  // Opset 12 takes integers as they are.
+  auto m12 = make_model(18);
+  add_ints(m12, "a", {3});
+  add(m12, "Max", "max", {"a", "a"}, {"y"});
+  convert_opset(m12, 12);
+  EXPECT_EQ(op_types(m12), std::vector<std::string>{"Max"});
+}
+
 TEST(OpsetConversion, CastLikeBecomesCastWhenTheTypeIsKnown) {
   auto m = make_model(19);
   add_ints(m, "like", {1});
