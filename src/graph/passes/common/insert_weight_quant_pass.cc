@@ -13,14 +13,13 @@
 namespace amct {
 namespace {
 
-void quantize_weight(onnx::GraphProto& graph, const QuantLayer& layer) {
+void quantize_weight(onnx::GraphProto& graph, const QuantLayer& layer, int index, const std::vector<float>& scale,
+                     const std::string& what) {
   onnx::NodeProto& node = layer_node(graph, layer);
-  const int index = layer.kind->weight_input;
-  onnx::TensorProto& weight = exclusive_initializer(graph, node, index, layer.name + ".weight", "weight");
+  onnx::TensorProto& weight = exclusive_initializer(graph, node, index, layer.name + "." + what, what);
   const std::vector<int64_t> dims = tensor_dims(weight);
   const std::vector<int32_t> integers = integerize_weight(take_tensor_floats(weight), node_channel_map(node, dims),
-                                                          layer.weight_scale, layer.weight_format, layer.name,
-                                                          weight.name());
+                                                          scale, layer.weight_format, layer.name, weight.name());
   std::string bytes(integers.size(), '\0');
   for (size_t i = 0; i < integers.size(); ++i) bytes[i] = static_cast<char>(static_cast<int8_t>(integers[i]));
   const std::string name = weight.name();
@@ -34,8 +33,12 @@ void quantize_weight(onnx::GraphProto& graph, const QuantLayer& layer) {
 }  // namespace
 
 void insert_weight_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
-  for (const auto& layer : plan.layers)
-    if (layer.kind->weight_input >= 0) quantize_weight(graph, layer);
+  for (const auto& layer : plan.layers) {
+    if (layer.kind->weight_input >= 0) quantize_weight(graph, layer, layer.kind->weight_input, layer.weight_scale, "weight");
+    // LSTM/GRU: the recurrence weight R too, with scale_r.
+    if (layer.kind->recurrent_input >= 0)
+      quantize_weight(graph, layer, layer.kind->recurrent_input, layer.recurrent_weight_scale, "recurrence_weight");
+  }
 }
 
 }  // namespace amct
