@@ -12,8 +12,20 @@
 namespace amct {
 namespace {
 
-// Whether `tensor` is a graph input or computed (through any chain of
-// nodes) from one.
+// The inputs of `node` whose values (not only their shapes) flow into its
+// output: torch's exporter builds a state it makes up as zeros expanded to
+// Shape(x), which must not count as coming from x.
+std::vector<std::string> value_inputs(const onnx::NodeProto& node) {
+  const std::string& op = node.op_type();
+  if (op == "Shape" || op == "Size" || op == "ConstantOfShape") return {};
+  if (op == "Expand" || op == "Reshape" || op == "Slice" || op == "Tile" || op == "Unsqueeze" || op == "Squeeze" ||
+      op == "CastLike" || op == "Pad")
+    return node.input_size() > 0 ? std::vector<std::string>{node.input(0)} : std::vector<std::string>{};
+  return {node.input().begin(), node.input().end()};
+}
+
+// Whether the values of `tensor` are a graph input or computed (through any
+// chain of nodes) from one.
 bool fed_from_graph_input(const onnx::GraphProto& graph, const std::string& tensor) {
   std::set<std::string> inputs;
   for (const auto& v : graph.input())
@@ -27,7 +39,10 @@ bool fed_from_graph_input(const onnx::GraphProto& graph, const std::string& tens
     if (inputs.count(name)) return true;
     for (const auto& node : graph.node())
       for (const auto& out : node.output())
-        if (out == name) pending.insert(pending.end(), node.input().begin(), node.input().end());
+        if (out == name) {
+          const std::vector<std::string> inputs = value_inputs(node);
+          pending.insert(pending.end(), inputs.begin(), inputs.end());
+        }
   }
   return false;
 }

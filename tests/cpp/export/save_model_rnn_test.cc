@@ -215,6 +215,30 @@ TEST(RnnLimits, OnnxLevelLimitsGiveAReason) {
               n.set_input(5, "zeros");
             }),
             "its initial_h (input 5) does not come from a model input; pass the initial state (hx) to forward()");
+  // Zeros expanded to the input's shape (torch's made-up state) do not come from the input.
+  EXPECT_EQ(reason([](onnx::GraphProto& g, onnx::NodeProto& n) {
+              *g.add_initializer() = make_float_tensor("zero", {1}, std::vector<float>{0.0f});
+              auto* shape = g.add_node();
+              shape->set_op_type("Shape");
+              shape->add_input("x");
+              shape->add_output("x_shape");
+              auto* expand = g.add_node();
+              expand->set_op_type("Expand");
+              expand->add_input("zero");
+              expand->add_input("x_shape");
+              expand->add_output("state");
+              n.set_input(5, "state");
+            }),
+            "its initial_h (input 5) does not come from a model input; pass the initial state (hx) to forward()");
+  // A state computed from the input's values does.
+  EXPECT_EQ(reason([](onnx::GraphProto& g, onnx::NodeProto& n) {
+              auto* neg = g.add_node();
+              neg->set_op_type("Neg");
+              neg->add_input("h0");
+              neg->add_output("state");
+              n.set_input(5, "state");
+            }),
+            "");
   EXPECT_EQ(reason([](onnx::GraphProto&, onnx::NodeProto& n) { n.mutable_input()->RemoveLast(); }),
             "its initial_h (input 5) does not come from a model input; pass the initial state (hx) to forward()");
   EXPECT_EQ(reason([](onnx::GraphProto& g, onnx::NodeProto&) {
