@@ -71,7 +71,8 @@ void check_factors(const SingleLayerRecord& value, const EntryChecker& check, Qu
   if (count != 1 && count != channels && count != gates)
     check.reject("scale_w has " + std::to_string(count) + " values; expected 1" +
                  (per_channel_allowed ? " (per tensor) or " + std::to_string(channels) + " (one per output channel)"
-                                      : " (" + layer.op_type + " layers are quantized per tensor)"));
+                                      : " (" + layer.op_type + " layers are quantized per tensor)") +
+                 (gates > 0 ? " or " + std::to_string(gates) + " (per gate)" : ""));
 
   check.scale(value.scale_d(), "scale_d");
   for (float s : value.scale_w()) check.scale(s, "scale_w");

@@ -172,6 +172,9 @@ TEST(SaveModelRnn, RecordErrorsNameTheField) {
   expect_record_error(gru_record().replace(gru_record().find("scale_r: 0.02\n    offset_r: 0\n"), 29,
                                            "scale_r: 0.02\n    scale_r: 0.02\n    offset_r: 0\n    offset_r: 0\n"),
                       "scale_r has 2 values; expected 1 (per tensor), 3 (per gate) or 6 (one per gate row)");
+  expect_record_error(gru_record().replace(gru_record().find("scale_w: 0.01\n    offset_w: 0\n"), 29,
+                                           "scale_w: 0.01\n    scale_w: 0.01\n    offset_w: 0\n    offset_w: 0\n"),
+                      "scale_w has 2 values; expected 1 (per tensor) or 6 (one per output channel) or 3 (per gate)");
   expect_record_error(gru_record().replace(gru_record().find("scale_h: 0.05"), 13, "scale_h: 0"),
                       "scale_h is 0; expected a finite value greater than 0 (a normal float32)");
 }
