@@ -34,4 +34,8 @@ int bias_add_input_index(const onnx::NodeProto& add, const std::string& product)
 // docs/amct-reference.md#supported-layers), or "" when it can.
 std::string unquantizable_reason(const onnx::GraphProto& graph, const onnx::NodeProto& node);
 
+// Why an LSTM/GRU node is outside the ONNX-level limits AMCT quantizes
+// (docs/amct-reference.md#lstm-and-gru), or "" when it is within them.
+std::string rnn_limit_problem(const onnx::GraphProto& graph, const onnx::NodeProto& node);
+
 }  // namespace amct

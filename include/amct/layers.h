@@ -30,6 +30,8 @@ struct ModuleInfo {
   // RNN attributes (LSTM/GRU are recognised but not quantized yet).
   int64_t num_layers = 1;
   bool bidirectional = false;
+  double dropout = 0.0;      // LSTM/GRU
+  int64_t proj_size = 0;     // LSTM
 };
 
 // How forward() runs a layer, which decides where calibration reads its input.

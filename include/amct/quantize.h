@@ -42,6 +42,10 @@ struct QuantizedLayer {
   // fake-quantized weight for a fake-quant torch model; empty otherwise.
   std::vector<float> fake_quant_weight;
   std::vector<float> bias;            // BN-fused bias; empty when the layer has none
+  // LSTM/GRU: `weight` is weight_ih_l0 and this weight_hh_l0 (both
+  // fake-quantized, torch's gate order); empty for other layers.
+  std::vector<float> recurrent_weight;
+  std::vector<int64_t> recurrent_weight_shape;
   std::vector<float> balance_factor;  // DMQ: the layer's input is divided by these; empty without DMQ
 };
 

@@ -44,10 +44,13 @@ void insert_bias_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void quant_fusion_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 // Deploy passes (docs/amct-reference.md#deploy-model).
 void pack_int4_weight_pass(onnx::GraphProto& graph, const QuantPlan& plan);
+void replace_rnn_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 // Fake-quant passes (docs/amct-reference.md#fake-quant-model).
+void insert_rnn_fake_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void replace_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void weight_fakequant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void replace_dequant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
+void replace_anti_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void replace_bias_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 // QDQ model (QuantizeLinear/DequantizeLinear, see save_model.h). They run in
 // this order; each later pass reads the op types the earlier ones left.
@@ -80,6 +83,15 @@ onnx::TensorProto& exclusive_initializer(onnx::GraphProto& graph, onnx::NodeProt
 
 // Per output channel dequant scales float32(scale_w[c] * scale_d).
 std::vector<float> dequant_scales(const QuantLayer& layer);
+// LSTM/GRU: per gate row float32(scale_r[c] * scale_h), the scale of the
+// recurrence's integer accumulator.
+std::vector<float> recurrent_dequant_scales(const QuantLayer& layer);
+// Whether `layer` is an LSTM/GRU (AMCT's RNN passes handle it, not the
+// AscendQuant/AscendDequant ones).
+bool is_recurrent_layer(const QuantLayer& layer);
+// The dequant scale of each value of a layer's bias of `bias_size` values:
+// dequant_scales(layer), or for LSTM/GRU one per value of B = [Wb, Rb].
+std::vector<float> bias_dequant_scales(const QuantLayer& layer, int64_t bias_size);
 // The output-channel map of a planned layer's weight as it is in `graph` now.
 ChannelMap layer_channel_map(const onnx::GraphProto& graph, const onnx::NodeProto& node);
 // Dequant parameter word of docs/amct-reference.md#dequant-parameter-packing: offset_w in bits 32-39, float32 bits below.
@@ -98,7 +110,8 @@ void remove_value_info(onnx::GraphProto& graph, const std::string& tensor);
 
 // Whether the QDQ model quantizes `layer`: 8-bit activations on a float32
 // layer. Other layers stay float there (ONNX Runtime has no integer kernel
-// for INT16/INT4 activations; float16 layers would need float16 scales).
+// for INT16/INT4 activations or LSTM/GRU; float16 layers would need float16
+// scales).
 bool qdq_quantizes(const QuantLayer& layer);
 
 // Names of the scale (FLOAT scalar scale_d) and zero point (UINT8 scalar

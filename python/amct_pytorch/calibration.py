@@ -40,6 +40,38 @@ class CalibrationWrapper(nn.Module):
             _feed(self._calibrator, self._index, args[0])
         return self.sub_module(*args, **kwargs)
 
+
+class RecurrentCalibrationWrapper(CalibrationWrapper):
+    """Runs a wrapped nn.LSTM/nn.GRU unchanged and feeds the calibrator its
+    input X and the hidden states H its cell reads: the initial state, then
+    the outputs of every step but the last (one layer, one direction, so the
+    output sequence is the hidden state sequence). AMCT calibrates H on the
+    same sequence, without another forward."""
+
+    def __init__(self, sub_module, calibrator, index, recurrent_index):
+        super().__init__(sub_module, calibrator, index)
+        self._recurrent_index = recurrent_index
+
+    def forward(self, inputs, hx=None):
+        if self._calibrator.finished:
+            return self.sub_module(inputs, hx)
+        if hx is None:
+            raise AmctValueError(f"calibration: {type(self.sub_module).__name__} layer "
+                                 f"'{self._calibrator.layer_name(self._index)}' was called without its initial state "
+                                 "hx; AMCT quantizes LSTM/GRU layers whose state is an input of the model")
+        output, state = self.sub_module(inputs, hx)
+        h0 = hx[0] if isinstance(hx, tuple) else hx
+        if inputs.dim() == 2:  # unbatched: output [T, H], h0 [1, H]
+            hidden = torch.cat((h0, output[:-1]), dim=0)
+        elif self.sub_module.batch_first:  # output [B, T, H], h0 [1, B, H]
+            hidden = torch.cat((h0.transpose(0, 1), output[:, :-1]), dim=1)
+        else:  # output [T, B, H]
+            hidden = torch.cat((h0, output[:-1]), dim=0)
+        _feed(self._calibrator, self._index, inputs)
+        _feed(self._calibrator, self._recurrent_index, hidden)
+        return output, state
+
+
 # The functional ops a quantizable class runs on its weight (the core checked
 # that the exported op came from one of them, reading the weight itself).
 _WEIGHT_OPS = frozenset({F.linear, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d})
@@ -153,6 +185,14 @@ def build_calibration_model(model, result):
         module = model.get_submodule(layer["name"])
         # New parameters over the core's arrays (not copied): `model` may
         # still share its tensors with the user's model.
+        if layer["recurrent_weight"] is not None:
+            for name, values in (("weight_ih_l0", layer["weight"]), ("weight_hh_l0", layer["recurrent_weight"])):
+                old = getattr(module, name)
+                setattr(module, name, nn.Parameter(torch.from_numpy(values).to(old.dtype).reshape(old.shape),
+                                                   requires_grad=old.requires_grad))
+            set_submodule(model, layer["name"],
+                          RecurrentCalibrationWrapper(module, calibrator, index, layer["recurrent_index"]))
+            continue
         if layer["weight"] is not None:
             old = module.weight
             weight = torch.from_numpy(layer["weight"]).to(old.dtype).reshape(old.shape)

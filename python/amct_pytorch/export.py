@@ -160,7 +160,8 @@ def describe_modules(model):
             # subclass of a quantizable class is reported, not silently skipped.
             "torch_bases": [c.__name__ for c in type(module).__mro__[1:] if c.__module__.startswith("torch.nn.")],
         }
-        for attr in ("padding_mode", "affine", "track_running_stats", "num_layers", "bidirectional"):
+        for attr in ("padding_mode", "affine", "track_running_stats", "num_layers", "bidirectional", "dropout",
+                     "proj_size"):
             if hasattr(module, attr):
                 item[attr] = getattr(module, attr)
         if hasattr(module, "dilation"):

@@ -136,7 +136,8 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
       amct::quantize_model(config_file, modified_onnx_file, record_file, exported_model(exported),
                            amct::parse_module_list(modules_json), options);
   nb::list layers;
-  std::vector<std::string> names;
+  std::vector<amct::CalibrationTarget> targets;
+  std::vector<std::string> recurrent_layers;
   for (auto& layer : result.layers) {
     nb::dict item;
     item["name"] = layer.name;
@@ -154,16 +155,26 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
     const int64_t channels = static_cast<int64_t>(layer.balance_factor.size());
     item["balance_factor"] =
         layer.balance_factor.empty() ? nb::none() : nb::cast(to_numpy(std::move(layer.balance_factor), {channels}));
+    // LSTM/GRU: weight_hh_l0, and the calibrator index of the hidden state
+    // (after every layer's input, so a layer's input index is its position).
+    const bool recurrent = !layer.recurrent_weight.empty();
+    item["recurrent_weight"] = recurrent ? nb::cast(to_numpy(std::move(layer.recurrent_weight),
+                                                             layer.recurrent_weight_shape))
+                                         : nb::none();
+    if (recurrent) recurrent_layers.push_back(layer.name);
+    item["recurrent_index"] =
+        recurrent ? nb::cast(result.layers.size() + recurrent_layers.size() - 1) : nb::none();
     layers.append(item);
-    names.push_back(layer.name);
+    targets.push_back({layer.name, amct::TensorRole::kInput});
   }
+  for (const auto& name : recurrent_layers) targets.push_back({name, amct::TensorRole::kRecurrent});
   nb::list fused;
   for (const auto& pair : result.fused) fused.append(nb::make_tuple(pair.conv, pair.batchnorm));
   nb::dict out;
   out["layers"] = layers;
   out["fused_batchnorms"] = fused;
   out["notes"] = result.notes;
-  out["calibrator"] = nb::cast(new amct::Calibrator(record_file, std::move(result.record), result.config, names,
+  out["calibrator"] = nb::cast(new amct::Calibrator(record_file, std::move(result.record), result.config, std::move(targets),
                                                     result.weights_fingerprint),
                                nb::rv_policy::take_ownership);
   return out;

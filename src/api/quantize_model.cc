@@ -14,6 +14,7 @@
 #include "amct/onnx_graph.h"
 #include "amct/opset_conversion.h"
 #include "amct/quantize.h"
+#include "amct/rnn_weights.h"
 #include "amct/weight_layout.h"
 #include "amct/weight_quant.h"
 #include "amct/weights_fingerprint.h"
@@ -110,6 +111,7 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
                                      SingleLayerRecord& record, WeightsFingerprint& fingerprint,
                                      std::optional<WeightSource>& source) {
   const OpKind& kind = *node_kind(node);
+  if (kind.recurrent_input >= 0) return quantize_rnn_weights(graph, node, layer, config, record, fingerprint);
   if (kind.weight_input < 0) {
     // A weightless layer records the unit weight scale AMCT writes.
     record.add_scale_w(1.0f);

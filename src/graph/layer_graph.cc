@@ -95,12 +95,12 @@ std::string unquantizable_reason(const onnx::GraphProto& graph, const onnx::Node
     for (const OpKind& k : op_kinds()) ops += (ops.empty() ? "" : ", ") + std::string(k.op_type);
     return "its op type " + op + " is not quantizable (expected one of " + ops + ")";
   }
-  if (kind->recurrent_input >= 0) return op + " layers are not supported yet by save_model";
   if (get_int_attribute(node, "is_reuse", 0) != 0) return "the module is called more than once";
   if (get_int_attribute(node, "input_dimension_reduction", 0) != 0) return "its input goes through an Unsqueeze";
   // The passes quantize input 0 of every layer.
   if (node.input_size() == 0 || node.input(0).empty()) return "it has no data input (input 0)";
   if (kind->weight_input < 0) return "";
+  if (kind->recurrent_input >= 0) return rnn_limit_problem(graph, node);
   if (op == "Gemm" && get_int_attribute(node, "transA", 0) != 0) return "Gemm with transA=1 is not quantizable";
   const onnx::TensorProto* weight = layer_weight(graph, node);
   if (!weight) return "its weight (input " + std::to_string(kind->weight_input) + ") is not a constant";

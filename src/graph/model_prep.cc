@@ -20,7 +20,7 @@ const std::vector<std::string>& quantization_module_types() {
       "IFMR",           "HFMG",        "Recorder",         "AscendQuant",   "AscendDeQuant",
       "RetrainQuant",   "RNNRetrainQuant", "MarkedQuantizableModule", "QuantIdentity", "SelectiveMaskGen",
       "DMQBalancer",    "Conv2dQAT",   "LinearQAT",        "LSTMQAT",       "GRUQAT",
-      "OFMRQuant",      "ConvTranspose1dQAT", "CalibrationWrapper"};
+      "OFMRQuant",      "ConvTranspose1dQAT", "CalibrationWrapper", "RecurrentCalibrationWrapper"};
   return types;
 }
 
@@ -56,8 +56,16 @@ std::string layer_type_of(const ModuleInfo& module, bool quantize_subclasses) {
 std::string support_problem(const onnx::GraphProto& graph, const ModuleInfo& module, const std::set<std::string>& reused,
                             const std::map<int64_t, int>& weight_users, const WeightReaders& readers) {
   const ModuleKind* kind = find_module_kind(module.layer_type);
-  if (kind && is_recurrent(*kind))
-    return module.layer_type + " layers are not supported yet; the layer stays in float";
+  if (kind && is_recurrent(*kind)) {
+    // AMCT's module limits for RNNs: one layer, one direction, no dropout
+    // between layers, no LSTM projection.
+    if (module.num_layers != 1)
+      return "num_layers is " + std::to_string(module.num_layers) + "; only single-layer " + module.layer_type +
+             " modules are quantizable";
+    if (module.bidirectional) return "it is bidirectional; only single-direction " + module.layer_type + " modules are quantizable";
+    if (module.dropout != 0.0) return "its dropout is not 0";
+    if (module.proj_size != 0) return "its proj_size is " + std::to_string(module.proj_size) + "; expected 0";
+  }
   if (kind && kind->has_padding_mode && module.padding_mode != "zeros")
     return "padding_mode '" + module.padding_mode + "' is not supported (only 'zeros')";
   if (module.layer_type == "Conv3d" && !module.dilation.empty() && module.dilation[0] != 1)
@@ -107,6 +115,8 @@ std::vector<ModuleInfo> parse_module_list(const std::string& json_text) {
     m.dtype = item.value("dtype", "float");
     m.num_layers = item.value("num_layers", int64_t{1});
     m.bidirectional = item.value("bidirectional", false);
+    m.dropout = item.value("dropout", 0.0);
+    m.proj_size = item.value("proj_size", int64_t{0});
     m.torch_bases = item.value("torch_bases", std::vector<std::string>{});
     modules.push_back(std::move(m));
   }

@@ -67,10 +67,12 @@ void check_factors(const SingleLayerRecord& value, const EntryChecker& check, Qu
   const int64_t channels =
       per_channel_allowed && !layer.weight_dims.empty() ? node_channel_map(node, layer.weight_dims).channels() : 1;
   const int64_t count = value.scale_w_size();
-  if (count != 1 && count != channels)
+  const int64_t gates = layer.op_type == "LSTM" ? 4 : layer.op_type == "GRU" ? 3 : 0;
+  if (count != 1 && count != channels && count != gates)
     check.reject("scale_w has " + std::to_string(count) + " values; expected 1" +
                  (per_channel_allowed ? " (per tensor) or " + std::to_string(channels) + " (one per output channel)"
-                                      : " (" + layer.op_type + " layers are quantized per tensor)"));
+                                      : " (" + layer.op_type + " layers are quantized per tensor)") +
+                 (gates > 0 ? " or " + std::to_string(gates) + " (per gate)" : ""));
 
   check.scale(value.scale_d(), "scale_d");
   for (float s : value.scale_w()) check.scale(s, "scale_w");
@@ -99,11 +101,51 @@ void check_types(const SingleLayerRecord& value, const EntryChecker& check, Quan
   layer.fp16_dequant_scale = mode == "FORCE_FP16_QUANT";
 }
 
-// Fields of features that save_model does not implement yet are refused
-// by name rather than ignored.
-void check_unimplemented(const SingleLayerRecord& value, const EntryChecker& check) {
-  if (value.has_scale_h() || value.has_offset_h() || value.scale_r_size() > 0 || value.offset_r_size() > 0)
-    check.reject("scale_h/offset_h/scale_r/offset_r (LSTM/GRU) are not supported yet by save_model");
+// AMCT reads a scale list of exactly one value per gate as per-gate
+// "per tensor" scales; the passes take them as one scale per gate row.
+std::vector<float> gate_rows(std::vector<float> scales, int gates, int64_t rows) {
+  if (static_cast<int64_t>(scales.size()) != gates || rows == gates) return scales;
+  std::vector<float> out;
+  for (float s : scales) out.insert(out.end(), static_cast<size_t>(rows / gates), s);
+  return out;
+}
+
+// LSTM/GRU: the hidden-state factors scale_h/offset_h (calibration) and the
+// recurrence weight factors scale_r/offset_r (quantize_model); other layers
+// must not carry them.
+void check_recurrent(const SingleLayerRecord& value, const EntryChecker& check, QuantLayer& layer) {
+  const bool has_fields =
+      value.has_scale_h() || value.has_offset_h() || value.scale_r_size() > 0 || value.offset_r_size() > 0;
+  if (layer.kind->recurrent_input < 0) {
+    if (has_fields)
+      check.reject("scale_h/offset_h/scale_r/offset_r belong to LSTM/GRU layers; this layer is " + layer.op_type);
+    return;
+  }
+  if (!value.has_scale_h() || !value.has_offset_h())
+    check.reject_runtime(std::string(value.has_scale_h() ? "offset_h" : "scale_h") +
+                         " is missing: the hidden state of this " + layer.op_type +
+                         " was not calibrated (save_model was called before the calibration model ran batch_num "
+                         "batches)");
+  if (value.scale_r_size() == 0)
+    check.reject("scale_r is missing; expected the recurrence weight scales written by quantize_model");
+  if (value.offset_r_size() != value.scale_r_size())
+    check.reject("offset_r has " + std::to_string(value.offset_r_size()) + " values; expected as many as scale_r (" +
+                 std::to_string(value.scale_r_size()) + ")");
+  const int gates = layer.op_type == "LSTM" ? 4 : 3;
+  const int64_t rows = layer.weight_dims.size() == 3 ? layer.weight_dims[1] : 0;
+  const int64_t count = value.scale_r_size();
+  if (count != 1 && count != gates && count != rows)
+    check.reject("scale_r has " + std::to_string(count) + " values; expected 1 (per tensor), " +
+                 std::to_string(gates) + " (per gate) or " + std::to_string(rows) + " (one per gate row)");
+  check.scale(value.scale_h(), "scale_h");
+  for (float s : value.scale_r()) check.scale(s, "scale_r");
+  for (int32_t o : value.offset_r())
+    if (o != 0) check.reject("offset_r contains " + std::to_string(o) + "; expected 0 (weights are symmetric)");
+  check.offset(value.offset_h(), layer.act_format, "offset_h");
+  layer.recurrent_data = ScaleOffset{value.scale_h(), value.offset_h()};
+  layer.recurrent_weight_scale = gate_rows({value.scale_r().begin(), value.scale_r().end()}, gates, rows);
+  layer.weight_scale = gate_rows(std::move(layer.weight_scale), gates, rows);
+  layer.weight_offset.assign(layer.weight_scale.size(), 0);
 }
 
 void check_op_data_type(const onnx::NodeProto& node, const EntryChecker& check, QuantLayer& layer) {
@@ -159,7 +201,6 @@ QuantPlan check_record(const ScaleOffsetRecord& record, const onnx::GraphProto& 
     layer.op_type = node->op_type();
     layer.kind = node_kind(*node);
     if (const onnx::TensorProto* weight = layer_weight(graph, *node)) layer.weight_dims = tensor_dims(*weight);
-    check_unimplemented(value, check);
     if (value.tensor_balance_factor_size() > 0)
       layer.balance_factor = checked_balance_factors(value, graph, *node, check.where());
     check_types(value, check, layer);
@@ -170,6 +211,7 @@ QuantPlan check_record(const ScaleOffsetRecord& record, const onnx::GraphProto& 
       if (const std::string unpackable = int4_unpackable_reason(*node, layer.weight_dims); !unpackable.empty())
         check.reject_runtime(unpackable + "; quantize this layer with 8 bits");
     check_factors(value, check, layer, *node);
+    check_recurrent(value, check, layer);
     check_op_data_type(*node, check, layer);
     plan.layers.push_back(std::move(layer));
   }

@@ -200,7 +200,7 @@ TEST(RecordCheck, NodeBasedLimits) {
   EXPECT_NE(unquantizable_reason(g, *find_node(g, "m")).find("is not a constant"), std::string::npos);
   EXPECT_NE(unquantizable_reason(g, *find_node(g, "k")).find("rank 2; expected 3 to 5"), std::string::npos);
   EXPECT_NE(unquantizable_reason(g, *find_node(g, "gap")).find("GlobalAveragePool"), std::string::npos);
-  EXPECT_NE(unquantizable_reason(g, *find_node(g, "rnn")).find("not supported yet"), std::string::npos);
+  EXPECT_EQ(unquantizable_reason(g, *find_node(g, "rnn")), "its W (input 1) is not a constant");
 }
 
 }  // namespace

@@ -146,9 +146,10 @@ TEST(SaveModelPasses, RunInAmctOrderPerStage) {
   }
   EXPECT_EQ(common, (std::vector<std::string>{"GemmTransBOptimize", "ApplyDMQBalancer", "InsertQuant",
                                               "InsertWeightQuant", "InsertDequant", "InsertBiasQuant", "QuantFusion"}));
-  EXPECT_EQ(deploy, (std::vector<std::string>{"PackInt4Weight", "RemoveOpDataType"}));
-  EXPECT_EQ(fake_quant, (std::vector<std::string>{"ReplaceQuant", "WeightFakequant", "ReplaceDequant",
-                                                  "ReplaceBiasQuant", "RemoveOpDataType"}));
+  EXPECT_EQ(deploy, (std::vector<std::string>{"PackInt4Weight", "ReplaceRNN", "RemoveOpDataType"}));
+  EXPECT_EQ(fake_quant, (std::vector<std::string>{"InsertRNNFakeQuant", "ReplaceQuant", "WeightFakequant",
+                                                  "ReplaceDequant", "ReplaceAntiQuant", "ReplaceBiasQuant",
+                                                  "RemoveOpDataType"}));
   EXPECT_EQ(qdq, (std::vector<std::string>{"ApplyDMQBalancer", "QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqWeight",
                                            "RemoveOpDataType"}));
 }

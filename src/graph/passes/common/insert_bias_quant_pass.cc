@@ -33,11 +33,32 @@ void insert_bias_cast(onnx::GraphProto& graph, const QuantLayer& layer, BiasUse 
   set_int_attribute(add_node(graph, "Cast", name, {bias}, {name + ".output0"}), "to", onnx::TensorProto::FLOAT);
 }
 
+}  // namespace
+
+std::vector<float> bias_dequant_scales(const QuantLayer& layer, int64_t bias_size) {
+  if (!is_recurrent_layer(layer)) return dequant_scales(layer);
+  // LSTM/GRU B is [Wb, Rb]: Wb adds to X*W (scale_w * scale_d), Rb to
+  // H*R (scale_r * scale_h).
+  const int64_t rows = bias_size / 2;
+  const auto per_row = [rows](std::vector<float> scales) {
+    if (scales.size() == 1) scales.assign(static_cast<size_t>(rows), scales[0]);
+    return scales;
+  };
+  std::vector<float> out = per_row(dequant_scales(layer));
+  const std::vector<float> recurrent = per_row(recurrent_dequant_scales(layer));
+  out.insert(out.end(), recurrent.begin(), recurrent.end());
+  return out;
+}
+
+namespace {
+
 void quantize_bias(onnx::GraphProto& graph, const QuantLayer& layer) {
   const BiasUse use = find_bias_use(layer_node(graph, layer));
   if (!use.node) return;
   onnx::TensorProto& bias = exclusive_initializer(graph, *use.node, use.index, layer.name + ".bias", "bias");
-  const std::vector<int32_t> values = integerize_bias(tensor_to_floats(bias), dequant_scales(layer), layer.name);
+  const std::vector<float> floats = tensor_to_floats(bias);
+  const std::vector<int32_t> values =
+      integerize_bias(floats, bias_dequant_scales(layer, static_cast<int64_t>(floats.size())), layer.name);
   const std::string name = bias.name();
   const std::vector<int64_t> dims = tensor_dims(bias);
   bias.Clear();

@@ -49,7 +49,9 @@ void insert_dequant(onnx::GraphProto& graph, const QuantLayer& layer) {
 }  // namespace
 
 void insert_dequant_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
-  for (const auto& layer : plan.layers) insert_dequant(graph, layer);
+  // An LSTM/GRU deploy op dequantizes itself (ReplaceRNN).
+  for (const auto& layer : plan.layers)
+    if (!is_recurrent_layer(layer)) insert_dequant(graph, layer);
 }
 
 }  // namespace amct

@@ -33,7 +33,9 @@ void insert_quant(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodePr
 }  // namespace
 
 void insert_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
-  for (const auto& layer : plan.layers) insert_quant(graph, layer, quant_target(graph, layer_node(graph, layer)));
+  // LSTM/GRU inputs are quantized inside their deploy op (ReplaceRNN).
+  for (const auto& layer : plan.layers)
+    if (!is_recurrent_layer(layer)) insert_quant(graph, layer, quant_target(graph, layer_node(graph, layer)));
 }
 
 }  // namespace amct

@@ -70,6 +70,14 @@ std::vector<float> dequant_scales(const QuantLayer& layer) {
   return amct::dequant_scales(layer.weight_scale, layer.data_scale);
 }
 
+std::vector<float> recurrent_dequant_scales(const QuantLayer& layer) {
+  if (!layer.recurrent_data)
+    fail(ErrorCode::kRuntime, "internal error: layer '" + layer.name + "' has no hidden-state factors");
+  return amct::dequant_scales(layer.recurrent_weight_scale, layer.recurrent_data->scale);
+}
+
+bool is_recurrent_layer(const QuantLayer& layer) { return layer.kind->recurrent_input >= 0; }
+
 ChannelMap layer_channel_map(const onnx::GraphProto& graph, const onnx::NodeProto& node) {
   const onnx::TensorProto* weight = layer_weight(graph, node);
   if (!weight) fail(ErrorCode::kRuntime, "internal error: layer '" + node.name() + "' has no constant weight");

@@ -1,7 +1,7 @@
 // The one ordered list of save_model passes (docs/amct-reference.md#save_model steps 4, 6 and 7, and
 // the QDQ model).
-// AMCT's MultQuant, RNN and AntiQuant passes have no work here: the record
-// check refuses RNN layers.
+// AMCT's MultQuant pass has no work here (its trigger list is empty in
+// AMCT's PyTorch flow).
 #include "amct/save_passes.h"
 
 namespace amct {
@@ -16,10 +16,13 @@ constexpr SavePass kPasses[] = {
     {"InsertBiasQuant", SaveStage::kCommon, insert_bias_quant_pass},
     {"QuantFusion", SaveStage::kCommon, quant_fusion_pass},
     {"PackInt4Weight", SaveStage::kDeploy, pack_int4_weight_pass},
+    {"ReplaceRNN", SaveStage::kDeploy, replace_rnn_pass},
     {"RemoveOpDataType", SaveStage::kDeploy, remove_op_data_type_pass},
+    {"InsertRNNFakeQuant", SaveStage::kFakeQuant, insert_rnn_fake_quant_pass},
     {"ReplaceQuant", SaveStage::kFakeQuant, replace_quant_pass},
     {"WeightFakequant", SaveStage::kFakeQuant, weight_fakequant_pass},
     {"ReplaceDequant", SaveStage::kFakeQuant, replace_dequant_pass},
+    {"ReplaceAntiQuant", SaveStage::kFakeQuant, replace_anti_quant_pass},
     {"ReplaceBiasQuant", SaveStage::kFakeQuant, replace_bias_quant_pass},
     {"RemoveOpDataType", SaveStage::kFakeQuant, remove_op_data_type_pass},
     {"ApplyDMQBalancer", SaveStage::kQdq, apply_dmq_balancer_pass},

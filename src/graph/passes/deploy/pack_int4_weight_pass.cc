@@ -15,9 +15,9 @@
 namespace amct {
 namespace {
 
-void pack_weight(onnx::GraphProto& graph, const QuantLayer& layer) {
+void pack_weight(onnx::GraphProto& graph, const QuantLayer& layer, int index) {
   onnx::NodeProto& node = layer_node(graph, layer);
-  onnx::TensorProto* weight = find_initializer(graph, node.input(layer.kind->weight_input));
+  onnx::TensorProto* weight = find_initializer(graph, node.input(index));
   if (!weight || weight->data_type() != onnx::TensorProto::INT8)
     fail(ErrorCode::kRuntime, "internal error: layer '" + layer.name + "' has no INT8 weight to pack");
   // The record check refused an odd input-channel axis already.
@@ -36,7 +36,11 @@ void pack_weight(onnx::GraphProto& graph, const QuantLayer& layer) {
 
 void pack_int4_weight_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
   for (const auto& layer : plan.layers)
-    if (layer.kind->weight_input >= 0 && layer.weight_format.bits() == 4) pack_weight(graph, layer);
+    if (layer.kind->weight_input >= 0 && layer.weight_format.bits() == 4) {
+      pack_weight(graph, layer, layer.kind->weight_input);
+      // LSTM/GRU: R is packed along its axis 2 as W is.
+      if (layer.kind->recurrent_input >= 0) pack_weight(graph, layer, layer.kind->recurrent_input);
+    }
 }
 
 }  // namespace amct

@@ -22,6 +22,16 @@ void bias_to_float(onnx::TensorProto& bias) {
   set_float_tensor(bias, values);
 }
 
+// LSTM/GRU: the standard op adds B in float, so the integers are dequantized
+// with their accumulators' scales.
+void bias_to_dequantized_float(onnx::TensorProto& bias, const QuantLayer& layer) {
+  const std::vector<float> scales = bias_dequant_scales(layer, bias.int32_data_size());
+  std::vector<float> values(static_cast<size_t>(bias.int32_data_size()));
+  for (size_t i = 0; i < values.size(); ++i)
+    values[i] = static_cast<float>(bias.int32_data(static_cast<int>(i))) * scales[i];
+  set_float_tensor(bias, values);
+}
+
 }  // namespace
 
 void replace_bias_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
@@ -30,7 +40,11 @@ void replace_bias_quant_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
     const onnx::NodeProto& node = layer_node(graph, layer);
     const int index = layer_bias_input(node);
     onnx::TensorProto* bias = index < 0 ? nullptr : find_initializer(graph, node.input(index));
-    if (bias && bias->data_type() == onnx::TensorProto::INT32) bias_to_float(*bias);
+    if (!bias || bias->data_type() != onnx::TensorProto::INT32) continue;
+    if (is_recurrent_layer(layer))
+      bias_to_dequantized_float(*bias, layer);
+    else
+      bias_to_float(*bias);
   }
 }
 

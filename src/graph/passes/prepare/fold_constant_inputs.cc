@@ -832,8 +832,15 @@ std::vector<std::pair<int, const char*>> constant_slots(const std::string& op) {
   if (op == "BatchNormalization") return {{1, "weight"}, {2, "bias"}, {3, "running_mean"}, {4, "running_var"}};
   std::vector<std::pair<int, const char*>> slots;
   const OpKind* kind = find_op_kind(op);
-  // Recurrent layers are not quantized yet; their inputs stay as exported.
-  if (!kind || kind->recurrent_input >= 0) return slots;
+  if (!kind) return slots;
+  // torch's LSTM/GRU export reorders the gates of W, R and B by Slice and
+  // Concat of the parameters: the folded tensors are in ONNX gate order.
+  if (kind->recurrent_input >= 0) {
+    slots.emplace_back(kind->weight_input, "weight_ih");
+    slots.emplace_back(kind->recurrent_input, "weight_hh");
+    slots.emplace_back(kind->bias_input, "bias");
+    return slots;
+  }
   if (kind->weight_input >= 0) slots.emplace_back(kind->weight_input, "weight");
   if (kind->bias_input >= 0) slots.emplace_back(kind->bias_input, "bias");
   return slots;
@@ -866,7 +873,8 @@ void fold_constant_inputs(onnx::GraphProto& graph) {
       // it needs it). A bias that merely aliases a stored tensor (the
       // exporter de-duplicates equal parameters through Identity) belongs to
       // a module with a bias, which keeps it even when it is zero.
-      const bool is_bias = index == 2 && node.op_type() != "BatchNormalization";
+      const OpKind* kind = find_op_kind(node.op_type());
+      const bool is_bias = kind && kind->recurrent_input < 0 && index == kind->bias_input;
       if (is_bias && node.input_size() == 3 && !resolve_constant(graph, tensor) &&
           std::all_of(value->reals.begin(), value->reals.end(), [](double v) { return v == 0.0; })) {
         node.mutable_input()->RemoveLast();

@@ -8,7 +8,11 @@
 
 namespace amct {
 
-bool qdq_quantizes(const QuantLayer& layer) { return layer.act_format.bits() == 8 && !layer.float16; }
+// LSTM/GRU stay float: ONNX Runtime has no integer LSTM/GRU kernel for a
+// standard-domain graph, so Q/DQ around one would compute in float anyway.
+bool qdq_quantizes(const QuantLayer& layer) {
+  return layer.act_format.bits() == 8 && !layer.float16 && layer.kind->recurrent_input < 0;
+}
 
 QdqParams qdq_input_params(onnx::GraphProto& graph, const QuantLayer& layer) {
   QdqParams params{layer.name + ".input_quant.scale", layer.name + ".input_quant.zero_point"};
