@@ -121,7 +121,7 @@ def quantize_preprocess(config_file, record_file, model, input_data):
     _check_type(func, "record_file", record_file, str)
     _check_type(func, "model", model, torch.nn.Module)
     work = _copy_model(model)
-    with exported_model(work, input_data, near=record_file, source=model) as exported:
+    with exported_model(work, input_data, near=record_file, source=model, any_settings=True) as exported:
         result = _amct.quantize_preprocess(config_file, record_file, exported, describe_modules(work))
     # The wrappers run the user's modules: give the copy its own tensors.
     return _own_tensors(build_balancing_model(work, result), model)

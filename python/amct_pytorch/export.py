@@ -95,7 +95,7 @@ def _weight_bytes(model):
 
 @contextlib.contextmanager
 def exported_model(model, input_data, input_names=None, output_names=None, dynamic_axes=None, near=None, *,
-                   source=None, release=False):
+                   source, release=False, any_settings=False):
     """Exports `model` traced on `input_data` and yields what the core reads:
     the serialized ONNX, or for weights of EXTERNAL_EXPORT_BYTES or more the
     path of a model file with its weights in external data. That file lies
@@ -106,25 +106,26 @@ def exported_model(model, input_data, input_names=None, output_names=None, dynam
     `source` is the user's model of which `model` is a copy sharing its
     tensors: the export is cached for it and reused while its fingerprint
     (ExportFingerprint) is unchanged; `release` drops the cached export after
-    this use (the flow's last step)."""
+    this use succeeded (the flow's last step). A step that reads no input or output
+    names nor dynamic axes (quantize_preprocess) passes `any_settings` to use
+    an export made with other settings, which stays cached as it was."""
     args = as_input_tuple(input_data)
     kwargs = None
     if args and isinstance(args[-1], dict):
         args, kwargs = args[:-1], args[-1]
     check_export_settings(input_names, output_names, dynamic_axes)
-    program = None
-    fingerprint = None
-    if source is not None:
-        fingerprint = ExportFingerprint(source, args, kwargs, (input_names, output_names, dynamic_axes))
-        program = _cached_program(source, fingerprint)
+    fingerprint = ExportFingerprint(source, args, kwargs, (input_names, output_names, dynamic_axes))
+    program = _cached_program(source, fingerprint, any_settings)
     if program is None:
         program = _export(model, args, kwargs, input_names, output_names, dynamic_axes)
-    if source is not None:
         with _CACHE_LOCK:
-            if release:
-                _CACHE.pop(source, None)
-            else:
-                _CACHE[source] = (fingerprint, program)
+            _CACHE[source] = (fingerprint, program)
+    yield from _handed_over(program, model, near)
+    if release:  # after success only: a step that failed (a bad config) may be retried on the same export
+        release_export(source)
+
+
+def _handed_over(program, model, near):
     if _weight_bytes(model) < EXTERNAL_EXPORT_BYTES:
         yield _serialized(program)
         return
@@ -149,15 +150,15 @@ _CACHE = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 
 
-def _cached_program(source, fingerprint):
+def _cached_program(source, fingerprint, any_settings):
     with _CACHE_LOCK:
         entry = _CACHE.get(source)
     if entry is None:
         return None
-    if entry[0] != fingerprint:
+    if not entry[0].same_model(fingerprint):
         release_export(source)  # the model changed: the old export is of no further use
         return None
-    return entry[1]
+    return entry[1] if any_settings or entry[0].settings == fingerprint.settings else None
 
 
 _SIMPLE_TYPES = (bool, int, float, str, bytes, type(None))
@@ -221,10 +222,12 @@ class ExportFingerprint:
                 refs.append(weakref.ref(leaf) if _weakrefable(leaf) else leaf)
                 inputs.append(("object", id(leaf)))
         self._refs = refs
-        self._key = (tuple(modules), tuple(tensors), tuple(inputs), str(spec), repr(settings))
+        self._key = (tuple(modules), tuple(tensors), tuple(inputs), str(spec))
+        self.settings = repr(settings)
 
-    def __eq__(self, other):
-        if not isinstance(other, ExportFingerprint) or self._key != other._key or len(self._refs) != len(other._refs):
+    def same_model(self, other):
+        """The same model and inputs, whatever the export settings."""
+        if self._key != other._key or len(self._refs) != len(other._refs):
             return False
         return all(_referent(a) is _referent(b) and _referent(a) is not None for a, b in zip(self._refs, other._refs))
 

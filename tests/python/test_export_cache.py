@@ -135,3 +135,49 @@ def test_cache_keeps_no_copy_of_the_weights_and_no_model(tmp_path, export_calls)
     gc.collect()
     assert alive() is None
     assert len(amct_export._CACHE) == 0
+
+
+def test_large_model_path_reuses_the_export(tmp_path, export_calls, monkeypatch):
+    """Weights handed over in an external data file: the cached program is
+    saved once per use and stays usable (saving does not change it)."""
+    model = spec_net()
+    x = torch.randn(2, 3, 8, 8)
+    in_memory = _flow(tmp_path / "a", model, x)
+    monkeypatch.setattr(amct_export, "EXTERNAL_EXPORT_BYTES", 0)
+    through_file = _flow(tmp_path / "b", model, x)
+    assert len(export_calls) == 2
+    assert through_file == in_memory
+
+
+def test_dmq_flow_shares_one_export_across_three_steps(tmp_path, export_calls):
+    """quantize_preprocess reads no export settings, so it uses the export
+    create_quant_config made with quantize_model's settings."""
+    import json
+
+    model = spec_net()
+    x = torch.randn(2, 3, 8, 8)
+    settings = dict(input_names=["image"], dynamic_axes={"image": {0: "batch"}})
+    config, modified, record = (str(tmp_path / n) for n in ("c.json", "m.onnx", "r.txt"))
+    amct.create_quant_config(config, model, x, **settings)
+    with open(config) as f:
+        cfg = json.load(f)
+    cfg["conv1"]["dmq_balancer_param"] = 0.5
+    with open(config, "w") as f:
+        json.dump(cfg, f)
+    balancer = amct.quantize_preprocess(config, record, model, x)
+    with torch.no_grad():
+        balancer(x)
+    amct.quantize_model(config, modified, record, model, x, **settings)
+    assert len(export_calls) == 1
+    assert amct_export._CACHE.get(model) is None
+
+
+def test_failed_quantize_model_keeps_the_export(tmp_path, export_calls):
+    model = spec_net()
+    x = torch.randn(2, 3, 8, 8)
+    config, modified, record = (str(tmp_path / n) for n in ("c.json", "m.onnx", "r.txt"))
+    amct.create_quant_config(config, model, x)
+    with pytest.raises(Exception):
+        amct.quantize_model(str(tmp_path / "missing.json"), modified, record, model, x)
+    amct.quantize_model(config, modified, record, model, x)
+    assert len(export_calls) == 1
