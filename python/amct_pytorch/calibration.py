@@ -39,6 +39,10 @@ class ReportingCalibrator:
     def __getattr__(self, name):
         return getattr(self._calibrator, name)
 
+    @property
+    def finished(self):  # read by every wrapper call: spared the __getattr__ fallback
+        return self._calibrator.finished
+
     def observe(self, index, activation):
         finished = self._calibrator.observe(index, activation)
         if self._progress is None:  # made at the first batch, not when the model is built

@@ -177,7 +177,7 @@ def test_failed_quantize_model_keeps_the_export(tmp_path, export_calls):
     x = torch.randn(2, 3, 8, 8)
     config, modified, record = (str(tmp_path / n) for n in ("c.json", "m.onnx", "r.txt"))
     amct.create_quant_config(config, model, x)
-    with pytest.raises(Exception):
+    with pytest.raises(amct.AmctFileNotFoundError, match="missing.json' does not exist"):
         amct.quantize_model(str(tmp_path / "missing.json"), modified, record, model, x)
     amct.quantize_model(config, modified, record, model, x)
     assert len(export_calls) == 1
