@@ -37,6 +37,8 @@ class ReportingCalibrator:
         self._progress = None
 
     def __getattr__(self, name):
+        if name.startswith("_"):  # not the calibrator's (and no recursion while _calibrator is unset)
+            raise AttributeError(name)
         return getattr(self._calibrator, name)
 
     @property
