@@ -181,3 +181,16 @@ def test_failed_quantize_model_keeps_the_export(tmp_path, export_calls):
         amct.quantize_model(str(tmp_path / "missing.json"), modified, record, model, x)
     amct.quantize_model(config, modified, record, model, x)
     assert len(export_calls) == 1
+
+
+def test_auto_calibration_trials_share_the_flows_export(tmp_path, export_calls, monkeypatch):
+    """create_quant_config, the global calibration and both trials: one export."""
+    from test_auto_calibration import Run, read_history
+
+    monkeypatch.chdir(tmp_path)
+    run = Run(tmp_path, max_loss=1e-3)
+    run()
+    history = read_history(str(tmp_path / "amct_log" / "accuracy_based_auto_calibration_record.json"))
+    assert len(history) == 3  # the global calibration and two trials
+    assert len(export_calls) == 1
+    assert amct_export._CACHE.get(run.model) is None
