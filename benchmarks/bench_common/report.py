@@ -265,7 +265,8 @@ def write_markdown(results, path, plots):
               "- **calibration cost** = wall time of the whole calibration (from the in-memory float torch model to "
               "the INT8 model file, export included) / wall time of plain float forwards (torch, no grad) over the "
               "same calibration batches, measured in the same process just before. The breakdown column splits "
-              "the numerator (amct: config = `create_quant_config`, quantize = `quantize_model`, forward = the "
+              "the numerator (amct: config = `create_quant_config` with the flow's one ONNX export, quantize = "
+              "`quantize_model` reusing that export, forward = the "
               "calibration forwards, save = `save_model`; ORT: export = float ONNX export, quantize_static; PT2E: "
               "prepare = export + prepare, forward, convert);",
               f"- **peak RSS**: one fresh process per calibration size ({', '.join(map(str, counts))} batches) "
@@ -338,8 +339,8 @@ def write_markdown(results, path, plots):
               "the fastest INT8 model.",
               "- **Calibration cost**: the calibration forwards themselves cost about 1x a float forward with "
               "IFMR on Fashion-MNIST and MiniLM (column 'calibration forwards alone'), more with HFMG and on "
-              "EfficientNet; most of the whole-flow time is two ONNX exports of the model (one in "
-              "`create_quant_config`, one in `quantize_model`), which is fixed per model and dominates when "
+              "EfficientNet; most of the whole-flow time is the one ONNX export of the model (made by "
+              "`create_quant_config`, reused by `quantize_model`), which is fixed per model and dominates when "
               "the calibration set is small.",
               "- **Memory**: amct's calibration peak does not grow with the number of batches; its level is set "
               "by the ONNX export of the model (PT2E exports nothing and stays lower). ORT Entropy/Percentile "

@@ -75,9 +75,12 @@ def _amct(model, batches, workload, work, algo, linear_channel_wise=False):
     prefix = os.path.join(work, "out", workload.name)
     sample = batches[0]
     start = time.perf_counter()
+    # The export settings quantize_model gets, so that both share one export.
+    export_settings = dict(input_names=workload.input_names, output_names=workload.output_names,
+                           dynamic_axes=workload.dynamic_axes)
     with quiet():
         amct.create_quant_config(config, model, sample, batch_num=len(batches),
-                                 linear_channel_wise=linear_channel_wise)
+                                 linear_channel_wise=linear_channel_wise, **export_settings)
     if algo in ("hfmg", "dmq"):
         with open(config) as f:
             cfg = json.load(f)
@@ -111,8 +114,7 @@ def _amct(model, batches, workload, work, algo, linear_channel_wise=False):
         times["preprocess_s"] = time.perf_counter() - start
     start = time.perf_counter()
     with quiet():
-        calib = amct.quantize_model(config, modified, record, model, sample, input_names=workload.input_names,
-                                    output_names=workload.output_names, dynamic_axes=workload.dynamic_axes)
+        calib = amct.quantize_model(config, modified, record, model, sample, **export_settings)
     times["quantize_s"] = time.perf_counter() - start
     start = time.perf_counter()
     with torch.no_grad():
@@ -174,10 +176,12 @@ def _amct_auto(model, batches, workload, work):
     times = {}
     start = time.perf_counter()
     with quiet():
-        amct.create_quant_config(config, model, batches[0], batch_num=len(batches))
+        amct.create_quant_config(config, model, batches[0], batch_num=len(batches), input_names=workload.input_names,
+                                 output_names=workload.output_names, dynamic_axes=workload.dynamic_axes)
     times["config_s"] = time.perf_counter() - start
     start = time.perf_counter()
     with quiet():
+        # Its trials reuse create_quant_config's export (same settings).
         amct.accuracy_based_auto_calibration(model, Evaluator(), config, record, prefix, batches[0],
                                              input_names=workload.input_names, output_names=workload.output_names,
                                              dynamic_axes=workload.dynamic_axes)

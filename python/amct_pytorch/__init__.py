@@ -22,8 +22,9 @@ from amct_pytorch.auto_calibration import accuracy_based_auto_calibration
 from amct_pytorch.compare import compare
 from amct_pytorch.evaluator import ModelEvaluator
 from amct_pytorch.errors import AmctFileNotFoundError, AmctOSError, AmctTypeError, AmctValueError
+from amct_pytorch.progress import set_progress
 
 __all__ = ["create_quant_config", "quantize_preprocess", "quantize_model", "save_model",
            "accuracy_based_auto_calibration", "ModelEvaluator", "compare", "AmctValueError", "AmctTypeError",
-           "AmctFileNotFoundError", "AmctOSError"]
+           "AmctFileNotFoundError", "AmctOSError", "set_progress"]
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ from amct_pytorch.calibration import CALIBRATION_MARK, build_calibration_model
 from amct_pytorch.dmq import build_balancing_model
 from amct_pytorch.module_tools import as_float32_cpu
 from amct_pytorch.export import as_input_tuple, describe_modules, exported_model
+from amct_pytorch.progress import Progress
 
 logger = logging.getLogger("amct_pytorch")
 
@@ -75,7 +76,8 @@ _DEFAULT_EXTERNAL_DATA_LIMIT = 2_000_000_000
 
 
 def create_quant_config(config_file, model, input_data, skip_layers=None, batch_num=1, activation_offset=True,
-                        config_defination=None, *, quantize_subclasses=True, linear_channel_wise=False):
+                        config_defination=None, *, quantize_subclasses=True, linear_channel_wise=False,
+                        input_names=None, output_names=None, dynamic_axes=None):
     """Writes the quantization config JSON for `model` (docs/amct-reference.md#create_quant_config).
 
     Beyond AMCT's arguments (keyword only):
@@ -87,6 +89,9 @@ def create_quant_config(config_file, model, input_data, skip_layers=None, batch_
       channel (channel_wise true) instead of AMCT's one per tensor; written
       into the config as its root key "linear_channel_wise". With
       config_defination, the simple config's own field decides.
+    - input_names, output_names, dynamic_axes: the export settings that
+      quantize_model will get; with the same settings (and an unchanged model
+      and inputs) quantize_model reuses this function's export.
     """
     func = "create_quant_config"
     _check_type(func, "config_file", config_file, str)
@@ -102,7 +107,8 @@ def create_quant_config(config_file, model, input_data, skip_layers=None, batch_
     if batch_num <= 0:
         raise AmctValueError(f"{func}(): batch_num must be greater than zero, got {batch_num}")
     work = _copy_model(model)
-    with exported_model(work, input_data, near=config_file) as exported:
+    with exported_model(work, input_data, input_names, output_names, dynamic_axes, near=config_file,
+                        source=model) as exported:
         _amct.create_quant_config(os.fspath(config_file), exported, describe_modules(work), list(skip_layers or []),
                                   batch_num, activation_offset, config_defination or "", quantize_subclasses,
                                   linear_channel_wise)
@@ -121,7 +127,7 @@ def quantize_preprocess(config_file, record_file, model, input_data):
     _check_type(func, "record_file", record_file, str)
     _check_type(func, "model", model, torch.nn.Module)
     work = _copy_model(model)
-    with exported_model(work, input_data, near=record_file) as exported:
+    with exported_model(work, input_data, near=record_file, source=model, any_settings=True) as exported:
         result = _amct.quantize_preprocess(config_file, record_file, exported, describe_modules(work))
     # The wrappers run the user's modules: give the copy its own tensors.
     return _own_tensors(build_balancing_model(work, result), model)
@@ -161,11 +167,14 @@ def quantize_model(config_file, modfied_onnx_file, record_file, model, input_dat
 
 def quantize_for_calibration(config_file, modfied_onnx_file, record_file, model, input_data, input_names,
                              output_names, dynamic_axes, opset_version=11, fake_quantize_deconv_weights=False,
-                             external_data_limit=_DEFAULT_EXTERNAL_DATA_LIMIT):
+                             external_data_limit=_DEFAULT_EXTERNAL_DATA_LIMIT, release_export=True):
     """quantize_model without the argument checks; returns the calibration
-    model and the core's result (layers, fused BatchNorms, calibrator)."""
+    model and the core's result (layers, fused BatchNorms, calibrator). The
+    flow's cached export is dropped afterwards unless release_export is False
+    (auto calibration quantizes once per trial)."""
     work = _copy_model(model)
-    with exported_model(work, input_data, input_names, output_names, dynamic_axes, near=modfied_onnx_file) as exported:
+    with exported_model(work, input_data, input_names, output_names, dynamic_axes, near=modfied_onnx_file,
+                        source=model, release=release_export) as exported:
         result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, exported, describe_modules(work),
                                       opset_version, fake_quantize_deconv_weights, external_data_limit,
                                       _layer_input_collector(work, input_data))
@@ -229,10 +238,11 @@ def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_o
     unknown = [o for o in outputs if o not in _SAVE_OUTPUTS]
     if unknown:
         raise AmctValueError(f"{func}: unknown output {unknown[0]!r}; expected a subset of {_SAVE_OUTPUTS}")
-    written, warnings = _amct.save_model(modfied_onnx_file, record_file, save_path, deploy="deploy" in outputs,
-                                         fake_quant="fake_quant" in outputs, qdq="qdq" in outputs,
-                                         qdq_optional=qdq_optional, qdq_opset=qdq_opset or 0,
-                                         external_data_limit=limit)
+    with Progress("amct: saving the models"):
+        written, warnings = _amct.save_model(modfied_onnx_file, record_file, save_path, deploy="deploy" in outputs,
+                                             fake_quant="fake_quant" in outputs, qdq="qdq" in outputs,
+                                             qdq_optional=qdq_optional, qdq_opset=qdq_opset or 0,
+                                             external_data_limit=limit)
     for warning in warnings:
         logger.warning("%s", warning)
     return written

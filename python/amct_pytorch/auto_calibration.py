@@ -11,7 +11,6 @@ import datetime
 import logging
 import os
 import shutil
-import sys
 import tempfile
 
 import torch
@@ -23,8 +22,9 @@ from amct_pytorch.calibration import CalibrationWrapper
 from amct_pytorch.module_tools import set_submodule
 from amct_pytorch.common.auto_calibration import AutoCalibrationEvaluatorBase
 from amct_pytorch.errors import AmctTypeError, AmctValueError
-from amct_pytorch.export import as_input_tuple, check_export_settings
+from amct_pytorch.export import as_input_tuple, check_export_settings, release_export
 from amct_pytorch.fake_quant import SensitivityProbe, fake_quant_layer
+from amct_pytorch.progress import Progress
 
 logger = logging.getLogger("amct_pytorch")
 
@@ -78,6 +78,7 @@ def accuracy_based_auto_calibration(model, model_evaluator, config_file, record_
                                   dynamic_axes, temp_dir).run(directory)
         _write_results(search, config_file, record_file, save_dir, directory, temp_dir)
     finally:
+        release_export(model)  # the trials' export
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
@@ -113,8 +114,7 @@ class _AutoCalibration:
         search = _amct.RollbackSearch(scores, global_eval, original_eval)
         for layer, similarity in search.ranking:
             logger.info("auto calibration: similarity of %s: %.6f", layer, similarity)
-        progress = _Progress()
-        try:
+        with Progress("amct: auto calibration trials", total=search.max_trials) as progress:
             while search.searching:
                 trial = search.trials + 1
                 rolled_back = search.rolled_back
@@ -123,18 +123,15 @@ class _AutoCalibration:
                 logger.info("auto calibration trial %d of at most %d: rolling back %d of %d layers (%s); config %s",
                             trial, search.max_trials, len(rolled_back), len(search.ranking), ", ".join(rolled_back),
                             config)
-                progress.show(f"auto calibration: trial {trial} of at most {search.max_trials}, "
-                              f"{len(rolled_back)} layers rolled back")
+                progress.update(trial - 1, note=f"trial {trial}: {len(rolled_back)} layers rolled back")
                 _, fake_quant_model, _, _ = self._calibrate(config)
                 metric = self.evaluator.evaluate(fake_quant_model)
                 satisfied, loss = self._metric_eval(original, metric)
                 search.report(satisfied, loss)
                 logger.info("auto calibration trial %d: metric %s, loss %s, %s", trial, metric, loss,
                             "satisfied" if satisfied else "not satisfied")
-                progress.show(f"auto calibration: trial {trial} of at most {search.max_trials}, metric {metric}, "
-                              f"{'satisfied' if satisfied else 'not satisfied'}")
-        finally:
-            progress.close()
+                progress.update(trial, note=f"trial {trial}: metric {metric}, "
+                                            f"{'satisfied' if satisfied else 'not satisfied'}")
         return search
 
     def _metric_eval(self, original, new):
@@ -154,7 +151,7 @@ class _AutoCalibration:
         model (its wrappers removed), the fake-quant model built from a copy of
         it, the core's result and the layers' fake-quant factors."""
         calibration_model, result = quantize_for_calibration(config_file, self.modified_onnx, self.record, self.model,
-                                                             self.input_data, *self.export)
+                                                             self.input_data, *self.export, release_export=False)
         self.evaluator.calibration(calibration_model)
         calibrator = result["calibrator"]
         if not calibrator.finished:
@@ -226,23 +223,3 @@ def _write_results(search, config_file, record_file, save_dir, directory, temp_d
     rolled_back = [layer for layer, quantized in search.final_config if not quantized]
     logger.info("auto calibration finished after %d trials: %d layers rolled back%s; models at %s", search.trials,
                 len(rolled_back), f" ({', '.join(rolled_back)})" if rolled_back else "", save_dir)
-
-
-class _Progress:
-    """A progress line rewritten in place on a terminal; nothing otherwise
-    (the logger carries the same news)."""
-
-    def __init__(self):
-        self._active = sys.stderr.isatty()
-        self._shown = False
-
-    def show(self, text):
-        if self._active:
-            sys.stderr.write("\r\x1b[K" + text)
-            sys.stderr.flush()
-            self._shown = True
-
-    def close(self):
-        if self._shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()

@@ -13,6 +13,7 @@ from torch.overrides import TorchFunctionMode
 from amct_pytorch.dmq import balance_inputs
 from amct_pytorch.errors import AmctValueError
 from amct_pytorch.module_tools import as_float32_cpu, set_submodule
+from amct_pytorch.progress import Progress
 
 logger = logging.getLogger("amct_pytorch")
 
@@ -23,6 +24,36 @@ def _feed(calibrator, index, activation):
     (then nothing is copied)."""
     if calibrator.observe(index, as_float32_cpu(activation)):
         logger.info("calibration finished after %d batches; record file written", calibrator.batch_num)
+
+
+class ReportingCalibrator:
+    """The calibrator as the calibration model's wrappers and observers see
+    it: each observe also advances the progress bar (amct_pytorch.progress)
+    by calibration batch; everything else is the C++ calibrator's."""
+
+    def __init__(self, calibrator):
+        self._calibrator = calibrator
+        self._observed = 0
+        self._progress = None
+
+    def __getattr__(self, name):
+        if name.startswith("_"):  # not the calibrator's (and no recursion while _calibrator is unset)
+            raise AttributeError(name)
+        return getattr(self._calibrator, name)
+
+    @property
+    def finished(self):  # read by every wrapper call: spared the __getattr__ fallback
+        return self._calibrator.finished
+
+    def observe(self, index, activation):
+        finished = self._calibrator.observe(index, activation)
+        if self._progress is None:  # made at the first batch, not when the model is built
+            self._progress = Progress("amct: calibration batches", total=self._calibrator.batch_num)
+        self._observed += 1
+        self._progress.update(self._observed // self._calibrator.layer_count)
+        if finished:
+            self._progress.close("record written")
+        return finished
 
 
 class CalibrationWrapper(nn.Module):
@@ -177,7 +208,7 @@ CALIBRATION_MARK = "_amct_weight_op_observer"
 
 def build_calibration_model(model, result):
     """Applies the core's results to `model` (a copy made for the caller)."""
-    calibrator = result["calibrator"]
+    calibrator = ReportingCalibrator(result["calibrator"])
     for _conv, batchnorm in result["fused_batchnorms"]:
         set_submodule(model, batchnorm, nn.Identity())
     observed_at_op = []

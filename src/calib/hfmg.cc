@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "amct/calib/parallel_slices.h"
 #include "amct/calib/value_range.h"
 #include "amct/error.h"
 
@@ -55,25 +56,30 @@ int64_t checked_bins(int64_t bins) {
 
 }  // namespace
 
-void hfmg_histc(std::span<const float> values, double lo, double hi, std::span<int64_t> counts) {
+void hfmg_histc(std::span<const float> values, double lo, double hi, std::span<int64_t> counts, size_t slices) {
   constexpr size_t kChunk = 1024;
   const HistcEdges edges = histc_edges(lo, hi);
   const auto bins = static_cast<int32_t>(counts.size());
-  // Odd positions count into a second histogram, so that runs of one value
-  // (the zeros after a ReLU) do not serialize on one counter.
-  thread_local std::vector<int64_t> odd;
-  odd.assign(counts.size(), 0);
-  int32_t positions[kChunk];
-  for (size_t start = 0; start < values.size(); start += kChunk) {
-    const size_t n = std::min(kChunk, values.size() - start);
-    histc_bins(values.data() + start, n, edges, bins, positions);
-    for (size_t i = 0; i + 1 < n; i += 2) {
-      if (positions[i] >= 0) ++counts[static_cast<size_t>(positions[i])];
-      if (positions[i + 1] >= 0) ++odd[static_cast<size_t>(positions[i + 1])];
+  if (slices == 0) slices = default_slices(values.size());
+  // Two histograms per slice: odd positions count into the second, so that
+  // runs of one value (the zeros after a ReLU) do not serialize on one counter.
+  std::vector<std::vector<int64_t>> parts(2 * slices, std::vector<int64_t>(counts.size(), 0));
+  run_slices(values.size(), slices, 2, [&](size_t slice, size_t begin, size_t end) {
+    int64_t* even = parts[2 * slice].data();
+    int64_t* odd = parts[2 * slice + 1].data();
+    int32_t positions[kChunk];
+    for (size_t start = begin; start < end; start += kChunk) {
+      const size_t n = std::min(kChunk, end - start);
+      histc_bins(values.data() + start, n, edges, bins, positions);
+      for (size_t i = 0; i + 1 < n; i += 2) {
+        if (positions[i] >= 0) ++even[static_cast<size_t>(positions[i])];
+        if (positions[i + 1] >= 0) ++odd[static_cast<size_t>(positions[i + 1])];
+      }
+      if (n % 2 == 1 && positions[n - 1] >= 0) ++even[static_cast<size_t>(positions[n - 1])];
     }
-    if (n % 2 == 1 && positions[n - 1] >= 0) ++counts[static_cast<size_t>(positions[n - 1])];
-  }
-  for (size_t j = 0; j < counts.size(); ++j) counts[j] += odd[j];
+  });
+  for (const auto& part : parts)
+    for (size_t j = 0; j < counts.size(); ++j) counts[j] += part[j];
 }
 
 void hfmg_histc_reference(std::span<const float> values, double lo, double hi, std::span<int64_t> counts) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "amct/calib/parallel_slices.h"
+
 namespace amct {
 namespace {
 
@@ -60,17 +62,39 @@ size_t MomentHistogram::state_bytes() const {
   return sizeof(*this) + (counts_.capacity() + position_sums_.capacity() + square_sums_.capacity()) * sizeof(double);
 }
 
-void MomentHistogram::add(std::span<const float> values, float min, float max) {
+void MomentHistogram::add(std::span<const float> values, float min, float max, size_t slices) {
   cover(min, max);
-  thread_local Accumulator even;
-  thread_local Accumulator odd;
+  thread_local Accumulator even_storage;
+  thread_local Accumulator odd_storage;
+  // The calling thread's accumulators (a thread_local named inside a worker
+  // would be the worker's own).
+  Accumulator& even = even_storage;
+  Accumulator& odd = odd_storage;
   const double scale = std::ldexp(1.0, kPositionBits - exponent_);
   const double origin = std::ldexp(static_cast<double>(first_), kPositionBits);
   const double position_unit = std::ldexp(1.0, -kPositionBits);
   const double square_unit = std::ldexp(1.0, -2 * kPositionBits);
   for (size_t start = 0; start < values.size(); start += kSegment) {
     const size_t n = std::min(kSegment, values.size() - start);
-    bin_packed(values.data() + start, n, scale, origin, even, odd);
+    const float* segment = values.data() + start;
+    const size_t parts = slices == 0 ? default_slices(n) : slices;
+    // Slices start at even offsets, so each value keeps the parity, and so
+    // the accumulator, it has in a one-part pass; their integer sums merge
+    // into exactly the one-part accumulators (within the same per-segment
+    // bounds), before the one conversion to double below.
+    std::vector<Accumulator> others(2 * (parts - 1));
+    run_slices(n, parts, 2, [&](size_t slice, size_t begin, size_t end) {
+      Accumulator& to_even = slice == 0 ? even : others[2 * (slice - 1)];
+      Accumulator& to_odd = slice == 0 ? odd : others[2 * (slice - 1) + 1];
+      bin_packed(segment + begin, end - begin, scale, origin, to_even, to_odd);
+    });
+    for (size_t k = 0; k < others.size(); ++k) {
+      Accumulator& into = k % 2 == 0 ? even : odd;
+      for (size_t j = 0; j < static_cast<size_t>(kBins); ++j) {
+        into.packed[j] += others[k].packed[j];
+        into.squares[j] += others[k].squares[j];
+      }
+    }
     for (Accumulator* acc : {&even, &odd})
       for (size_t j = 0; j < static_cast<size_t>(kBins); ++j) {
         const uint64_t packed = acc->packed[j];

@@ -17,7 +17,9 @@ namespace amct {
 // Adds torch.histc(values, bins=counts.size(), min=lo, max=hi) to counts, with
 // torch's CPU float32 arithmetic: values equal to hi go to the last bin, and
 // lo == hi widens the range to [lo - 1, hi + 1]. Values must lie in [lo, hi].
-void hfmg_histc(std::span<const float> values, double lo, double hi, std::span<int64_t> counts);
+// Large batches are counted in `slices` parts at once (0: default_slices()),
+// whose integer counts sum to the same histogram.
+void hfmg_histc(std::span<const float> values, double lo, double hi, std::span<int64_t> counts, size_t slices = 0);
 // hfmg_histc one element at a time, the test reference for its kernel.
 void hfmg_histc_reference(std::span<const float> values, double lo, double hi, std::span<int64_t> counts);
 

@@ -24,7 +24,9 @@ class MomentHistogram {
   MomentHistogram();
 
   // Adds a batch whose smallest and largest values are `min` and `max`.
-  void add(std::span<const float> values, float min, float max);
+  // Large batches are binned in `slices` parts at once (0: default_slices()),
+  // whose integer accumulators merge into exactly the one-part result.
+  void add(std::span<const float> values, float min, float max, size_t slices = 0);
   // add() with the plain per-element loop and unquantized in-bin positions,
   // the test reference for add()'s binning kernel.
   void add_reference(std::span<const float> values, float min, float max);

@@ -30,6 +30,22 @@ std::vector<float> gaussian(size_t n, float sigma, uint32_t seed) {
   return v;
 }
 
+// The sliced (multi-threaded) kernel counts exactly what one slice and the
+// plain reference count, slice boundaries falling anywhere in a ReLU's run
+// of zeros included.
+TEST(Hfmg, SlicedHistcMatchesOneSliceAndReference) {
+  std::vector<float> v = gaussian(1200001, 1.0f, 11);
+  for (float& x : v) x = std::clamp(x, 0.0f, 4.0f);
+  std::vector<int64_t> plain(4096, 0);
+  hfmg_histc_reference(v, 0.0, 4.0, plain);
+  for (const size_t slices : {size_t{1}, size_t{2}, size_t{3}, size_t{0}}) {
+    std::vector<int64_t> sliced(4096, 7);  // counts are added to what is there
+    hfmg_histc(v, 0.0, 4.0, sliced, slices);
+    for (int64_t& c : sliced) c -= 7;
+    EXPECT_EQ(sliced, plain) << slices << " slices";
+  }
+}
+
 TEST(Hfmg, HistcKernelMatchesReference) {
   std::vector<float> v = gaussian(100003, 2.0f, 5);
   for (float& x : v) x = std::clamp(x, -8.0f, 8.0f);

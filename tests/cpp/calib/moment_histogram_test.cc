@@ -37,6 +37,27 @@ void expect_close(const MomentHistogram& a, const MomentHistogram& b) {
   }
 }
 
+// Slicing a batch over threads merges integer accumulators, so the sums are
+// bit-identical to the one-slice kernel's, and within the kernel's
+// resolution of the plain reference.
+TEST(CalibMomentHistogram, SlicedKernelIsBitIdenticalToOneSlice) {
+  std::vector<float> v = gaussian(1500001, 0.5f, 1.0f, 21);
+  for (size_t i = 0; i < v.size(); i += 3) v[i] = 0.0f;  // a ReLU's zeros
+  const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+  MomentHistogram one;
+  one.add(v, *lo, *hi, 1);
+  MomentHistogram reference;
+  reference.add_reference(v, *lo, *hi);
+  expect_close(one, reference);
+  for (const size_t slices : {size_t{2}, size_t{3}, size_t{0}}) {
+    MomentHistogram sliced;
+    sliced.add(v, *lo, *hi, slices);
+    EXPECT_EQ(sliced.counts(), one.counts()) << slices << " slices";
+    EXPECT_EQ(sliced.position_sums(), one.position_sums()) << slices << " slices";
+    EXPECT_EQ(sliced.square_sums(), one.square_sums()) << slices << " slices";
+  }
+}
+
 TEST(CalibMomentHistogram, KernelMatchesReference) {
   MomentHistogram fast;
   MomentHistogram plain;

@@ -1,0 +1,46 @@
+#include "amct/calib/parallel_slices.h"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <vector>
+
+namespace amct {
+namespace {
+
+TEST(ParallelSlices, CoversEveryIndexOnceOnAlignedBoundaries) {
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{1001}}) {
+    for (const size_t slices : {size_t{1}, size_t{2}, size_t{3}, size_t{8}}) {
+      std::vector<int> hits(n, 0);
+      std::vector<std::pair<size_t, size_t>> ranges(slices);
+      run_slices(n, slices, 4, [&](size_t slice, size_t begin, size_t end) {
+        ranges[slice] = {begin, end};
+        for (size_t i = begin; i < end; ++i) ++hits[i];
+      });
+      EXPECT_EQ(std::vector<int>(n, 1), hits) << n << " values, " << slices << " slices";
+      for (size_t s = 0; s < slices; ++s) {
+        if (ranges[s].first < n) EXPECT_EQ(ranges[s].first % 4, 0u);
+        if (s > 0) EXPECT_EQ(ranges[s].first, ranges[s - 1].second);
+      }
+      EXPECT_EQ(ranges.back().second, n);
+    }
+  }
+}
+
+TEST(ParallelSlices, RethrowsAWorkersException) {
+  EXPECT_THROW(run_slices(100, 3, 1,
+                          [](size_t slice, size_t, size_t) {
+                            if (slice == 2) throw std::runtime_error("slice 2");
+                          }),
+               std::runtime_error);
+}
+
+TEST(ParallelSlices, DefaultSlicesKeepSmallBatchesOnOneThread) {
+  EXPECT_EQ(default_slices(0), 1u);
+  EXPECT_EQ(default_slices(kMinSliceValues - 1), 1u);
+  EXPECT_LE(default_slices(size_t{1} << 30), kMaxSlices);
+  EXPECT_GE(default_slices(size_t{1} << 30), 1u);
+}
+
+}  // namespace
+}  // namespace amct
