@@ -57,6 +57,10 @@ struct QuantConfig {
   // false): subclasses of the quantizable classes are layers too. false is
   // AMCT's exact-class matching (PrepareOptions::quantize_subclasses).
   bool quantize_subclasses = true;
+  // Beyond AMCT's schema (root key "quantize_activation_matmuls", written
+  // only when true): the QDQ model quantizes both inputs of each MatMul
+  // between two activations (attention), calibrated like the layers' inputs.
+  bool quantize_activation_matmuls = false;
   std::vector<LayerQuantConfig> layers;  // sorted by name
 
   const LayerQuantConfig* find_layer(const std::string& name) const;

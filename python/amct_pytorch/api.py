@@ -15,6 +15,7 @@ from amct_pytorch.calibration import CALIBRATION_MARK, build_calibration_model
 from amct_pytorch.dmq import build_balancing_model
 from amct_pytorch.module_tools import as_float32_cpu
 from amct_pytorch.export import as_input_tuple, describe_modules, exported_model
+from amct_pytorch.qdq_calibration import observe_qdq_tensors, runtime_available
 
 logger = logging.getLogger("amct_pytorch")
 
@@ -149,22 +150,26 @@ def quantize_model(config_file, modfied_onnx_file, record_file, model, input_dat
     limit = _check_limit(func, external_data_limit)
     calibration_model, _ = quantize_for_calibration(config_file, modfied_onnx_file, record_file, model, input_data,
                                                     input_names, output_names, dynamic_axes, opset_version,
-                                                    fake_quantize_deconv_weights, limit)
+                                                    fake_quantize_deconv_weights, limit, qdq_tensors=True)
     return calibration_model
 
 
 def quantize_for_calibration(config_file, modfied_onnx_file, record_file, model, input_data, input_names,
                              output_names, dynamic_axes, opset_version=11, fake_quantize_deconv_weights=False,
-                             external_data_limit=_DEFAULT_EXTERNAL_DATA_LIMIT):
+                             external_data_limit=_DEFAULT_EXTERNAL_DATA_LIMIT, qdq_tensors=False):
     """quantize_model without the argument checks; returns the calibration
-    model and the core's result (layers, fused BatchNorms, calibrator)."""
+    model and the core's result (layers, fused BatchNorms, calibrator).
+    With `qdq_tensors` (and ONNX Runtime installed) calibration also measures
+    the full-INT8 QDQ model's tensors (qdq_calibration.py)."""
     work = _copy_model(model)
     with exported_model(work, input_data, input_names, output_names, dynamic_axes, near=modfied_onnx_file) as exported:
         result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, exported, describe_modules(work),
                                       opset_version, fake_quantize_deconv_weights, external_data_limit,
-                                      _layer_input_collector(work, input_data))
+                                      _layer_input_collector(work, input_data),
+                                      full_qdq_tensors=qdq_tensors and runtime_available())
     # The quantized layers get the core's weights; the rest copies of the user's.
-    return _own_tensors(build_calibration_model(work, result), model), result
+    calibration_model = _own_tensors(build_calibration_model(work, result), model)
+    return observe_qdq_tensors(calibration_model, result, modfied_onnx_file), result
 
 
 def _layer_input_collector(model, input_data):
@@ -197,7 +202,8 @@ def _layer_input_collector(model, input_data):
 _SAVE_OUTPUTS = ("deploy", "fake_quant", "qdq")
 
 
-def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_opset=None, external_data_limit=None):
+def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_opset=None, external_data_limit=None,
+               qdq_mode=None):
     """Writes <save_path>_deploy_model.onnx, <save_path>_fake_quant_model.onnx
     (docs/amct-reference.md#save_model) and <save_path>_qdq_model.onnx
     (standard QDQ ONNX) from the modified ONNX and the calibrated record.
@@ -208,6 +214,10 @@ def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_o
     A model whose serialized size reaches `external_data_limit` (default
     2,000,000,000 bytes) keeps its largest initializers in external data
     files beside it (docs/amct-reference.md#output-files).
+    `qdq_mode` 'full' quantizes every tensor calibration measured beyond the
+    layers' inputs ("<record_file>.ranges.json"), so ONNX Runtime runs the
+    ops between the layers as integer kernels too; 'layers' quantizes the
+    layers only; None (default) is 'full' when those ranges exist.
     Returns the paths of the models written."""
     func = "save_model"
     _check_type(func, "modfied_onnx_file", modfied_onnx_file, str)
@@ -215,6 +225,8 @@ def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_o
     _check_type(func, "save_path", save_path, str)
     _check_type(func, "qdq_opset", qdq_opset, int, allow_none=True)
     limit = _check_limit(func, external_data_limit)
+    if qdq_mode not in (None, "full", "layers"):
+        raise AmctValueError(f"{func}: qdq_mode is {qdq_mode!r}; expected 'full', 'layers' or None")
     qdq_optional = outputs is None
     if outputs is None:
         outputs = _SAVE_OUTPUTS
@@ -226,7 +238,7 @@ def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_o
     written, warnings = _amct.save_model(modfied_onnx_file, record_file, save_path, deploy="deploy" in outputs,
                                          fake_quant="fake_quant" in outputs, qdq="qdq" in outputs,
                                          qdq_optional=qdq_optional, qdq_opset=qdq_opset or 0,
-                                         external_data_limit=limit)
+                                         external_data_limit=limit, qdq_mode=qdq_mode or "auto")
     for warning in warnings:
         logger.warning("%s", warning)
     return written

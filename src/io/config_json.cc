@@ -23,6 +23,7 @@ using Json = nlohmann::ordered_json;
 
 // amct's root key beyond AMCT's schema (QuantConfig::quantize_subclasses).
 constexpr const char* kQuantizeSubclassesKey = "quantize_subclasses";
+constexpr const char* kActivationMatmulsKey = "quantize_activation_matmuls";
 
 void sort_layers(std::vector<LayerQuantConfig>& layers) {
   std::sort(layers.begin(), layers.end(),
@@ -275,6 +276,8 @@ QuantConfig read_config(const Json& root, const ModelInfo& model) {
       config_schema::check_skip_fusion_layers(config.skip_fusion_layers, model);
     } else if (key == kQuantizeSubclassesKey) {
       config.quantize_subclasses = read_bool(key, value);
+    } else if (key == kActivationMatmulsKey) {
+      config.quantize_activation_matmuls = read_bool(key, value);
     } else if (!model.find_module(key)) {
       invalid(shorten_for_message(key) + " is an invalid layer name or parameter.");
     } else {
@@ -409,6 +412,7 @@ std::string config_to_json(const QuantConfig& config) {
   root["skip_fusion_layers"] = config.skip_fusion_layers;
   // Only the opt-out is written, so a default config stays one AMCT reads.
   if (!config.quantize_subclasses) root[kQuantizeSubclassesKey] = false;
+  if (config.quantize_activation_matmuls) root[kActivationMatmulsKey] = true;
 
   std::vector<LayerQuantConfig> layers = config.layers;
   sort_layers(layers);

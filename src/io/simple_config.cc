@@ -256,6 +256,7 @@ QuantConfig build_config(const pb::AMCTConfig& proto, const ModelInfo& model) {
   if (proto.has_fakequant_precision_mode()) config.fakequant_precision_mode = "FORCE_FP16_QUANT";
   config.skip_fusion_layers.assign(proto.skip_fusion_layers().begin(), proto.skip_fusion_layers().end());
   config.quantize_subclasses = proto.quantize_subclasses();
+  config.quantize_activation_matmuls = proto.quantize_activation_matmuls();
 
   config_schema::check_no_repeated(skip_layers, "skip_layers");
   config_schema::check_no_repeated(skip_types, "skip_layer_types");
