@@ -174,3 +174,54 @@ def test_sidecar_lists_the_tensors_runtime_needs(tmp_path):
         assert 0.7 * float(value.max()) - entry["scale"] <= high <= 1.3 * float(value.max()) + entry["scale"], entry
     # Sigmoid and Relu are never negative: the asymmetric grid starts at 0.
     assert entries[1]["offset"] == -128 and entries[2]["offset"] == -128
+
+
+class Attention(nn.Module):
+    """Single-head self-attention: two MatMuls between activations."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v, self.out = (nn.Linear(16, 16) for _ in range(4))
+
+    def forward(self, x):
+        scores = self.q(x) @ self.k(x).transpose(1, 2) / 4.0
+        return self.out(torch.softmax(scores, -1) @ self.v(x))
+
+
+def _attention_ops(tmp_path, simple_config):
+    tmp_path.mkdir()
+    torch.manual_seed(0)
+    model = Attention().eval()
+    data = torch.randn(4, 10, 16)
+    config, record, modified = (str(tmp_path / n) for n in ("config.json", "record.txt", "modified.onnx"))
+    if simple_config is None:
+        amct.create_quant_config(config, model, data)
+    else:
+        (tmp_path / "simple.cfg").write_text(simple_config)
+        amct.create_quant_config(config, model, data, config_defination=str(tmp_path / "simple.cfg"))
+    with open(config, encoding="utf-8") as f:
+        written = json.load(f)
+    calibration = amct.quantize_model(config, modified, record, model, data, input_names=["input"],
+                                      output_names=["output"])
+    with torch.no_grad():
+        calibration(data)
+    qdq = amct.save_model(modified, record, str(tmp_path / "net"), outputs=("qdq",))[0]
+    session = ort.InferenceSession(qdq, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        reference = model(data).numpy()
+    error = _relative_error(session.run(None, {"input": data.numpy()})[0], reference)
+    return written, _optimized_ops(qdq, tmp_path), error
+
+
+def test_attention_matmuls_are_quantized_only_when_the_config_says_so(tmp_path):
+    written, ops, error = _attention_ops(tmp_path / "default", None)
+    assert "quantize_activation_matmuls" not in written  # AMCT's config as it was
+    # Scores and scores x values stay float (Runtime fuses the first with its Transpose).
+    assert ops["MatMul"] + ops["FusedMatMul"] == 2, ops
+    simple = "quantize_activation_matmuls: true\n"
+    written, ops, matmul_error = _attention_ops(tmp_path / "matmuls", simple)
+    assert written["quantize_activation_matmuls"] is True
+    assert ops["MatMul"] + ops["FusedMatMul"] == 0, ops
+    assert ops["MatMulIntegerToFloat"] + ops["QLinearMatMul"] == 2, ops
+    # Stated tolerance: 8-bit attention inputs cost at most 3% relative L2 error.
+    assert matmul_error <= max(0.03, 2 * error), (matmul_error, error)
