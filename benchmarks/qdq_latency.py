@@ -207,7 +207,8 @@ def build_models(name, model, calib_inputs, input_names, dynamic_axes, workdir, 
             with open(base + "_config.json", "w", encoding="utf-8") as f:
                 json.dump(config, f)
         calib = amct.quantize_model(base + "_config.json", base + "_modified.onnx", base + "_record.txt", model, sample,
-                                    input_names=input_names, output_names=["output"], dynamic_axes=dynamic_axes)
+                                    input_names=input_names, output_names=["output"], dynamic_axes=dynamic_axes,
+                                    full_int8_qdq=True)
         with torch.no_grad():
             for batch in calib_inputs:
                 calib(*batch) if isinstance(batch, tuple) else calib(batch)

@@ -124,7 +124,7 @@ def quantize_preprocess(config_file, record_file, model, input_data):
 
 def quantize_model(config_file, modfied_onnx_file, record_file, model, input_data, input_names=None,
                    output_names=None, dynamic_axes=None, *, opset_version=11, fake_quantize_deconv_weights=False,
-                   external_data_limit=None):
+                   external_data_limit=None, full_int8_qdq=False):
     """Returns the calibration model; writes the modified ONNX and the weight
     part of the record file (docs/amct-reference.md#quantize_model). The
     user's model is not modified.
@@ -139,6 +139,12 @@ def quantize_model(config_file, modfied_onnx_file, record_file, model, input_dat
       2,000,000,000 bytes, AMCT's) the largest initializers of the modified
       ONNX go to "<modfied_onnx_file>.data" (ONNX external data) until the
       rest fits; a small value forces it.
+    - full_int8_qdq: calibration also measures the tensors between the
+      layers that the full-INT8 QDQ model quantizes (residual Adds,
+      squeeze-excite gates, Concat, ...) and writes their ranges to
+      "<record_file>.ranges.json"; save_model then writes that model. It
+      costs one ONNX Runtime forward of the modified ONNX per calibration
+      batch and needs onnxruntime installed.
     """
     func = "quantize_model"
     _check_type(func, "config_file", config_file, str)
@@ -147,10 +153,14 @@ def quantize_model(config_file, modfied_onnx_file, record_file, model, input_dat
     _check_type(func, "model", model, torch.nn.Module)
     _check_type(func, "opset_version", opset_version, int)
     _check_type(func, "fake_quantize_deconv_weights", fake_quantize_deconv_weights, bool)
+    _check_type(func, "full_int8_qdq", full_int8_qdq, bool)
+    if full_int8_qdq and not runtime_available():
+        raise AmctValueError(f"{func}: full_int8_qdq=True calibrates through ONNX Runtime, which is not installed "
+                             "(pip install onnxruntime)")
     limit = _check_limit(func, external_data_limit)
     calibration_model, _ = quantize_for_calibration(config_file, modfied_onnx_file, record_file, model, input_data,
                                                     input_names, output_names, dynamic_axes, opset_version,
-                                                    fake_quantize_deconv_weights, limit, qdq_tensors=True)
+                                                    fake_quantize_deconv_weights, limit, qdq_tensors=full_int8_qdq)
     return calibration_model
 
 
@@ -159,14 +169,14 @@ def quantize_for_calibration(config_file, modfied_onnx_file, record_file, model,
                              external_data_limit=_DEFAULT_EXTERNAL_DATA_LIMIT, qdq_tensors=False):
     """quantize_model without the argument checks; returns the calibration
     model and the core's result (layers, fused BatchNorms, calibrator).
-    With `qdq_tensors` (and ONNX Runtime installed) calibration also measures
-    the full-INT8 QDQ model's tensors (qdq_calibration.py)."""
+    With `qdq_tensors` calibration also measures the full-INT8 QDQ model's
+    tensors (qdq_calibration.py)."""
     work = _copy_model(model)
     with exported_model(work, input_data, input_names, output_names, dynamic_axes, near=modfied_onnx_file) as exported:
         result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, exported, describe_modules(work),
                                       opset_version, fake_quantize_deconv_weights, external_data_limit,
                                       _layer_input_collector(work, input_data),
-                                      full_qdq_tensors=qdq_tensors and runtime_available())
+                                      full_qdq_tensors=qdq_tensors)
     # The quantized layers get the core's weights; the rest copies of the user's.
     calibration_model = _own_tensors(build_calibration_model(work, result), model)
     return observe_qdq_tensors(calibration_model, result, modfied_onnx_file), result
@@ -217,7 +227,8 @@ def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_o
     `qdq_mode` 'full' quantizes every tensor calibration measured beyond the
     layers' inputs ("<record_file>.ranges.json"), so ONNX Runtime runs the
     ops between the layers as integer kernels too; 'layers' quantizes the
-    layers only; None (default) is 'full' when those ranges exist.
+    layers only; None (default) is 'full' when those ranges exist
+    (quantize_model(..., full_int8_qdq=True)).
     Returns the paths of the models written."""
     func = "save_model"
     _check_type(func, "modfied_onnx_file", modfied_onnx_file, str)

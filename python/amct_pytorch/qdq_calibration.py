@@ -21,9 +21,7 @@ logger = logging.getLogger("amct_pytorch")
 
 
 def runtime_available():
-    """The tensors are calibrated only where ONNX Runtime is installed (it
-    is not a dependency); without it save_model writes the layer-only QDQ
-    model."""
+    """ONNX Runtime is not a dependency of amct; full_int8_qdq needs it."""
     return importlib.util.find_spec("onnxruntime") is not None
 
 

@@ -89,7 +89,8 @@ def _build(name, tmp_path):
     amct.create_quant_config(config, model, data[:1])
     calibration = amct.quantize_model(config, str(tmp_path / "modified.onnx"), record, model, data[:1],
                                       input_names=["input"], output_names=["output"],
-                                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+                                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                                      full_int8_qdq=True)
     with torch.no_grad():
         calibration(data)
     full = amct.save_model(str(tmp_path / "modified.onnx"), record, str(tmp_path / "full"))
@@ -202,7 +203,7 @@ def _attention_ops(tmp_path, simple_config):
     with open(config, encoding="utf-8") as f:
         written = json.load(f)
     calibration = amct.quantize_model(config, modified, record, model, data, input_names=["input"],
-                                      output_names=["output"])
+                                      output_names=["output"], full_int8_qdq=True)
     with torch.no_grad():
         calibration(data)
     qdq = amct.save_model(modified, record, str(tmp_path / "net"), outputs=("qdq",))[0]

@@ -149,7 +149,7 @@ TEST(SaveModelPasses, RunInAmctOrderPerStage) {
   EXPECT_EQ(deploy, (std::vector<std::string>{"PackInt4Weight", "RemoveOpDataType"}));
   EXPECT_EQ(fake_quant, (std::vector<std::string>{"ReplaceQuant", "WeightFakequant", "ReplaceDequant",
                                                   "ReplaceBiasQuant", "RemoveOpDataType"}));
-  EXPECT_EQ(qdq, (std::vector<std::string>{"ApplyDMQBalancer", "QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqWeight",
+  EXPECT_EQ(qdq, (std::vector<std::string>{"ApplyDMQBalancer", "QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqTensor", "QdqWeight",
                                            "RemoveOpDataType"}));
 }
 
