@@ -149,8 +149,8 @@ TEST(SaveModelPasses, RunInAmctOrderPerStage) {
   EXPECT_EQ(deploy, (std::vector<std::string>{"PackInt4Weight", "RemoveOpDataType"}));
   EXPECT_EQ(fake_quant, (std::vector<std::string>{"ReplaceQuant", "WeightFakequant", "ReplaceDequant",
                                                   "ReplaceBiasQuant", "RemoveOpDataType"}));
-  EXPECT_EQ(qdq, (std::vector<std::string>{"ApplyDMQBalancer", "QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqTensor", "QdqWeight",
-                                           "RemoveOpDataType"}));
+  EXPECT_EQ(qdq, (std::vector<std::string>{"ApplyDMQBalancer", "QdqDeconvToConv", "QdqOutput", "QdqInput",
+                                           "QdqTensor", "QdqWeight", "RemoveOpDataType"}));
 }
 
 TEST(SaveModelPaths, AmctOutputNames) {
