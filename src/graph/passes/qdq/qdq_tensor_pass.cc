@@ -21,13 +21,9 @@
 namespace amct {
 namespace {
 
-// The "<L>.input_quant" of a quantized layer reading `tensor`, or nullptr.
-onnx::NodeProto* layer_quantize(const QuantPlan& plan, const std::vector<onnx::NodeProto*>& uses,
-                                const std::string& tensor) {
-  for (onnx::NodeProto* use : uses)
-    if (use->op_type() == "QuantizeLinear" && use->input(0) == tensor && layer_of_node(plan, use->name(), ".input_quant"))
-      return use;
-  return nullptr;
+// Whether `use` is the "<L>.input_quant" of a quantized layer reading `tensor`.
+bool is_layer_quantize(const QuantPlan& plan, const onnx::NodeProto& use, const std::string& tensor) {
+  return use.op_type() == "QuantizeLinear" && use.input(0) == tensor && layer_of_node(plan, use.name(), ".input_quant");
 }
 
 void quantize_tensor(onnx::GraphProto& graph, const GraphIndex& index, const QuantPlan& plan,
@@ -35,11 +31,14 @@ void quantize_tensor(onnx::GraphProto& graph, const GraphIndex& index, const Qua
   const std::vector<onnx::NodeProto*> uses = index.consumers(tensor);
   if (const onnx::NodeProto* producer = index.producer(tensor); producer && producer->op_type() == "DequantizeLinear")
     return;
-  onnx::NodeProto* shared = layer_quantize(plan, uses, tensor);
+  const onnx::NodeProto* shared = nullptr;
   std::vector<onnx::NodeProto*> readers;
-  for (onnx::NodeProto* use : uses)
-    if (!(use->op_type() == "QuantizeLinear" && use->input(0) == tensor && layer_of_node(plan, use->name(), ".input_quant")))
+  for (onnx::NodeProto* use : uses) {
+    if (!is_layer_quantize(plan, *use, tensor))
       readers.push_back(use);
+    else if (!shared)
+      shared = use;
+  }
   if (readers.empty()) return;
   std::string quantized, scale, zero_point;
   if (shared) {
