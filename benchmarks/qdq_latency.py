@@ -191,13 +191,14 @@ def _quiet():
     return stack
 
 
-def build_models(name, model, calib_inputs, input_names, dynamic_axes, workdir, activation_matmuls=False):
+def build_models(name, model, calib_inputs, input_names, dynamic_axes, workdir, activation_matmuls=False,
+                 output_names=("output",)):
     """Paths: float ONNX, amct full-INT8 QDQ, amct layer-only QDQ, quantize_static QDQ."""
     sample = calib_inputs[0]
     base = os.path.join(workdir, name)
     float_path = base + "_float.onnx"
     with _quiet():
-        torch.onnx.export(model, sample, float_path, input_names=input_names, output_names=["output"],
+        torch.onnx.export(model, sample, float_path, input_names=input_names, output_names=list(output_names),
                           dynamic_axes=dynamic_axes, dynamo=True, optimize=False, external_data=False)
         amct.create_quant_config(base + "_config.json", model, sample, batch_num=len(calib_inputs))
         if activation_matmuls:
@@ -207,7 +208,7 @@ def build_models(name, model, calib_inputs, input_names, dynamic_axes, workdir, 
             with open(base + "_config.json", "w", encoding="utf-8") as f:
                 json.dump(config, f)
         calib = amct.quantize_model(base + "_config.json", base + "_modified.onnx", base + "_record.txt", model, sample,
-                                    input_names=input_names, output_names=["output"], dynamic_axes=dynamic_axes,
+                                    input_names=input_names, output_names=list(output_names), dynamic_axes=dynamic_axes,
                                     full_int8_qdq=True)
         with torch.no_grad():
             for batch in calib_inputs:
@@ -257,7 +258,8 @@ def workload_case(cls):
             return None, reason
         model = workload.model(log=lambda *_: None)
         calib = workload.calib_batches(4)
-        paths = build_models(workload.name, model, calib, workload.input_names, workload.dynamic_axes, workdir)
+        paths = build_models(workload.name, model, calib, workload.input_names, workload.dynamic_axes, workdir,
+                             output_names=workload.output_names)
         feed = workload.latency_input()
         return paths, {b: _batched(feed, b) for b in (1, 8)}
     return case
@@ -284,7 +286,7 @@ def minilm_matmul_cosines(workdir, feeds=8):
     out = {}
     for label, flag in (("without", False), ("with", True)):
         paths = build_models(f"minilm_{label}", model, calib, workload.input_names, workload.dynamic_axes, workdir,
-                             activation_matmuls=flag)
+                             activation_matmuls=flag, output_names=workload.output_names)
         sessions = [ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for p in (paths[0], paths[1])]
         float_out, int8_out = (np.concatenate([s.run(None, f)[0] for f in inputs]) for s in sessions)
         cos = (float_out * int8_out).sum(1) / np.linalg.norm(float_out, axis=1) / np.linalg.norm(int8_out, axis=1)
