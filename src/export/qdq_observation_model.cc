@@ -4,13 +4,22 @@
 
 #include "amct/error.h"
 #include "amct/onnx_graph.h"
+#include "amct/opset_conversion.h"
 #include "amct/qdq_tensors.h"
 #include "amct/save_passes.h"
 
 namespace amct {
+namespace {
+
+constexpr int64_t kObservationOpset = 13;
+
+}  // namespace
 
 std::string qdq_observation_model(const std::string& model_file, const std::vector<std::string>& tensors) {
   onnx::ModelProto model = load_onnx_model(model_file);
+  // At the QDQ model's opset (at least 13), as save_model converts it: at
+  // AMCT's opset 11 Runtime refuses some exported forms (Max on INT64).
+  if (default_opset(model) < kObservationOpset) convert_opset(model, kObservationOpset);
   onnx::GraphProto& graph = *model.mutable_graph();
   remove_op_data_type_pass(graph, QuantPlan{});
   std::set<std::string> present;
