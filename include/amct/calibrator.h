@@ -22,8 +22,11 @@
 namespace amct {
 
 struct CalibrationTarget {
-  std::string layer;
+  std::string layer;  // for kTensor, the tensor's name in the modified ONNX
   TensorRole role = TensorRole::kInput;
+  // The layer whose activation config calibrates it; empty: `layer`. A
+  // kTensor target belongs to no layer of the config.
+  std::string config_layer;
 };
 
 class Calibrator {

@@ -61,6 +61,10 @@ struct QuantConfig {
   // true): Linear layers may take channel_wise true, one weight scale per
   // output channel, and default to it. false is AMCT's rule (per tensor only).
   bool linear_channel_wise = false;
+  // Beyond AMCT's schema (root key "quantize_activation_matmuls", written
+  // only when true): the QDQ model quantizes both inputs of each MatMul
+  // between two activations (attention), calibrated like the layers' inputs.
+  bool quantize_activation_matmuls = false;
   std::vector<LayerQuantConfig> layers;  // sorted by name
 
   const LayerQuantConfig* find_layer(const std::string& name) const;

@@ -56,6 +56,10 @@ struct QuantizeResult {
   std::vector<std::string> notes;      // things the user should know (skipped fusions, float layers)
   ScaleOffsetRecord record;            // weight factors, as written to the record file
   std::string weights_fingerprint;     // in the modified ONNX and the record's sidecar (weights_fingerprint.h)
+  // With QuantizeOptions::full_qdq_tensors, the tensors of the modified ONNX
+  // that the full-INT8 QDQ model quantizes beyond the layers' inputs
+  // (qdq_tensors.h), which calibration measures.
+  std::vector<std::string> qdq_tensors;
 };
 
 // Choices beyond AMCT's behaviour; the defaults are AMCT's.
@@ -75,6 +79,9 @@ struct QuantizeOptions {
   // largest initializers moved to "<modfied_onnx_file>.data" until it fits
   // (onnx_external_data.h); smaller values are for tests and tools.
   size_t external_data_limit = 2'000'000'000;
+  // Lists QuantizeResult::qdq_tensors (calibration of the full-INT8 QDQ
+  // model's extra tensors is a choice of the caller: it costs a forward).
+  bool full_qdq_tensors = false;
   // Runs the model on quantize_model's input_data and returns the inputs of
   // the named layers, which ada_quantize optimises its rounding on. Called
   // once, only when a layer uses ada_quantize.

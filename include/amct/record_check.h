@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "amct/layer_kind.h"
 #include "amct/quant_format.h"
 #include "amct/record.h"
+#include "amct/tensor_ranges.h"
 #include "onnx/onnx.pb.h"
 
 namespace amct {
@@ -46,6 +48,9 @@ struct QuantLayer {
 
 struct QuantPlan {
   std::vector<QuantLayer> layers;  // record order
+  // The full-INT8 QDQ model's extra tensors (TensorRole::kTensor entries of
+  // the tensor ranges sidecar) by tensor name; empty for the layer-only one.
+  std::map<std::string, TensorRange> tensor_ranges;
 
   const QuantLayer* find(const std::string& name) const;
 };

@@ -37,6 +37,11 @@ struct SaveOptions {
   // skipped with a warning instead of failing the call.
   bool qdq_optional = false;
   int64_t qdq_opset = 0;   // 0: the lowest opset that holds it (13 or the model's)
+  // kAuto: the full-INT8 QDQ model when calibration wrote tensor ranges
+  // ("<record_file>.ranges.json" with "tensor" entries), else the layer-only
+  // one; kFull requires those ranges; kLayers quantizes the layers only.
+  enum class QdqMode { kAuto, kFull, kLayers };
+  QdqMode qdq_mode = QdqMode::kAuto;
   // A model whose serialized size would reach this many bytes has its largest
   // initializers moved to external data files until it fits (AMCT's rule,
   // onnx_external_data.h); smaller values are for tests and tools.

@@ -11,6 +11,7 @@
 
 #include "amct/channel_map.h"
 #include "amct/layer_graph.h"
+#include "amct/onnx_graph.h"
 #include "amct/record_check.h"
 #include "onnx/onnx.pb.h"
 
@@ -58,6 +59,8 @@ void qdq_deconv_to_conv_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void qdq_output_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void qdq_input_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void qdq_weight_pass(onnx::GraphProto& graph, const QuantPlan& plan);
+// Full-INT8 QDQ model only (plan.tensor_ranges not empty): after QdqInput.
+void qdq_tensor_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 // All outputs (docs/amct-reference.md#output-files).
 void remove_op_data_type_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 
@@ -134,6 +137,14 @@ std::vector<float> qdq_channel_values(const std::vector<float>& values, int64_t 
 // node (a regrouped ConvTranspose is requantized before its DepthToSpace, so
 // that ONNX Runtime sees Conv -> QuantizeLinear).
 onnx::NodeProto& qdq_result_node(onnx::GraphProto& graph, onnx::NodeProto& layer);
+
+// Ops y = f(x) with quantize(f(x)) == f(quantize(x)) for the same factors
+// (qdq_output_pass.cc says why each one is).
+bool qdq_commutes_with_quantization(const GraphIndex& index, const onnx::NodeProto& node);
+// `tensor`, or the end of the chain of Relu / Clip it feeds as their only
+// input and use: ONNX Runtime drops such a chain before a QuantizeLinear
+// that clamps the same way, so the full-INT8 model quantizes there.
+std::string qdq_after_activations(const GraphIndex& index, std::string tensor);
 
 // Renames the output `index` of `producer` to `renamed` and returns the old
 // name, so a chain of new nodes can end in it: consumers, graph outputs and

@@ -1,5 +1,5 @@
 // Calibrated ranges of tensors that AMCT's record has no field for (layer
-// outputs, for integer kernels beyond AMCT's layers). They travel in a
+// outputs, and the tensors of the full-INT8 QDQ model's integer kernels). They travel in a
 // sidecar file beside the record, "<record_file>.ranges.json", so the record
 // stays exactly what AMCT reads and writes.
 #pragma once
@@ -15,6 +15,7 @@ enum class TensorRole {
   kInput,      // the layer's input: scale_d / offset_d in the record
   kRecurrent,  // LSTM/GRU hidden state: scale_h / offset_h in the record
   kOutput,     // the layer's output: the sidecar
+  kTensor,     // a tensor of the modified ONNX named by `layer`: the sidecar
 };
 
 const char* tensor_role_name(TensorRole role);

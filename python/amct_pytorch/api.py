@@ -16,6 +16,7 @@ from amct_pytorch.dmq import build_balancing_model
 from amct_pytorch.module_tools import as_float32_cpu
 from amct_pytorch.export import as_input_tuple, describe_modules, exported_model
 from amct_pytorch.progress import Progress
+from amct_pytorch.qdq_calibration import observe_qdq_tensors, runtime_available
 
 logger = logging.getLogger("amct_pytorch")
 
@@ -135,7 +136,7 @@ def quantize_preprocess(config_file, record_file, model, input_data):
 
 def quantize_model(config_file, modfied_onnx_file, record_file, model, input_data, input_names=None,
                    output_names=None, dynamic_axes=None, *, opset_version=11, fake_quantize_deconv_weights=False,
-                   external_data_limit=None):
+                   external_data_limit=None, full_int8_qdq=False):
     """Returns the calibration model; writes the modified ONNX and the weight
     part of the record file (docs/amct-reference.md#quantize_model). The
     user's model is not modified.
@@ -150,6 +151,12 @@ def quantize_model(config_file, modfied_onnx_file, record_file, model, input_dat
       2,000,000,000 bytes, AMCT's) the largest initializers of the modified
       ONNX go to "<modfied_onnx_file>.data" (ONNX external data) until the
       rest fits; a small value forces it.
+    - full_int8_qdq: calibration also measures the tensors between the
+      layers that the full-INT8 QDQ model quantizes (residual Adds,
+      squeeze-excite gates, Concat, ...) and writes their ranges to
+      "<record_file>.ranges.json"; save_model then writes that model. It
+      costs one ONNX Runtime forward of the modified ONNX per calibration
+      batch and needs onnxruntime installed.
     """
     func = "quantize_model"
     _check_type(func, "config_file", config_file, str)
@@ -158,28 +165,36 @@ def quantize_model(config_file, modfied_onnx_file, record_file, model, input_dat
     _check_type(func, "model", model, torch.nn.Module)
     _check_type(func, "opset_version", opset_version, int)
     _check_type(func, "fake_quantize_deconv_weights", fake_quantize_deconv_weights, bool)
+    _check_type(func, "full_int8_qdq", full_int8_qdq, bool)
+    if full_int8_qdq and not runtime_available():
+        raise AmctValueError(f"{func}: full_int8_qdq=True calibrates through ONNX Runtime, which is not installed "
+                             "(pip install onnxruntime)")
     limit = _check_limit(func, external_data_limit)
     calibration_model, _ = quantize_for_calibration(config_file, modfied_onnx_file, record_file, model, input_data,
                                                     input_names, output_names, dynamic_axes, opset_version,
-                                                    fake_quantize_deconv_weights, limit)
+                                                    fake_quantize_deconv_weights, limit, qdq_tensors=full_int8_qdq)
     return calibration_model
 
 
 def quantize_for_calibration(config_file, modfied_onnx_file, record_file, model, input_data, input_names,
                              output_names, dynamic_axes, opset_version=11, fake_quantize_deconv_weights=False,
-                             external_data_limit=_DEFAULT_EXTERNAL_DATA_LIMIT, release_export=True):
+                             external_data_limit=_DEFAULT_EXTERNAL_DATA_LIMIT, release_export=True, qdq_tensors=False):
     """quantize_model without the argument checks; returns the calibration
     model and the core's result (layers, fused BatchNorms, calibrator). The
     flow's cached export is dropped afterwards unless release_export is False
-    (auto calibration quantizes once per trial)."""
+    (auto calibration quantizes once per trial). With `qdq_tensors`
+    calibration also measures the full-INT8 QDQ model's tensors
+    (qdq_calibration.py)."""
     work = _copy_model(model)
     with exported_model(work, input_data, input_names, output_names, dynamic_axes, near=modfied_onnx_file,
                         source=model, release=release_export) as exported:
         result = _amct.quantize_model(config_file, modfied_onnx_file, record_file, exported, describe_modules(work),
                                       opset_version, fake_quantize_deconv_weights, external_data_limit,
-                                      _layer_input_collector(work, input_data))
+                                      _layer_input_collector(work, input_data),
+                                      full_qdq_tensors=qdq_tensors)
     # The quantized layers get the core's weights; the rest copies of the user's.
-    return _own_tensors(build_calibration_model(work, result), model), result
+    calibration_model = _own_tensors(build_calibration_model(work, result), model)
+    return observe_qdq_tensors(calibration_model, result, modfied_onnx_file), result
 
 
 def _layer_input_collector(model, input_data):
@@ -212,7 +227,8 @@ def _layer_input_collector(model, input_data):
 _SAVE_OUTPUTS = ("deploy", "fake_quant", "qdq")
 
 
-def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_opset=None, external_data_limit=None):
+def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_opset=None, external_data_limit=None,
+               qdq_mode=None):
     """Writes <save_path>_deploy_model.onnx, <save_path>_fake_quant_model.onnx
     (docs/amct-reference.md#save_model) and <save_path>_qdq_model.onnx
     (standard QDQ ONNX) from the modified ONNX and the calibrated record.
@@ -223,6 +239,11 @@ def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_o
     A model whose serialized size reaches `external_data_limit` (default
     2,000,000,000 bytes) keeps its largest initializers in external data
     files beside it (docs/amct-reference.md#output-files).
+    `qdq_mode` 'full' quantizes every tensor calibration measured beyond the
+    layers' inputs ("<record_file>.ranges.json"), so ONNX Runtime runs the
+    ops between the layers as integer kernels too; 'layers' quantizes the
+    layers only; None (default) is 'full' when those ranges exist
+    (quantize_model(..., full_int8_qdq=True)).
     Returns the paths of the models written."""
     func = "save_model"
     _check_type(func, "modfied_onnx_file", modfied_onnx_file, str)
@@ -230,6 +251,8 @@ def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_o
     _check_type(func, "save_path", save_path, str)
     _check_type(func, "qdq_opset", qdq_opset, int, allow_none=True)
     limit = _check_limit(func, external_data_limit)
+    if qdq_mode not in (None, "full", "layers"):
+        raise AmctValueError(f"{func}: qdq_mode is {qdq_mode!r}; expected 'full', 'layers' or None")
     qdq_optional = outputs is None
     if outputs is None:
         outputs = _SAVE_OUTPUTS
@@ -242,7 +265,7 @@ def save_model(modfied_onnx_file, record_file, save_path, outputs=None, *, qdq_o
         written, warnings = _amct.save_model(modfied_onnx_file, record_file, save_path, deploy="deploy" in outputs,
                                              fake_quant="fake_quant" in outputs, qdq="qdq" in outputs,
                                              qdq_optional=qdq_optional, qdq_opset=qdq_opset or 0,
-                                             external_data_limit=limit)
+                                             external_data_limit=limit, qdq_mode=qdq_mode or "auto")
     for warning in warnings:
         logger.warning("%s", warning)
     return written

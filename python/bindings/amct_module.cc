@@ -22,6 +22,7 @@
 #include "amct/opset_conversion.h"
 #include "amct/qdq_parity.h"
 #include "amct/quantize.h"
+#include "amct/qdq_tensors.h"
 #include "amct/save_model.h"
 #include "amct/weights_fingerprint.h"
 
@@ -121,8 +122,9 @@ std::map<std::string, amct::LayerInputs> call_input_collector(const nb::callable
 nb::dict quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
                         const std::string& record_file, const nb::object& exported, const std::string& modules_json,
                         int64_t opset_version, bool fake_quantize_deconv_weights, size_t external_data_limit,
-                        nb::object collect_layer_inputs) {
+                        nb::object collect_layer_inputs, bool full_qdq_tensors) {
   amct::QuantizeOptions options;
+  options.full_qdq_tensors = full_qdq_tensors;
   options.opset_version = opset_version;
   options.fake_quantize_deconv_weights = fake_quantize_deconv_weights;
   options.external_data_limit = external_data_limit;
@@ -174,8 +176,16 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
   out["layers"] = layers;
   out["fused_batchnorms"] = fused;
   out["notes"] = result.notes;
-  out["calibrator"] = nb::cast(new amct::Calibrator(record_file, std::move(result.record), result.config, std::move(targets),
-                                                    result.weights_fingerprint),
+  // After the layers' inputs and hidden states, the full-INT8 QDQ model's
+  // tensors, calibrated with the first layer's activation config (they
+  // belong to no layer).
+  const bool any_layer = !result.layers.empty();
+  if (any_layer)
+    for (const auto& tensor : result.qdq_tensors)
+      targets.push_back({tensor, amct::TensorRole::kTensor, result.layers.front().name});
+  out["qdq_tensors"] = any_layer ? result.qdq_tensors : std::vector<std::string>{};
+  out["calibrator"] = nb::cast(new amct::Calibrator(record_file, std::move(result.record), result.config,
+                                                    std::move(targets), result.weights_fingerprint),
                                nb::rv_policy::take_ownership);
   return out;
 }
@@ -366,7 +376,21 @@ NB_MODULE(_amct, m) {
         nb::arg("record_file"), nb::arg("exported"), nb::arg("modules_json"),
         nb::arg("opset_version") = amct::QuantizeOptions::kDefaultOpset,
         nb::arg("fake_quantize_deconv_weights") = false,
-        nb::arg("external_data_limit") = amct::kExternalDataLimit, nb::arg("collect_layer_inputs") = nb::none());
+        nb::arg("external_data_limit") = amct::kExternalDataLimit, nb::arg("collect_layer_inputs") = nb::none(),
+        nb::arg("full_qdq_tensors") = false);
+
+  m.def(
+      "qdq_observation_model",
+      [](const std::string& model_file, const std::vector<std::string>& tensors) {
+        std::string bytes;
+        {
+          nb::gil_scoped_release release;
+          bytes = amct::qdq_observation_model(model_file, tensors);
+        }
+        return nb::bytes(bytes.data(), bytes.size());
+      },
+      nb::arg("model_file"), nb::arg("tensors"),
+      "The modified ONNX with `tensors` as extra graph outputs, for ONNX Runtime to calibrate them.");
 
   m.def("quantize_preprocess", &quantize_preprocess, nb::arg("config_file"), nb::arg("record_file"),
         nb::arg("exported"), nb::arg("modules_json"));
@@ -374,8 +398,15 @@ NB_MODULE(_amct, m) {
   m.def(
       "save_model",
       [](const std::string& modified_onnx_file, const std::string& record_file, const std::string& save_path,
-         bool deploy, bool fake_quant, bool qdq, bool qdq_optional, int64_t qdq_opset, size_t external_data_limit) {
+         bool deploy, bool fake_quant, bool qdq, bool qdq_optional, int64_t qdq_opset, size_t external_data_limit,
+         const std::string& qdq_mode) {
         amct::SaveOptions options;
+        if (qdq_mode == "full")
+          options.qdq_mode = amct::SaveOptions::QdqMode::kFull;
+        else if (qdq_mode == "layers")
+          options.qdq_mode = amct::SaveOptions::QdqMode::kLayers;
+        else if (qdq_mode != "auto")
+          amct::invalid("qdq_mode is '" + qdq_mode + "'; expected 'full', 'layers' or None");
         options.deploy = deploy;
         options.fake_quant = fake_quant;
         options.qdq = qdq;
@@ -387,7 +418,8 @@ NB_MODULE(_amct, m) {
       },
       nb::arg("modified_onnx_file"), nb::arg("record_file"), nb::arg("save_path"), nb::arg("deploy") = true,
       nb::arg("fake_quant") = true, nb::arg("qdq") = true, nb::arg("qdq_optional") = false,
-      nb::arg("qdq_opset") = 0, nb::arg("external_data_limit") = amct::kExternalDataLimit);
+      nb::arg("qdq_opset") = 0, nb::arg("external_data_limit") = amct::kExternalDataLimit,
+      nb::arg("qdq_mode") = "auto");
 
   m.def(
       "parity_metrics",

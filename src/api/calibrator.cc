@@ -22,7 +22,7 @@ namespace {
 
 std::vector<CalibrationTarget> input_targets(const std::vector<std::string>& layers) {
   std::vector<CalibrationTarget> targets;
-  for (const auto& name : layers) targets.push_back({name, TensorRole::kInput});
+  for (const auto& name : layers) targets.push_back({name, TensorRole::kInput, {}});
   return targets;
 }
 
@@ -36,8 +36,9 @@ Calibrator::Calibrator(std::string record_file, ScaleOffsetRecord record, const 
       batch_num_(config.batch_num),
       force_fp16_(config.fakequant_precision_mode == "FORCE_FP16_QUANT") {
   for (auto& target : targets) {
-    const LayerQuantConfig* layer = config.find_layer(target.layer);
-    if (!layer) fail(ErrorCode::kRuntime, "layer '" + target.layer + "' has no entry in the quantization config");
+    const std::string& config_layer = target.config_layer.empty() ? target.layer : target.config_layer;
+    const LayerQuantConfig* layer = config.find_layer(config_layer);
+    if (!layer) fail(ErrorCode::kRuntime, "layer '" + config_layer + "' has no entry in the quantization config");
     for (const Layer& existing : layers_)
       if (existing.target.layer == target.layer && existing.target.role == target.role)
         invalid("layer '" + target.layer + "': its " + tensor_role_name(target.role) + " is listed twice");
@@ -122,7 +123,7 @@ void Calibrator::write_record_locked() {
   std::vector<TensorRange> extra_ranges;
   for (const auto& layer : layers_) {
     const float scale = force_fp16_ ? round_to_fp16_precision(layer.result.scale) : layer.result.scale;
-    if (layer.target.role == TensorRole::kOutput) {
+    if (layer.target.role == TensorRole::kOutput || layer.target.role == TensorRole::kTensor) {
       extra_ranges.push_back({layer.target.layer, layer.target.role, scale, layer.result.offset, layer.params.num_bits});
       continue;
     }

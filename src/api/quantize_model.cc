@@ -14,6 +14,7 @@
 #include "amct/onnx_graph.h"
 #include "amct/opset_conversion.h"
 #include "amct/quantize.h"
+#include "amct/qdq_tensors.h"
 #include "amct/rnn_weights.h"
 #include "amct/weight_layout.h"
 #include "amct/weight_quant.h"
@@ -292,6 +293,13 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
 
   // Last, so every pass above sees the exporter's op forms; names survive.
   convert_opset(prepared.model, options.opset_version);
+  if (options.full_qdq_tensors) {
+    std::unordered_set<std::string> integer_layers;
+    for (const auto* layer : enabled)
+      if (layer->activation.num_bits == 8) integer_layers.insert(layer->name);
+    result.qdq_tensors =
+        full_qdq_tensors(*prepared.model.mutable_graph(), integer_layers, result.config.quantize_activation_matmuls);
+  }
   result.weights_fingerprint = fingerprint.hex();
   set_model_fingerprint(prepared.model, result.weights_fingerprint);
   // One set: a record beside a modified ONNX of another run is what the

@@ -16,6 +16,7 @@
 #include "amct/opset_conversion.h"
 #include "amct/record_check.h"
 #include "amct/save_passes.h"
+#include "amct/tensor_ranges.h"
 #include "amct/weights_fingerprint.h"
 
 namespace amct {
@@ -71,6 +72,35 @@ onnx::ModelProto read_modified_model(const std::string& path, std::set<std::stri
   return model;
 }
 
+// The plan of the QDQ model: `plan` and, for the full-INT8 model, the
+// "tensor" entries of the record's tensor ranges sidecar.
+QuantPlan with_tensor_ranges(const QuantPlan& plan, const onnx::GraphProto& graph, const std::string& record_file,
+                             const std::string& model_file, SaveOptions::QdqMode mode) {
+  QuantPlan out = plan;
+  if (mode == SaveOptions::QdqMode::kLayers) return out;
+  const std::string path = tensor_ranges_path(record_file);
+  std::vector<TensorRange> ranges;
+  try {
+    ranges = read_tensor_ranges(path);
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kNotFound) throw;
+  }
+  std::set<std::string> tensors;
+  for (const auto& input : graph.input()) tensors.insert(input.name());
+  for (const auto& node : graph.node()) tensors.insert(node.output().begin(), node.output().end());
+  for (const TensorRange& range : ranges) {
+    if (range.role != TensorRole::kTensor) continue;
+    if (!tensors.count(range.layer))
+      invalid("tensor ranges file '" + path + "': tensor '" + range.layer + "' is not in modified ONNX file '" +
+              model_file + "'");
+    out.tensor_ranges.emplace(range.layer, range);
+  }
+  if (mode == SaveOptions::QdqMode::kFull && out.tensor_ranges.empty())
+    invalid("qdq_mode 'full' needs the tensor ranges that calibration writes to '" + path +
+            "'; it has none (calibrate with the calibration model of this release, or use qdq_mode 'layers')");
+  return out;
+}
+
 onnx::ModelProto finish(onnx::ModelProto model, const QuantPlan& plan, SaveStage stage) {
   run_save_passes(*model.mutable_graph(), plan, stage);
   topological_sort(*model.mutable_graph());
@@ -107,6 +137,8 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
   // messages that do not say why.
   check_same_run(model, modified_onnx_file, record_file);
   const QuantPlan plan = read_quant_plan(record_file, model.graph(), modified_onnx_file);
+  QuantPlan qdq_plan;
+  if (options.qdq) qdq_plan = with_tensor_ranges(plan, model.graph(), record_file, modified_onnx_file, options.qdq_mode);
   if ((options.fake_quant || options.deploy) && default_opset(model) < 11)
     invalid("modified ONNX file '" + modified_onnx_file + "' uses opset " + std::to_string(default_opset(model)) +
             "; the fake-quant and deploy models need opset 11 or later (Clip with min/max inputs)");
@@ -133,8 +165,7 @@ SaveResult save_model(const std::string& modified_onnx_file, const std::string& 
   };
   bool qdq_staged = false;
   if (options.qdq) {
-    std::optional<onnx::ModelProto> qdq =
-        build_qdq(std::move(model), plan, options, modified_onnx_file, result.warnings);
+    std::optional<onnx::ModelProto> qdq = build_qdq(std::move(model), qdq_plan, options, modified_onnx_file, result.warnings);
     if (qdq) {
       stage_onnx_model(files, std::move(*qdq), qdq_path, rule(""));
       qdq_staged = true;

@@ -25,6 +25,8 @@ using Json = nlohmann::ordered_json;
 constexpr const char* kQuantizeSubclassesKey = "quantize_subclasses";
 // amct's root key beyond AMCT's schema (QuantConfig::linear_channel_wise).
 constexpr const char* kLinearChannelWiseKey = "linear_channel_wise";
+// amct's root key beyond AMCT's schema (QuantConfig::quantize_activation_matmuls).
+constexpr const char* kActivationMatmulsKey = "quantize_activation_matmuls";
 
 void sort_layers(std::vector<LayerQuantConfig>& layers) {
   std::sort(layers.begin(), layers.end(),
@@ -283,6 +285,8 @@ QuantConfig read_config(const Json& root, const ModelInfo& model) {
       config.quantize_subclasses = read_bool(key, value);
     } else if (key == kLinearChannelWiseKey) {
       continue;
+    } else if (key == kActivationMatmulsKey) {
+      config.quantize_activation_matmuls = read_bool(key, value);
     } else if (!model.find_module(key)) {
       invalid(shorten_for_message(key) + " is an invalid layer name or parameter.");
     } else {
@@ -422,6 +426,7 @@ std::string config_to_json(const QuantConfig& config) {
   // one AMCT reads.
   if (!config.quantize_subclasses) root[kQuantizeSubclassesKey] = false;
   if (config.linear_channel_wise) root[kLinearChannelWiseKey] = true;
+  if (config.quantize_activation_matmuls) root[kActivationMatmulsKey] = true;
 
   std::vector<LayerQuantConfig> layers = config.layers;
   sort_layers(layers);

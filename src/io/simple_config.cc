@@ -259,6 +259,7 @@ QuantConfig build_config(const pb::AMCTConfig& proto, const ModelInfo& model) {
   config.skip_fusion_layers.assign(proto.skip_fusion_layers().begin(), proto.skip_fusion_layers().end());
   config.quantize_subclasses = proto.quantize_subclasses();
   config.linear_channel_wise = proto.linear_channel_wise();
+  config.quantize_activation_matmuls = proto.quantize_activation_matmuls();
 
   config_schema::check_no_repeated(skip_layers, "skip_layers");
   config_schema::check_no_repeated(skip_types, "skip_layer_types");

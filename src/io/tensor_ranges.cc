@@ -16,9 +16,9 @@ constexpr int kVersion = 1;
 constexpr int kMaxDepth = 8;
 
 TensorRole parse_role(const std::string& text, const std::string& where) {
-  for (TensorRole role : {TensorRole::kInput, TensorRole::kRecurrent, TensorRole::kOutput})
+  for (TensorRole role : {TensorRole::kInput, TensorRole::kRecurrent, TensorRole::kOutput, TensorRole::kTensor})
     if (text == tensor_role_name(role)) return role;
-  invalid(where + "role is \"" + shorten_for_message(text) + "\"; expected \"input\", \"recurrent\" or \"output\"");
+  invalid(where + "role is \"" + shorten_for_message(text) + "\"; expected \"input\", \"recurrent\", \"output\" or \"tensor\"");
 }
 
 }  // namespace
@@ -28,6 +28,7 @@ const char* tensor_role_name(TensorRole role) {
     case TensorRole::kInput: return "input";
     case TensorRole::kRecurrent: return "recurrent";
     case TensorRole::kOutput: return "output";
+    case TensorRole::kTensor: return "tensor";
   }
   return "output";
 }

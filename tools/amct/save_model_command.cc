@@ -13,7 +13,7 @@ namespace {
 constexpr char kUsage[] =
     "usage: amct save-model --model MODIFIED.onnx --record RECORD.txt --save-path DIR/PREFIX\n"
     "                       [--outputs deploy,fake_quant,qdq] [--qdq-opset N]\n"
-    "                       [--external-data-limit BYTES]\n"
+    "                       [--external-data-limit BYTES] [--qdq-mode full|layers]\n"
     "\n"
     "Writes DIR/PREFIX_deploy_model.onnx (AscendQuant/AscendDequant),\n"
     "DIR/PREFIX_fake_quant_model.onnx (standard ONNX ops) and\n"
@@ -36,6 +36,8 @@ constexpr char kUsage[] =
     "  --outputs LIST     comma-separated: deploy, fake_quant, qdq (default: all; without\n"
     "                     this option a model the QDQ form cannot hold skips it with a warning)\n"
     "  --qdq-opset N      opset of the QDQ model (default: the model's, at least 13)\n"
+    "  --qdq-mode MODE    full: every calibrated tensor in INT8 (needs RECORD.txt.ranges.json);\n"
+    "                     layers: the layers only (default: full when the ranges exist)\n"
     "  --external-data-limit BYTES\n"
     "                     model size from which initializers move to external data\n"
     "                     files (default: 2000000000)\n"
@@ -63,7 +65,7 @@ SaveOptions parse_outputs(const std::string& list) {
 
 bool is_option(const std::string& name) {
   return name == "--model" || name == "--record" || name == "--save-path" || name == "--outputs" ||
-         name == "--qdq-opset" || name == "--external-data-limit";
+         name == "--qdq-opset" || name == "--external-data-limit" || name == "--qdq-mode";
 }
 
 int64_t parse_opset(const std::string& text) {
@@ -120,6 +122,11 @@ int run(std::span<const std::string> args) {
   SaveOptions options = values.count("--outputs") ? parse_outputs(values.at("--outputs")) : SaveOptions{};
   options.qdq_optional = !values.count("--outputs");
   if (values.count("--qdq-opset")) options.qdq_opset = parse_opset(values.at("--qdq-opset"));
+  if (values.count("--qdq-mode")) {
+    const std::string& mode = values.at("--qdq-mode");
+    if (mode != "full" && mode != "layers") throw UsageError("--qdq-mode: '" + mode + "'; expected full or layers");
+    options.qdq_mode = mode == "full" ? SaveOptions::QdqMode::kFull : SaveOptions::QdqMode::kLayers;
+  }
   if (values.count("--external-data-limit")) options.external_data_limit = parse_limit(values.at("--external-data-limit"));
   const SaveResult result = save_model(values.at("--model"), values.at("--record"), values.at("--save-path"), options);
   for (const auto& warning : result.warnings) std::fprintf(stderr, "warning: %s\n", warning.c_str());

@@ -150,7 +150,8 @@ TEST(SaveModelPasses, RunInAmctOrderPerStage) {
   EXPECT_EQ(fake_quant, (std::vector<std::string>{"InsertRNNFakeQuant", "ReplaceQuant", "WeightFakequant",
                                                   "ReplaceDequant", "ReplaceAntiQuant", "ReplaceBiasQuant",
                                                   "RemoveOpDataType"}));
-  EXPECT_EQ(qdq, (std::vector<std::string>{"ApplyDMQBalancer", "QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqWeight",
+  EXPECT_EQ(qdq, (std::vector<std::string>{"ApplyDMQBalancer", "QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqTensor",
+                                           "QdqWeight",
                                            "RemoveOpDataType"}));
 }
 

@@ -6,7 +6,7 @@
 //  1. every use of the result reaches quantized layers with one common
 //     (scale_d, offset_d) through ops that commute with quantization (Relu,
 //     MaxPool, Clip and Pad with constant operands, reshaping; see
-//     commutes_with_quantization): the result is requantized with those factors,
+//     qdq_commutes_with_quantization): the result is requantized with those factors,
 //     QuantizeLinear "<L>.output_quant" + DequantizeLinear "<L>.output_dequant".
 //     The consumer would quantize the same values with the same factors, so
 //     this adds no error (Relu(x) quantized == max(quantized x, zero point)).
@@ -22,6 +22,8 @@
 //     -> Cast "<L>.accumulator_cast" -> Mul "<L>.dequant" by
 //     float32(scale_w * scale_d). The integers and the dequantization are
 //     those of the fake-quant model.
+// In the full-INT8 model (plan.tensor_ranges) a result that qdq_tensor_pass
+// quantizes, itself or after its Relu / Clip, stays as it is for that pass.
 // A ConvTranspose that QdqDeconvToConv could not regroup has no integer
 // kernel in ONNX Runtime and keeps a float result.
 #include <algorithm>
@@ -121,7 +123,9 @@ bool pads_with_grid_values(const GraphIndex& index, const onnx::NodeProto& node)
 // x' / s next to a bound: under one step, at the clip bound only. ONNX
 // Runtime drops the Clip when the grid lies inside [lo, hi] (ReLU6 with a
 // calibrated maximum of at most 6).
-bool commutes_with_quantization(const GraphIndex& index, const onnx::NodeProto& node) {
+}  // namespace
+
+bool qdq_commutes_with_quantization(const GraphIndex& index, const onnx::NodeProto& node) {
   static const char* const kOps[] = {"Relu",      "Reshape", "Flatten",      "Identity",    "Squeeze",
                                      "Unsqueeze", "Transpose", "DepthToSpace", "SpaceToDepth"};
   for (const char* op : kOps)
@@ -130,6 +134,8 @@ bool commutes_with_quantization(const GraphIndex& index, const onnx::NodeProto& 
   if (node.op_type() == "Pad") return pads_with_grid_values(index, node);
   return node.op_type() == "MaxPool" && node.output_size() == 1;
 }
+
+namespace {
 
 bool same_factors(const QuantLayer& a, const QuantLayer& b) {
   return a.data_scale == b.data_scale && a.data_offset == b.data_offset;
@@ -171,7 +177,7 @@ const QuantLayer* common_consumer(const GraphIndex& index, const QuantPlan& plan
     }
     // A consumer without a result cannot pass the layer's values on (the
     // input check refuses such nodes; the pass does not rely on it).
-    if (consumer.output_size() == 0 || !commutes_with_quantization(index, consumer)) return nullptr;
+    if (consumer.output_size() == 0 || !qdq_commutes_with_quantization(index, consumer)) return nullptr;
     if (expanded.insert(&consumer).second && !push_uses(consumer.output(0))) return nullptr;
   }
   return found;
@@ -412,6 +418,9 @@ void rewrite_output(onnx::GraphProto& graph, const QuantPlan& plan, const QuantL
       requantize_through_integer_chain(graph, index, layer, result, *consumer, params, chain);
   } else if (node.op_type() == "AveragePool") {
     requantize_output(graph, layer, result, qdq_input_params(graph, layer));
+  } else if (plan.tensor_ranges.count(qdq_after_activations(index, result.output(0)))) {
+    // Full-INT8 model: qdq_tensor_pass quantizes the result (after its
+    // Relu / Clip), and Runtime runs the layer as QLinearConv / QGemm.
   } else if (node.op_type() == "Conv") {
     to_conv_integer(graph, layer, node);
   }
