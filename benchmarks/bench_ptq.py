@@ -217,12 +217,16 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per calibration process")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--report-only", metavar="RESULTS_JSON", help="only rewrite RESULTS.md and the plots "
-                        "from the results.json of an earlier run")
+    parser.add_argument("--report-only", metavar="RESULTS_JSON", nargs="+", help="only rewrite the report and "
+                        "the plots from the results JSON of earlier runs (several: runs on different workloads, "
+                        "merged into one report that names each run)")
     args = parser.parse_args()
     if args.report_only:
-        with open(args.report_only) as f:
-            written = report.write(json.load(f), args.out, args.results_name)
+        runs = []
+        for path in args.report_only:
+            with open(path) as f:
+                runs.append(json.load(f))
+        written = report.write(report.merge_runs(runs), args.out, args.results_name)
         log(f"wrote {', '.join(os.path.relpath(p) for p in written)}")
         return
     if args.batch_counts is None:

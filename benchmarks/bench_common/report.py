@@ -301,6 +301,10 @@ def write_markdown(results, path, plots):
     if "load" in results:
         lines.append(f"| load average (1 min) at start / end of the run | {results['load'][0]:.2f} / "
                      f"{results['load'][1]:.2f} |")
+    for run in results.get("runs", []):
+        load = f"{run['load'][0]:.2f} / {run['load'][1]:.2f}" if run.get("load") else "n/a"
+        lines.append(f"| run of {', '.join(run['subset']['workloads'])}: started, commit, load at start / end | "
+                     f"{run['started']}, {run['commit']}, {load} |")
     lines += ["", "Times on a shared 2-core machine are noisy: every ratio divides two times taken in the same "
               "process a few seconds apart, and the float forward time is the faster of two passes.", ""]
     behind, targets = comparisons(results)
@@ -493,6 +497,28 @@ def write_plots(results, out, prefix=""):
 
 
 FULL_NAME = "RESULTS.md"
+
+
+def merge_runs(runs):
+    """One results dictionary from runs on different workloads (the same
+    settings otherwise): the workloads side by side, each run's start, load
+    and subset kept in "runs" for the header."""
+    if len(runs) == 1:
+        return runs[0]
+    names = [n for run in runs for n in run["workloads"]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"runs to merge must cover different workloads, got {names}")
+    if len({tuple(run["batch_counts"]) for run in runs}) != 1:
+        raise ValueError("runs to merge must use the same --batch-counts")
+    merged = dict(runs[0], workloads={}, runs=[], wall_s=sum(run["wall_s"] for run in runs))
+    merged.pop("load", None)
+    for run in runs:
+        merged["workloads"].update(run["workloads"])
+        merged["runs"].append({"started": run["started"], "load": run.get("load"), "subset": run.get("subset"),
+                               "commit": run["machine"].get("amct commit")})
+    merged["subset"] = {"workloads": names,
+                        "tools": sorted({t for run in runs for t in (run.get("subset") or {}).get("tools", [])})}
+    return merged
 
 
 def _prefix(name):

@@ -79,6 +79,17 @@ def test_partial_results_get_their_own_files(tmp_path):
     assert report.json_name("RESULTS.md") == "results.json"
     assert "**Partial run**" in (tmp_path / "RESULTS-issue8.md").read_text()
     assert not (tmp_path / "RESULTS.md").exists()
+    # Two runs on different workloads make one report naming both.
+    other = dict(results, started="later", load=[1.0, 2.0], subset={"workloads": ["minilm"], "tools": ["amct-ada"]},
+                 workloads={"minilm": {"name": "minilm", "title": "MiniLM", "skipped": "no model"}})
+    merged = report.merge_runs([results, other])
+    assert list(merged["workloads"]) == ["fashion", "minilm"]
+    assert merged["subset"] == {"workloads": ["fashion", "minilm"], "tools": ["amct-ada", "amct-dmq"]}
+    report.write(merged, str(tmp_path), "RESULTS-issue8.md")
+    text = (tmp_path / "RESULTS-issue8.md").read_text()
+    assert "| run of minilm: started, commit, load at start / end | later, None, 1.00 / 2.00 |" in text
+    with pytest.raises(ValueError, match="runs to merge must cover different workloads"):
+        report.merge_runs([results, results])
 
 
 def test_amct_tool_names():
