@@ -103,7 +103,7 @@ def test_amct_tool_names():
     assert tool_label("amct-ada") == "amct IFMR + AdaRound"
     with pytest.raises(ValueError, match=r"amct-dmq0.9: DMQ migration strength 0.9 is outside AMCT's range \(0.2, 0.8\)"):
         amct_variant("amct-dmq0.9")
-    with pytest.raises(ValueError, match="amct-ada-dmq: unexpected 'dmq'; expected amct-\[ifmr\|hfmg\]"):
+    with pytest.raises(ValueError, match=r"amct-ada-dmq: unexpected 'dmq'; expected amct-\[ifmr\|hfmg\]"):
         amct_variant("amct-ada-dmq")
     with pytest.raises(argparse.ArgumentTypeError, match="unknown tool 'ort-foo'"):
         check_tool("ort-foo")
