@@ -4,6 +4,13 @@ models and real data (see benchmarks/RESULTS.md, written by this script).
     python benchmarks/bench_ptq.py                      # everything (make bench)
     python benchmarks/bench_ptq.py --workloads fashion  # one workload
     python benchmarks/bench_ptq.py --smoke --out DIR    # tiny subsets (the smoke test)
+    python benchmarks/bench_ptq.py --workloads minilm --tools amct-hfmg amct-dmq0.3 \
+        --batch-counts 32 --results-name RESULTS-issue8.md  # a partial run beside RESULTS.md
+
+RESULTS.md holds one full run. A run on a subset of workloads or tools
+should go to its own --results-name: its header names the subset, its date,
+commit and load, and its plots and results JSON carry the same stem, so the
+full report is not overwritten by a mix of runs.
 
 For every workload and tool, one fresh process per calibration size
 (1, 8, 32 batches) measures the float forward time over the calibration
@@ -31,7 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench_common import report  # noqa: E402
-from bench_common.tools import TOOLS, export_float_onnx, latencies_ms, run_outputs, tool_unavailable  # noqa: E402
+from bench_common.tools import TOOLS, check_tool, export_float_onnx, latencies_ms, run_outputs, tool_unavailable  # noqa: E402
 from bench_common.workloads import WORKLOADS  # noqa: E402
 
 
@@ -198,19 +205,28 @@ def fmt_metrics(metrics):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--tools", nargs="+", default=TOOLS, choices=TOOLS)
+    parser.add_argument("--tools", nargs="+", default=TOOLS, type=check_tool,
+                        help=f"default: {' '.join(TOOLS)}; amct variants: amct-[ifmr|hfmg][-dmq[S]][-ada[N]], "
+                        "e.g. amct-hfmg-dmq0.3 (DMQ strength 0.3) or amct-ada200 (200 AdaRound iterations)")
     parser.add_argument("--batch-counts", type=int, nargs="+", default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny subsets (checks the code, not the numbers)")
     parser.add_argument("--out", default=HERE, help="where RESULTS.md and the plots go")
+    parser.add_argument("--results-name", default=report.FULL_NAME,
+                        help="file name of the report; another name than RESULTS.md also prefixes the plots and "
+                        "the results JSON with its stem (for partial runs)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per calibration process")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--report-only", metavar="RESULTS_JSON", help="only rewrite RESULTS.md and the plots "
-                        "from the results.json of an earlier run")
+    parser.add_argument("--report-only", metavar="RESULTS_JSON", nargs="+", help="only rewrite the report and "
+                        "the plots from the results JSON of earlier runs (several: runs on different workloads, "
+                        "merged into one report that names each run)")
     args = parser.parse_args()
     if args.report_only:
-        with open(args.report_only) as f:
-            written = report.write(json.load(f), args.out)
+        runs = []
+        for path in args.report_only:
+            with open(path) as f:
+                runs.append(json.load(f))
+        written = report.write(report.merge_runs(runs), args.out, args.results_name)
         log(f"wrote {', '.join(os.path.relpath(p) for p in written)}")
         return
     if args.batch_counts is None:
@@ -224,7 +240,9 @@ def main():
     load_start = os.getloadavg()[0]
     work_root = tempfile.mkdtemp(prefix="amct_bench_")
     results = {"smoke": args.smoke, "batch_counts": args.batch_counts, "machine": machine_info(args.threads),
-               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "workloads": {}}
+               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "workloads": {},
+               "subset": {"workloads": args.workloads, "tools": args.tools}
+               if set(args.workloads) != set(WORKLOADS) or set(args.tools) != set(TOOLS) else None}
     try:
         for name in args.workloads:
             results["workloads"][name] = bench_workload(name, args, work_root)
@@ -239,9 +257,9 @@ def main():
     # the raw results: next to RESULTS.md, or in the git-ignored cache for the committed report
     raw_dir = os.path.join(HERE, "cache") if os.path.abspath(args.out) == HERE else args.out
     os.makedirs(raw_dir, exist_ok=True)
-    with open(os.path.join(raw_dir, "results.json"), "w") as f:
+    with open(os.path.join(raw_dir, report.json_name(args.results_name)), "w") as f:
         json.dump(results, f, indent=1, default=str)
-    written = report.write(results, args.out)
+    written = report.write(results, args.out, args.results_name)
     log(f"wrote {', '.join(os.path.relpath(p) for p in written)} in {results['wall_s']:.0f} s")
 
 

@@ -4,6 +4,7 @@ breakdown of its wall time. Every step from the in-memory float model to the
 INT8 model is inside the timed calibration (for onnxruntime that includes
 the float ONNX export, which is reported separately as export_s)."""
 
+import argparse
 import contextlib
 import io
 import json
@@ -18,26 +19,80 @@ import torch
 TOOLS = ["amct-ifmr", "amct-hfmg", "amct-ifmr-pc", "amct-hfmg-pc", "amct-auto", "amct-dmq", "amct-ada", "ort-minmax",
          "ort-entropy", "ort-percentile", "pt2e-x86"]
 TOOL_LABELS = {
-    "amct-ifmr": "amct IFMR",
-    "amct-hfmg": "amct HFMG",
-    "amct-ifmr-pc": "amct IFMR, per-channel Linear",
-    "amct-hfmg-pc": "amct HFMG, per-channel Linear",
     "amct-auto": "amct auto calibration (IFMR)",
-    "amct-dmq": "amct IFMR + DMQ",
-    "amct-ada": "amct AdaRound",
     "ort-minmax": "ORT MinMax",
     "ort-entropy": "ORT Entropy",
     "ort-percentile": "ORT Percentile",
     "pt2e-x86": "PT2E X86Inductor",
 }
 HFMG_PARAMS = {"num_bits": 8, "act_algo": "hfmg", "asymmetric": True, "num_of_bins": 4096}
-# Classes that take dmq_balancer_param; amct-dmq uses AMCT's documented strength 0.5 on all of them.
+# Classes that take dmq_balancer_param (AMCT's DMQ types).
 DMQ_TYPES = {"Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "Linear"}
-# AdaRound (IFMR activations): AMCT's defaults except num_iteration, cut from
-# 10000 so that a workload's run stays within minutes on 2 cores.
+# AMCT's documented migration strength (its default) and the range it accepts.
+DMQ_DEFAULT_STRENGTH = 0.5
+DMQ_STRENGTHS = (0.2, 0.8)
+# AdaRound: AMCT's defaults except num_iteration, cut from 10000 so that a
+# workload's run stays within minutes on 2 cores ("adaN" sets N).
 ADA_PARAMS = {"num_bits": 8, "reg_param": 0.01, "warm_start": 0.2, "num_iteration": 1000, "beta_range": [20, 2],
               "wts_algo": "ada_quantize"}
 ADA_TYPES = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
+# AdaRound draws 32 samples per step (AMCT's batch): its input_data is the
+# first calibration batches holding at least that many samples.
+ADA_INPUT_SAMPLES = 32
+
+
+def amct_variant(tool):
+    """The settings an amct tool name asks for: "amct-" then the activation
+    algorithm (ifmr, the default, or hfmg), "-pc" for per-channel Linear
+    weights (linear_channel_wise, beyond AMCT), "-dmq" with an optional
+    migration strength (dmq0.3; 0.5 when absent) and "-ada" with an optional
+    iteration count (ada200), in this order: amct-hfmg-pc-dmq0.3-ada. None for
+    other tools and amct-auto; ValueError for a malformed amct name."""
+    if not tool.startswith("amct-") or tool == "amct-auto":
+        return None
+    parts = tool.split("-")[1:]
+    variant = {"act": "ifmr", "pc": False, "dmq": None, "ada": None}
+    if parts and parts[0] in ("ifmr", "hfmg"):
+        variant["act"] = parts.pop(0)
+    if parts and parts[0] == "pc":
+        variant["pc"] = bool(parts.pop(0))
+    if parts and parts[0].startswith("dmq"):
+        strength = float(parts.pop(0)[3:] or DMQ_DEFAULT_STRENGTH)
+        if not DMQ_STRENGTHS[0] <= strength <= DMQ_STRENGTHS[1]:
+            raise ValueError(f"{tool}: DMQ migration strength {strength} is outside AMCT's range {DMQ_STRENGTHS}")
+        variant["dmq"] = strength
+    if parts and parts[0].startswith("ada"):
+        variant["ada"] = int(parts.pop(0)[3:] or ADA_PARAMS["num_iteration"])
+    if parts:
+        raise ValueError(f"{tool}: unexpected '{'-'.join(parts)}'; expected amct-[ifmr|hfmg][-pc][-dmq[S]][-ada[N]]")
+    return variant
+
+
+def tool_label(tool):
+    variant = amct_variant(tool)
+    if variant is None:
+        return TOOL_LABELS.get(tool, tool)
+    label = "amct " + variant["act"].upper()
+    if variant["pc"]:
+        label += ", per-channel Linear"
+    if variant["dmq"] is not None:
+        label += f" + DMQ {variant['dmq']:g}"
+    if variant["ada"] is not None:
+        label += " + AdaRound" + ("" if variant["ada"] == ADA_PARAMS["num_iteration"] else f" ({variant['ada']} it.)")
+    return label
+
+
+def check_tool(tool):
+    """argparse type of --tools: a fixed tool or a well-formed amct variant."""
+    if tool in TOOLS:
+        return tool
+    try:
+        if amct_variant(tool) is not None:
+            return tool
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+    raise argparse.ArgumentTypeError(f"unknown tool {tool!r}; expected one of {TOOLS} or an amct variant "
+                                     "amct-[ifmr|hfmg][-dmq[S]][-ada[N]]")
 
 
 @contextlib.contextmanager
@@ -65,7 +120,7 @@ def export_float_onnx(model, args, path, workload):
     return path
 
 
-def _amct(model, batches, workload, work, algo, linear_channel_wise=False):
+def _amct(model, batches, workload, work, variant):
     import amct_pytorch as amct
 
     times = {}
@@ -80,37 +135,39 @@ def _amct(model, batches, workload, work, algo, linear_channel_wise=False):
                            dynamic_axes=workload.dynamic_axes)
     with quiet():
         amct.create_quant_config(config, model, sample, batch_num=len(batches),
-                                 linear_channel_wise=linear_channel_wise, **export_settings)
-    if algo in ("hfmg", "dmq"):
-        with open(config) as f:
-            cfg = json.load(f)
-        for name, value in cfg.items():
-            if algo == "hfmg" and isinstance(value, dict) and "activation_quant_params" in value:
-                value["activation_quant_params"] = dict(HFMG_PARAMS)
-            if algo == "dmq" and isinstance(value, dict) and type(model.get_submodule(name)).__name__ in DMQ_TYPES:
-                value["dmq_balancer_param"] = 0.5
-        with open(config, "w") as f:
-            json.dump(cfg, f, indent=4)
-    if algo == "ada":
-        with open(config) as f:
-            cfg = json.load(f)
-        for name, value in cfg.items():
-            if isinstance(value, dict) and isinstance(model.get_submodule(name), ADA_TYPES):
-                # channel_wise stays as create_quant_config wrote it (Linear: per tensor).
-                value["weight_quant_params"] = dict(ADA_PARAMS, channel_wise=value["weight_quant_params"]["channel_wise"])
-        with open(config, "w") as f:
-            json.dump(cfg, f, indent=4)
-        # AdaRound learns on the layer inputs from input_data: give it every
-        # calibration batch, as an AMCT user would pass representative data.
-        sample = tuple(torch.cat(parts) for parts in zip(*batches))
+                                 linear_channel_wise=variant["pc"], **export_settings)
+    with open(config) as f:
+        cfg = json.load(f)
+    for name, value in cfg.items():
+        if not isinstance(value, dict):
+            continue
+        module = model.get_submodule(name)
+        if variant["act"] == "hfmg" and "activation_quant_params" in value:
+            value["activation_quant_params"] = dict(HFMG_PARAMS)
+        if variant["dmq"] is not None and type(module).__name__ in DMQ_TYPES:
+            value["dmq_balancer_param"] = variant["dmq"]
+        if variant["ada"] is not None and isinstance(module, ADA_TYPES):
+            # channel_wise stays as create_quant_config wrote it (Linear: per tensor).
+            value["weight_quant_params"] = dict(ADA_PARAMS, num_iteration=variant["ada"],
+                                                channel_wise=value["weight_quant_params"]["channel_wise"])
+    with open(config, "w") as f:
+        json.dump(cfg, f, indent=4)
+    if variant["ada"] is not None:
+        # AdaRound learns on the layer inputs from input_data: give it
+        # calibration batches, as an AMCT user would pass representative data.
+        taken = 0
+        for taken in range(1, len(batches) + 1):
+            if sum(len(b[0]) for b in batches[:taken]) >= ADA_INPUT_SAMPLES:
+                break
+        sample = tuple(torch.cat(parts) for parts in zip(*batches[:taken]))
     times["config_s"] = time.perf_counter() - start
-    if algo == "dmq":
+    if variant["dmq"] is not None:
         # AMCT's flow: the factors come from the first calibration batch.
         start = time.perf_counter()
         with quiet():
-            balancer = amct.quantize_preprocess(config, record, model, sample)
+            balancer = amct.quantize_preprocess(config, record, model, batches[0])
         with torch.no_grad():
-            balancer(*sample)
+            balancer(*batches[0])
         times["preprocess_s"] = time.perf_counter() - start
     start = time.perf_counter()
     with quiet():
@@ -282,8 +339,7 @@ def calibrate(tool, model, batches, workload, work):
     if tool == "amct-auto":
         return _amct_auto(model, batches, workload, work)
     if tool.startswith("amct-"):
-        # "amct-<algo>" or "amct-<algo>-pc" (linear_channel_wise: one weight scale per Linear output channel).
-        return _amct(model, batches, workload, work, tool.split("-")[1], linear_channel_wise=tool.endswith("-pc"))
+        return _amct(model, batches, workload, work, amct_variant(tool))
     if tool.startswith("ort-"):
         return _ort(model, batches, workload, work, tool.split("-")[1])
     if tool == "pt2e-x86":

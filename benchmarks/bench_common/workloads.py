@@ -604,20 +604,24 @@ class EfficientNetLite0(Workload):
 
             from bench_common.tools import quiet
 
-            with tempfile.TemporaryDirectory() as work:
-                config = os.path.join(work, "config.json")
-                with quiet():
-                    amct.create_quant_config(config, original, x, batch_num=1)
-                with open(config) as f:
-                    layers = [k for k, v in json.load(f).items() if isinstance(v, dict)]
+            def layers_of(**kwargs):
+                with tempfile.TemporaryDirectory() as work:
+                    config = os.path.join(work, "config.json")
+                    with quiet():
+                        amct.create_quant_config(config, original, x, batch_num=1, **kwargs)
+                    with open(config) as f:
+                        return [k for k, v in json.load(f).items() if isinstance(v, dict)]
+
+            exact = layers_of(quantize_subclasses=False)
             notes.append(
-                f"**amct on EfficientNet-Lite0 as published quantizes {len(layers)} layer(s) ({', '.join(layers)}) "
-                f"and leaves all {subclass} convolutions in float**: they are "
-                "`efficientnet_lite_pytorch.utils.Conv2dStaticSamePadding`, a subclass of `nn.Conv2d` that pads in "
-                "its forward, and amct matches quantizable layers by exact class name (`type(module).__name__` must "
-                "be `Conv2d`). Every tool below therefore runs on an equivalent model rebuilt from plain modules "
+                f"**amct on EfficientNet-Lite0 as published quantizes {len(layers_of())} layers**: its {subclass} "
+                "convolutions are `efficientnet_lite_pytorch.utils.Conv2dStaticSamePadding`, a subclass of "
+                "`nn.Conv2d` that pads in its forward, which amct quantizes as Conv2d layers (`quantize_subclasses`, "
+                f"the default). AMCT's exact class matching (`quantize_subclasses=False`) quantizes {len(exact)} "
+                f"({', '.join(exact)}). Every tool below runs on an equivalent model rebuilt from plain modules "
                 "(each such convolution becomes `nn.Sequential(ZeroPad2d, nn.Conv2d)` with the same weights, "
-                f"each ReLU6 call site gets its own module; max abs logit difference {diff:.1e}).")
+                f"each ReLU6 call site gets its own module; max abs logit difference {diff:.1e}), the model the "
+                "earlier runs used, which every peer handles.")
         except Exception as error:
             notes.append(f"amct on EfficientNet-Lite0 as published failed: {type(error).__name__}: {error}")
         try:

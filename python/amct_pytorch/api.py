@@ -11,9 +11,8 @@ import torch
 from amct_pytorch.errors import AmctTypeError, AmctValueError
 
 from amct_pytorch import _amct
-from amct_pytorch.calibration import CALIBRATION_MARK, build_calibration_model
+from amct_pytorch.calibration import CALIBRATION_MARK, WeightOpObserver, build_calibration_model
 from amct_pytorch.dmq import build_balancing_model
-from amct_pytorch.module_tools import as_float32_cpu
 from amct_pytorch.export import as_input_tuple, describe_modules, exported_model
 from amct_pytorch.progress import Progress
 from amct_pytorch.qdq_calibration import observe_qdq_tensors, runtime_available
@@ -199,29 +198,37 @@ def quantize_for_calibration(config_file, modfied_onnx_file, record_file, model,
 
 def _layer_input_collector(model, input_data):
     """The callback through which the core asks for the inputs of the layers
-    that ada_quantize optimises: one forward of `model` on input_data with
-    hooks that keep each named layer's first input (its last call's, for a
-    layer run twice)."""
+    that ada_quantize optimises: one forward of `model` on input_data that
+    keeps the input of the op reading each named layer's weight (its last
+    call's, for a layer run twice). The op's input, not the module call's:
+    it is what the layer's ONNX node computes on, also for a layer used only
+    through its weight (F.linear(x, m.weight), MultiheadAttention's
+    out_proj) and for a subclass that pads its input before the op."""
 
     def collect(names):
-        captured = {}
-
-        def keep(name):
-            def hook(_module, args):
-                # A copy: a later in-place op of the forward may rewrite the tensor.
-                captured[name] = as_float32_cpu(args[0]).clone().numpy()
-            return hook
-
-        handles = [model.get_submodule(name).register_forward_pre_hook(keep(name)) for name in names]
-        try:
-            with torch.no_grad():
-                model(*as_input_tuple(input_data))
-        finally:
-            for handle in handles:
-                handle.remove()
-        return captured
+        sink = _InputSink()
+        layers = [(index, name, model.get_submodule(name).weight) for index, name in enumerate(names)]
+        observer = WeightOpObserver(sink, layers)
+        with torch.no_grad(), observer:
+            model(*as_input_tuple(input_data))
+        return {name: sink.inputs[index] for index, name in enumerate(names) if index in sink.inputs}
 
     return collect
+
+
+class _InputSink:
+    """Stands in for the calibrator behind a WeightOpObserver: keeps a copy of
+    each layer's latest input (a later in-place op of the forward may rewrite
+    the tensor) and never finishes."""
+
+    finished = False
+
+    def __init__(self):
+        self.inputs = {}
+
+    def observe(self, index, activation):
+        self.inputs[index] = activation.clone().numpy()
+        return False
 
 
 _SAVE_OUTPUTS = ("deploy", "fake_quant", "qdq")

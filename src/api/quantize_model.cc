@@ -4,6 +4,7 @@
 #include <span>
 
 #include "amct/ada_layer_graph.h"
+#include "amct/calib/dmq_balance.h"
 #include "amct/dmq_record.h"
 #include "amct/error.h"
 #include "amct/file_io.h"
@@ -80,14 +81,36 @@ QuantizedLayer torch_layout(const onnx::GraphProto& graph, const onnx::NodeProto
 // where AMCT keeps the float weight (ConvTranspose, unless asked otherwise).
 // A DMQ layer's weight is first multiplied by its balance factors along the
 // input channels, so ARQ sees the balanced weight.
+// A DMQ layer computes on x / s with the weight W * s: AdaRound has to
+// reconstruct (W * s)(x / s), so its inputs are divided as the calibration
+// model divides them (Linear: the last axis; Conv, ConvTranspose: axis 1).
+LayerInputs balanced_inputs(const LayerInputs& inputs, bool channels_last, std::span<const float> balance,
+                            const std::string& layer) {
+  const size_t rank = inputs.shape.size();
+  const size_t axis = channels_last ? rank - 1 : 1;
+  if (rank < 2 || inputs.shape[axis] != static_cast<int64_t>(balance.size()))
+    invalid("layer '" + layer + "': its inputs have " + (rank < 2 ? "rank " + std::to_string(rank) :
+            std::to_string(inputs.shape[axis]) + " channels on axis " + std::to_string(axis)) + "; expected " +
+            std::to_string(balance.size()) + " channels, one per DMQ balance factor");
+  int64_t inner = 1;
+  for (size_t d = axis + 1; d < rank; ++d) inner *= inputs.shape[d];
+  LayerInputs out = inputs;
+  divide_input_channels(out.values, inputs.shape[axis], inner, balance);
+  return out;
+}
+
 // ada_quantize runs in torch's weight layout, where its op is defined; the
 // integers come back in the graph's layout.
 QuantizedWeight ada_quantize_weight(onnx::GraphProto& graph, const onnx::NodeProto& node, const LayerInfo& layer,
                                     const LayerQuantConfig& config, std::span<const float> values,
                                     const std::vector<int64_t>& dims, const ChannelMap& channels,
-                                    const LayerInputs& inputs) {
+                                    const LayerInputs& inputs, std::span<const float> balance) {
   const AdaLayerGraph ada = ada_layer_graph(graph, node, dims, layer.name);
-  const std::unique_ptr<AdaLayerOp> op = make_ada_layer_op(ada.shape, inputs, layer.name);
+  const bool channels_last = ada.shape.op == AdaLayerShape::Op::kLinear;
+  const std::unique_ptr<AdaLayerOp> op =
+      balance.empty() ? make_ada_layer_op(ada.shape, inputs, layer.name)
+                      : make_ada_layer_op(ada.shape, balanced_inputs(inputs, channels_last, balance, layer.name),
+                                          layer.name);
   const AdaRoundLayer problem{op.get(), ada.bias, ada.activation};
   const QuantFormat format = QuantFormat::signed_bits(config.weight.num_bits);
   if (!ada.transposed)
@@ -140,7 +163,8 @@ QuantizedLayer quantize_layer_weight(onnx::GraphProto& graph, onnx::NodeProto& n
   std::vector<float> fake_quant;
   QuantizedWeight quantized;
   if (ada) {
-    quantized = ada_quantize_weight(graph, node, layer, config, values, dims, channels, layer_inputs.at(layer.name));
+    quantized = ada_quantize_weight(graph, node, layer, config, values, dims, channels, layer_inputs.at(layer.name),
+                                    balance);
     const std::vector<float> dequantized = dequantize_weight(quantized.integers, channels, quantized.scale);
     std::copy(dequantized.begin(), dequantized.end(), values.begin());
   } else if (keep_float) {
@@ -201,7 +225,9 @@ std::map<std::string, LayerInputs> collect_ada_inputs(const std::vector<const La
   for (const LayerQuantConfig* layer : enabled) {
     if (layer->weight.wts_algo != "ada_quantize") continue;
     const ModuleInfo* module = info.find_module(layer->name);
-    const std::string type = module ? module->type : "";
+    // The class the module counts as: a subclass of Linear (MultiheadAttention's
+    // out_proj) or of Conv2d is modelled by its base class's op.
+    const std::string type = module ? module->layer_type : "";
     if (type != "Conv2d" && type != "ConvTranspose2d" && type != "Linear")
       fail(ErrorCode::kRuntime, "config_file '" + config_file + "', layer '" + layer->name +
                                     "': ada_quantize supports Conv2d, ConvTranspose2d and Linear layers, not " + type);

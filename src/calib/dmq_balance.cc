@@ -200,4 +200,15 @@ void scale_weight_input_channels(std::span<float> weight, const InputChannelMap&
     weight[e] *= factors[static_cast<size_t>(map.channel_of(static_cast<int64_t>(e)))];
 }
 
+void divide_input_channels(std::span<float> activation, int64_t channels, int64_t inner,
+                           std::span<const float> factors) {
+  check_sizes(activation.size(), channels, inner, factors.size());
+  const size_t c_count = static_cast<size_t>(channels);
+  const size_t run = static_cast<size_t>(inner);
+  float* x = activation.data();
+  for (size_t o = 0; o < activation.size() / (c_count * run); ++o)
+    for (size_t c = 0; c < c_count; ++c, x += run)
+      for (size_t i = 0; i < run; ++i) x[i] /= factors[c];
+}
+
 }  // namespace amct

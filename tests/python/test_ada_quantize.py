@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import amct_pytorch as amct
+from amct_pytorch.api import _layer_input_collector
 from int_sim import integer_model
 from record_proto import read_record
+from test_dmq import outlier_mlp
 
 ADA_SIMPLE_CONFIG = """\
 batch_num : 2
@@ -240,3 +242,173 @@ def test_ada_on_a_layer_it_cannot_model_is_refused(tmp_path):
     with pytest.raises(RuntimeError, match="layer '0': ada_quantize supports Conv2d, ConvTranspose2d and Linear "
                                            "layers, not Conv1d"):
         amct.quantize_model(config, str(tmp_path / "m.onnx"), str(tmp_path / "r.txt"), model, x)
+
+
+class PaddingConv(nn.Conv2d):
+    """A Conv2d subclass that pads in its forward (EfficientNet's same padding)."""
+
+    def forward(self, x):
+        return F.conv2d(F.pad(x, (1, 1, 1, 1)), self.weight, self.bias)
+
+
+class WeightOpNet(nn.Module):
+    """ADA layers whose module call is not their op: a padding subclass, a
+    Linear used through F.linear on its weight and MultiheadAttention's
+    out_proj (a subclass of Linear run inside the attention function)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = PaddingConv(3, 8, 3)
+        self.fc = nn.Linear(8, 16)
+        self.mha = nn.MultiheadAttention(16, 2, batch_first=True)
+        self.head = nn.Linear(16, 4)
+
+    def tokens(self, x):
+        return torch.relu(self.conv(x)).flatten(2).transpose(1, 2)
+
+    def forward(self, x):
+        t = torch.relu(F.linear(self.tokens(x), self.fc.weight, self.fc.bias))
+        return self.head(t + self.mha(t, t, t, need_weights=False)[0]).mean(1)
+
+
+WEIGHT_OP_LAYERS = ["conv", "fc", "mha.out_proj"]
+
+
+def test_inputs_are_those_of_the_op_reading_the_weight():
+    torch.manual_seed(0)
+    model = WeightOpNet().eval()
+    x = images(3, torch.Generator().manual_seed(5))
+    got = _layer_input_collector(model, x)(WEIGHT_OP_LAYERS + ["head"])
+    with torch.no_grad():
+        tokens = model.tokens(x)
+        t = torch.relu(F.linear(tokens, model.fc.weight, model.fc.bias))
+        # The out_proj input by hand: the heads of softmax(q k^T / sqrt(d)) v side by side.
+        q, k, v = F.linear(t, model.mha.in_proj_weight, model.mha.in_proj_bias).chunk(3, dim=-1)
+        heads = [torch.softmax(qh @ kh.transpose(1, 2) / np.sqrt(8), dim=-1) @ vh
+                 for qh, kh, vh in zip(q.split(8, -1), k.split(8, -1), v.split(8, -1))]
+        attended = torch.cat(heads, dim=-1)
+        head_input = t + model.mha(t, t, t, need_weights=False)[0]
+    assert set(got) == set(WEIGHT_OP_LAYERS + ["head"])
+    np.testing.assert_array_equal(got["conv"], F.pad(x, (1, 1, 1, 1)).numpy())
+    np.testing.assert_array_equal(got["fc"], tokens.numpy())
+    # The attention runs (length, batch, dim) inside: the same rows.
+    np.testing.assert_allclose(got["mha.out_proj"].transpose(1, 0, 2), attended.numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got["head"], head_input.numpy(), rtol=0, atol=1e-6)
+
+
+def test_ada_on_weight_op_layers_learns_on_their_op_inputs(tmp_path):
+    torch.manual_seed(0)
+    model = WeightOpNet().eval()
+    gen = torch.Generator().manual_seed(7)
+    x, batches = images(32, gen), [images(4, gen) for _ in range(2)]
+    config, modified, record = (str(tmp_path / n) for n in ("config.json", "modified.onnx", "record.txt"))
+    amct.create_quant_config(config, model, x, batch_num=2)
+    cfg = json.load(open(config))
+    for name in WEIGHT_OP_LAYERS:
+        cfg[name]["weight_quant_params"] = {"num_bits": 8, "reg_param": 0.01, "warm_start": 0.2,
+                                            "num_iteration": 1000, "beta_range": [20, 2],
+                                            "channel_wise": name == "conv", "wts_algo": "ada_quantize"}
+    with open(config, "w") as f:
+        json.dump(cfg, f)
+    calib = amct.quantize_model(config, modified, record, model, x, input_names=["input"],
+                                output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}})
+    with torch.no_grad():
+        for batch in batches:
+            calib(batch)
+    prefix = str(tmp_path / "out" / "net")
+    amct.save_model(modified, record, prefix)
+    onnx.checker.check_model(onnx.load(prefix + "_fake_quant_model.onnx"), full_check=True)
+
+    records = read_record(record)
+    inputs = _layer_input_collector(model, x)(WEIGHT_OP_LAYERS)
+    ops = {"conv": F.conv2d, "fc": F.linear, "mha.out_proj": F.linear}
+    followers = {"conv": torch.relu, "fc": torch.relu, "mha.out_proj": lambda y: y}
+    for name in WEIGHT_OP_LAYERS:
+        module = model.get_submodule(name)
+        w, b, a = module.weight.detach(), module.bias.detach(), torch.from_numpy(inputs[name])
+        scale = torch.tensor(list(records[name].scale_w)).reshape([-1] + [1] * (w.dim() - 1))
+        learnt = calib.get_submodule(name).weight.detach()
+        # AdaRound's weight lies on the record's grid.
+        torch.testing.assert_close(learnt / scale, torch.round(learnt / scale), rtol=0, atol=1e-4)
+
+        def error(weight):
+            diff = followers[name](ops[name](a, weight, b)) - followers[name](ops[name](a, w, b))
+            return float((diff ** 2).sum())
+
+        nearest = torch.clamp(torch.round(w / scale), -128, 127) * scale
+        assert error(learnt) < error(nearest), name
+    session = ort.InferenceSession(prefix + "_fake_quant_model.onnx", providers=["CPUExecutionProvider"])
+    test = images(8, gen)
+    got = session.run(None, {"input": test.numpy()})[0]
+    with torch.no_grad():
+        expected = model(test).numpy()
+    assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+ADA_DMQ_SIMPLE_CONFIG = """\
+batch_num : 2
+activation_offset : true
+common_config : {
+    ada_quantize : { num_iteration : 1000 }
+    ifmr_quantize : { search_range_start : 0.7 search_range_end : 1.3 search_step : 0.01 }
+    dmq_balancer : { migration_strength : 0.5 }
+}
+"""
+
+
+class PreBalancedMlp(nn.Module):
+    """OutlierMlp with fc1's balance done by hand: its input divided by s,
+    its weight multiplied by s."""
+
+    def __init__(self, mlp, s):
+        super().__init__()
+        self.mlp = copy.deepcopy(mlp)
+        self.register_buffer("s", torch.tensor(s))
+        with torch.no_grad():
+            self.mlp.fc1.weight.mul_(self.s)
+
+    def forward(self, x):
+        m = self.mlp
+        return m.fc2(m.act(m.fc1(x * m.gain / self.s)))
+
+
+def _ada_flow(model, x, simple_config, root, balance=False):
+    root.mkdir()
+    config, modified, record = (str(root / n) for n in ("config.json", "modified.onnx", "record.txt"))
+    simple = root / "simple.cfg"
+    simple.write_text(simple_config)
+    amct.create_quant_config(config, model, x, config_defination=str(simple))
+    if balance:
+        balancer = amct.quantize_preprocess(config, record, model, x)
+        with torch.no_grad():
+            balancer(x)
+    calib = amct.quantize_model(config, modified, record, model, x)
+    return calib, read_record(record)
+
+
+def test_ada_with_dmq_learns_on_the_balanced_input(tmp_path):
+    """A DMQ layer computes (W * s)(x / s): AdaRound must round W * s for the
+    input x / s. Reference: AdaRound on a model balanced by hand (no DMQ),
+    which must give the same integers and scale; and, in NumPy, the learnt
+    weight reconstructs the balanced layer better than its start."""
+    model = outlier_mlp()
+    x = torch.randn(8, 12, 32, generator=torch.Generator().manual_seed(5))
+    calib, records = _ada_flow(model, x, ADA_DMQ_SIMPLE_CONFIG, tmp_path / "dmq", balance=True)
+    s = np.asarray(records["fc1"].tensor_balance_factor, np.float32)
+    learnt = calib.get_submodule("fc1").module.sub_module.weight.detach().numpy()
+    by_hand = PreBalancedMlp(model, s).eval()
+    hand_calib, hand_records = _ada_flow(by_hand, x, ADA_SIMPLE_CONFIG, tmp_path / "by_hand")
+    assert list(hand_records["mlp.fc1"].scale_w) == list(records["fc1"].scale_w)
+    np.testing.assert_array_equal(learnt, hand_calib.get_submodule("mlp.fc1").sub_module.weight.detach().numpy())
+
+    balanced_x = ((x * model.gain).numpy() / s).reshape(-1, s.size).astype(np.float64)
+    balanced_w = model.fc1.weight.detach().numpy() * s
+    bias = model.fc1.bias.detach().numpy()
+    scale = np.float32(records["fc1"].scale_w[0])
+
+    def error(weight):
+        out = np.maximum(balanced_x @ weight.T.astype(np.float64) + bias, 0)
+        return float(((out - np.maximum(balanced_x @ balanced_w.T.astype(np.float64) + bias, 0)) ** 2).sum())
+
+    start = np.clip(np.round(balanced_w / scale), -128, 127) * scale
+    assert error(learnt) < error(start)

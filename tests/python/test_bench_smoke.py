@@ -10,6 +10,7 @@ that every step runs and the report is written.
   metrics are checked in-process; otherwise they are skipped with the reason.
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -32,14 +33,14 @@ def test_fashion_benchmark_end_to_end(tmp_path):
     out = tmp_path / "out"
     # ORT Entropy and Percentile differ from MinMax only by calibrate_method: left out to save time
     cmd = [sys.executable, os.path.join(BENCH, "bench_ptq.py"), "--smoke", "--workloads", "fashion", "--out", str(out),
-           "--tools", "amct-ifmr", "amct-hfmg", "amct-auto", "ort-minmax", "pt2e-x86"]
+           "--tools", "amct-ifmr", "amct-hfmg", "amct-auto", "amct-hfmg-dmq0.3-ada20", "ort-minmax", "pt2e-x86"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     entry = results["workloads"]["fashion"]
     assert "skipped" not in entry
-    for tool in ("amct-ifmr", "amct-hfmg", "amct-auto", "ort-minmax"):
+    for tool in ("amct-ifmr", "amct-hfmg", "amct-auto", "amct-hfmg-dmq0.3-ada20", "ort-minmax"):
         result = entry["tools"][tool]
         run = result["runs"]["2"]
         assert "error" not in run, run.get("traceback", run.get("error"))
@@ -59,7 +60,55 @@ def test_fashion_benchmark_end_to_end(tmp_path):
         assert "metrics" in pt2e["artifacts"]["torch"]
     text = (out / "RESULTS.md").read_text()
     assert "SMOKE RUN" in text and "Fashion-MNIST CNN" in text and "Where amct is behind a peer" in text
-    assert "amct IFMR / fake-quant ONNX" in text
+    assert "amct IFMR / fake-quant ONNX" in text and "amct HFMG + DMQ 0.3 + AdaRound (20 it.) / QDQ ONNX" in text
+    # A subset of the tools: the header says so.
+    assert "**Partial run** of `python benchmarks/bench_ptq.py` on workloads fashion and tools amct-ifmr," in text
+
+
+def test_partial_results_get_their_own_files(tmp_path):
+    """--report-only with another --results-name: the report, its plots and
+    nothing of RESULTS.md's."""
+    from bench_common import report
+
+    results = {"smoke": True, "batch_counts": [2], "machine": {"cores": 2}, "started": "now", "wall_s": 1.0,
+               "subset": {"workloads": ["fashion"], "tools": ["amct-dmq"]},
+               "workloads": {"fashion": {"name": "fashion", "title": "Fashion", "skipped": "no data"}}}
+    written = report.write(results, str(tmp_path), "RESULTS-issue8.md")
+    assert [os.path.basename(p) for p in written] == ["RESULTS-issue8.md"]
+    assert report.json_name("RESULTS-issue8.md") == "RESULTS-issue8.json"
+    assert report.json_name("RESULTS.md") == "results.json"
+    assert "**Partial run**" in (tmp_path / "RESULTS-issue8.md").read_text()
+    assert not (tmp_path / "RESULTS.md").exists()
+    # Two runs on different workloads make one report naming both.
+    other = dict(results, started="later", load=[1.0, 2.0], subset={"workloads": ["minilm"], "tools": ["amct-ada"]},
+                 workloads={"minilm": {"name": "minilm", "title": "MiniLM", "skipped": "no model"}})
+    merged = report.merge_runs([results, other])
+    assert list(merged["workloads"]) == ["fashion", "minilm"]
+    assert merged["subset"] == {"workloads": ["fashion", "minilm"], "tools": ["amct-ada", "amct-dmq"]}
+    report.write(merged, str(tmp_path), "RESULTS-issue8.md")
+    text = (tmp_path / "RESULTS-issue8.md").read_text()
+    assert "| run of minilm: started, commit, load at start / end | later, None, 1.00 / 2.00 |" in text
+    with pytest.raises(ValueError, match="runs to merge must cover different workloads"):
+        report.merge_runs([results, results])
+
+
+def test_amct_tool_names():
+    from bench_common.tools import amct_variant, check_tool, tool_label
+
+    assert amct_variant("amct-dmq") == {"act": "ifmr", "pc": False, "dmq": 0.5, "ada": None}
+    assert amct_variant("amct-hfmg-dmq0.3-ada200") == {"act": "hfmg", "pc": False, "dmq": 0.3, "ada": 200}
+    assert amct_variant("amct-ada") == {"act": "ifmr", "pc": False, "dmq": None, "ada": 1000}
+    assert amct_variant("amct-hfmg-pc") == {"act": "hfmg", "pc": True, "dmq": None, "ada": None}
+    assert amct_variant("amct-auto") is None and amct_variant("ort-minmax") is None
+    assert tool_label("amct-hfmg-dmq0.3-ada200") == "amct HFMG + DMQ 0.3 + AdaRound (200 it.)"
+    assert tool_label("amct-ada") == "amct IFMR + AdaRound"
+    assert tool_label("amct-hfmg-pc") == "amct HFMG, per-channel Linear"
+    with pytest.raises(ValueError, match=r"amct-dmq0.9: DMQ migration strength 0.9 is outside AMCT's range \(0.2, 0.8\)"):
+        amct_variant("amct-dmq0.9")
+    with pytest.raises(ValueError, match=r"amct-ada-dmq: unexpected 'dmq'; expected amct-\[ifmr\|hfmg\]"):
+        amct_variant("amct-ada-dmq")
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown tool 'ort-foo'"):
+        check_tool("ort-foo")
 
 
 @pytest.mark.parametrize("name", ["minilm", "effnet"])

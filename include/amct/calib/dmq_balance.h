@@ -72,4 +72,11 @@ void check_balance_factors(std::span<const float> factors, const std::string& la
 // weight[e] *= factors[channel_of(e)]: the weight side of the balance.
 void scale_weight_input_channels(std::span<float> weight, const InputChannelMap& map, std::span<const float> factors);
 
+// activation[o, c, i] /= factors[c], the activation viewed as [outer,
+// channels, inner]: the input side of the balance, in float32 as the
+// calibration model divides it, for the computations that need the input the
+// balanced layer sees (AdaRound's reconstruction).
+void divide_input_channels(std::span<float> activation, int64_t channels, int64_t inner,
+                           std::span<const float> factors);
+
 }  // namespace amct

@@ -109,6 +109,19 @@ TEST(DmqBalance, WeightMaximaAndScalingUseInputChannels) {
   EXPECT_THROW(scale_weight_input_channels(w, map, std::vector<float>{1.0f}), Error);
 }
 
+TEST(DmqBalance, InputDivisionUsesTheChannelAxis) {
+  // [outer 2, channels 2, inner 3]: the factor follows the middle axis.
+  std::vector<float> x = {2, 4, 6, 3, 6, 9, -2, -4, -6, 1.5f, 3, 4.5f};
+  divide_input_channels(x, 2, 3, std::vector<float>{2.0f, 3.0f});
+  EXPECT_EQ(x, (std::vector<float>{1, 2, 3, 1, 2, 3, -1, -2, -3, 0.5f, 1, 1.5f}));
+  // Channels last (Linear): each row is divided channel by channel.
+  std::vector<float> rows = {1, 8, 2, 4};
+  divide_input_channels(rows, 2, 1, std::vector<float>{0.5f, 4.0f});
+  EXPECT_EQ(rows, (std::vector<float>{2, 2, 4, 1}));
+  EXPECT_THROW(divide_input_channels(rows, 3, 1, std::vector<float>{1.0f, 1.0f, 1.0f}), Error);
+  EXPECT_THROW(divide_input_channels(rows, 2, 1, std::vector<float>{1.0f}), Error);
+}
+
 TEST(DmqBalance, ChannelMaximaMatchTheReference) {
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 3.0f);
