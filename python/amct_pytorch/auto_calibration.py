@@ -152,6 +152,13 @@ class _AutoCalibration:
         it, the core's result and the layers' fake-quant factors."""
         calibration_model, result = quantize_for_calibration(config_file, self.modified_onnx, self.record, self.model,
                                                              self.input_data, *self.export, release_export=False)
+        # The fake-quant layer and the sensitivity probe handle layers with
+        # one input and one output tensor; an RNN has states besides.
+        recurrent = [layer["name"] for layer in result["layers"] if layer["recurrent_weight"] is not None]
+        if recurrent:
+            raise AmctValueError(f"{_FUNC}(): layer '{recurrent[0]}' is an LSTM/GRU, which auto calibration does not "
+                                 f"support; set its quant_enable to false in config file '{config_file}', or quantize "
+                                 "the model with quantize_model")
         self.evaluator.calibration(calibration_model)
         calibrator = result["calibrator"]
         if not calibrator.finished:

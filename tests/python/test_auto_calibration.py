@@ -485,3 +485,49 @@ def test_evaluator_base_names_the_method_a_subclass_must_implement():
         evaluator.calibration(None)
     with pytest.raises(NotImplementedError, match=r"metric_eval\(original_metric, new_metric\) must be implemented"):
         evaluator.metric_eval(1.0, 0.9)
+
+
+class RecurrentNet(nn.Module):
+    """A Linear, then a GRU whose initial state is the model's second input."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 8)
+        self.rnn = nn.GRU(8, 8)
+
+    def forward(self, x, h0):
+        out, _ = self.rnn(self.fc(x), h0)
+        return out
+
+
+class RecurrentEvaluator(AutoCalibrationEvaluatorBase):
+    def __init__(self, inputs):
+        super().__init__()
+        self.inputs = inputs
+
+    def calibration(self, model):
+        with torch.no_grad():
+            for _ in range(2):
+                model(*self.inputs)
+
+    def evaluate(self, model):
+        with torch.no_grad():
+            return float(model(*self.inputs).abs().mean())
+
+    def metric_eval(self, original_metric, new_metric):
+        return True, original_metric - new_metric
+
+
+def test_recurrent_layers_are_refused_with_the_layer_named(tmp_path):
+    torch.manual_seed(0)
+    model = RecurrentNet().eval()
+    inputs = (torch.randn(5, 3, 16), torch.randn(1, 3, 8))
+    config = str(tmp_path / "config.json")
+    amct.create_quant_config(config, model, inputs, batch_num=2)
+    with pytest.raises(amct.AmctValueError, match=r"layer 'rnn' is an LSTM/GRU, which auto calibration does not "
+                                                  r"support; set its quant_enable to false in config file"):
+        amct.accuracy_based_auto_calibration(model, RecurrentEvaluator(inputs), config, str(tmp_path / "record.txt"),
+                                             str(tmp_path / "out" / "net"), inputs)
+    out = tmp_path / "out"
+    left = [path.name for path in out.rglob("*")] if out.exists() else []
+    assert not [name for name in left if name.endswith(".onnx") or name.startswith("temp")]
