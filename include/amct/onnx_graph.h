@@ -81,6 +81,9 @@ std::span<float> float_values_in_place(onnx::TensorProto& tensor);
 // Replaces the content by FLOAT data (raw_data), keeping name and dims unless given.
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values);
 void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values, const std::vector<int64_t>& dims);
+// Replaces the content by `raw` of `data_type`, keeping name and dims; `raw`
+// is moved in, so a weight of GBs is never copied.
+void set_raw_tensor(onnx::TensorProto& tensor, int32_t data_type, std::string raw);
 onnx::TensorProto make_float_tensor(const std::string& name, const std::vector<int64_t>& dims,
                                     std::span<const float> values);
 

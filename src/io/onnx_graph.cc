@@ -427,6 +427,16 @@ void set_float_tensor(onnx::TensorProto& tensor, std::span<const float> values, 
   tensor.set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)));
 }
 
+void set_raw_tensor(onnx::TensorProto& tensor, int32_t data_type, std::string raw) {
+  const std::string name = tensor.name();
+  const std::vector<int64_t> dims = tensor_dims(tensor);
+  tensor.Clear();
+  tensor.set_name(name);
+  for (auto d : dims) tensor.add_dims(d);
+  tensor.set_data_type(data_type);
+  tensor.set_raw_data(std::move(raw));
+}
+
 onnx::TensorProto make_float_tensor(const std::string& name, const std::vector<int64_t>& dims,
                                     std::span<const float> values) {
   onnx::TensorProto t;

@@ -22,12 +22,7 @@ void quantize_weight(onnx::GraphProto& graph, const QuantLayer& layer, int index
   // integers are held together, no int32 copy.
   std::string bytes = integerize_weight_bytes(float_values_in_place(weight), node_channel_map(node, dims), scale,
                                               layer.weight_format, layer.name, weight.name());
-  const std::string name = weight.name();
-  weight.Clear();
-  weight.set_name(name);
-  for (auto d : dims) weight.add_dims(d);
-  weight.set_data_type(layer.weight_format.onnx_storage_type());
-  weight.set_raw_data(std::move(bytes));
+  set_raw_tensor(weight, layer.weight_format.onnx_storage_type(), std::move(bytes));
 }
 
 }  // namespace

@@ -25,13 +25,7 @@ void integers_to_float(onnx::TensorProto& weight) {
     const float value = static_cast<float>(static_cast<int8_t>(raw[i]));
     std::memcpy(floats.data() + i * sizeof(float), &value, sizeof(float));
   }
-  const std::string name = weight.name();
-  const std::vector<int64_t> dims(weight.dims().begin(), weight.dims().end());
-  weight.Clear();
-  weight.set_name(name);
-  for (auto d : dims) weight.add_dims(d);
-  weight.set_data_type(onnx::TensorProto::FLOAT);
-  weight.set_raw_data(std::move(floats));
+  set_raw_tensor(weight, onnx::TensorProto::FLOAT, std::move(floats));
 }
 
 void dequantize_to_float(const onnx::NodeProto& node, onnx::TensorProto& weight, const std::vector<float>& scale) {
