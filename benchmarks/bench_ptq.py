@@ -206,7 +206,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--tools", nargs="+", default=TOOLS, type=check_tool,
-                        help=f"default: {' '.join(TOOLS)}; amct variants: amct-[ifmr|hfmg][-dmq[S]][-ada[N]], "
+                        help=f"default: {' '.join(TOOLS)}; amct variants: amct-[ifmr|hfmg][-pc][-full][-dmq[S]][-ada[N]], "
                         "e.g. amct-hfmg-dmq0.3 (DMQ strength 0.3) or amct-ada200 (200 AdaRound iterations)")
     parser.add_argument("--batch-counts", type=int, nargs="+", default=None)
     parser.add_argument("--smoke", action="store_true", help="tiny subsets (checks the code, not the numbers)")

@@ -397,7 +397,7 @@ def write_plots(results, out, prefix=""):
         return []
     written = []
     colors = {"amct-ifmr": "#1f77b4", "amct-hfmg": "#17becf", "amct-ifmr-pc": "#aec7e8", "amct-hfmg-pc": "#9edae5",
-              "amct-auto": "#8c564b", "amct-dmq": "#e377c2",
+              "amct-hfmg-pc-full": "#393b79", "amct-auto": "#8c564b", "amct-dmq": "#e377c2",
               "amct-ada": "#bcbd22", "ort-minmax": "#ff7f0e", "ort-entropy": "#d62728", "ort-percentile": "#9467bd", "pt2e-x86": "#2ca02c"}
 
     def grid(title):

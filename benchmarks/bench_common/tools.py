@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 import torch
 
-TOOLS = ["amct-ifmr", "amct-hfmg", "amct-ifmr-pc", "amct-hfmg-pc", "amct-auto", "amct-dmq", "amct-ada", "ort-minmax",
-         "ort-entropy", "ort-percentile", "pt2e-x86"]
+TOOLS = ["amct-ifmr", "amct-hfmg", "amct-ifmr-pc", "amct-hfmg-pc", "amct-hfmg-pc-full", "amct-auto", "amct-dmq",
+         "amct-ada", "ort-minmax", "ort-entropy", "ort-percentile", "pt2e-x86"]
 TOOL_LABELS = {
     "amct-auto": "amct auto calibration (IFMR)",
     "ort-minmax": "ORT MinMax",
@@ -44,18 +44,21 @@ ADA_INPUT_SAMPLES = 32
 def amct_variant(tool):
     """The settings an amct tool name asks for: "amct-" then the activation
     algorithm (ifmr, the default, or hfmg), "-pc" for per-channel Linear
-    weights (linear_channel_wise, beyond AMCT), "-dmq" with an optional
-    migration strength (dmq0.3; 0.5 when absent) and "-ada" with an optional
-    iteration count (ada200), in this order: amct-hfmg-pc-dmq0.3-ada. None for
+    weights (linear_channel_wise, beyond AMCT), "-full" for the full-INT8 QDQ
+    model (quantize_model(full_int8_qdq=True), beyond AMCT), "-dmq" with an
+    optional migration strength (dmq0.3; 0.5 when absent) and "-ada" with an
+    optional iteration count (ada200), in this order: amct-hfmg-pc-full-dmq0.3-ada. None for
     other tools and amct-auto; ValueError for a malformed amct name."""
     if not tool.startswith("amct-") or tool == "amct-auto":
         return None
     parts = tool.split("-")[1:]
-    variant = {"act": "ifmr", "pc": False, "dmq": None, "ada": None}
+    variant = {"act": "ifmr", "pc": False, "full": False, "dmq": None, "ada": None}
     if parts and parts[0] in ("ifmr", "hfmg"):
         variant["act"] = parts.pop(0)
     if parts and parts[0] == "pc":
         variant["pc"] = bool(parts.pop(0))
+    if parts and parts[0] == "full":
+        variant["full"] = bool(parts.pop(0))
     if parts and parts[0].startswith("dmq"):
         strength = float(parts.pop(0)[3:] or DMQ_DEFAULT_STRENGTH)
         if not DMQ_STRENGTHS[0] <= strength <= DMQ_STRENGTHS[1]:
@@ -64,7 +67,8 @@ def amct_variant(tool):
     if parts and parts[0].startswith("ada"):
         variant["ada"] = int(parts.pop(0)[3:] or ADA_PARAMS["num_iteration"])
     if parts:
-        raise ValueError(f"{tool}: unexpected '{'-'.join(parts)}'; expected amct-[ifmr|hfmg][-pc][-dmq[S]][-ada[N]]")
+        raise ValueError(f"{tool}: unexpected '{'-'.join(parts)}'; "
+                         "expected amct-[ifmr|hfmg][-pc][-full][-dmq[S]][-ada[N]]")
     return variant
 
 
@@ -75,6 +79,8 @@ def tool_label(tool):
     label = "amct " + variant["act"].upper()
     if variant["pc"]:
         label += ", per-channel Linear"
+    if variant["full"]:
+        label += ", full-INT8 QDQ"
     if variant["dmq"] is not None:
         label += f" + DMQ {variant['dmq']:g}"
     if variant["ada"] is not None:
@@ -92,7 +98,7 @@ def check_tool(tool):
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
     raise argparse.ArgumentTypeError(f"unknown tool {tool!r}; expected one of {TOOLS} or an amct variant "
-                                     "amct-[ifmr|hfmg][-dmq[S]][-ada[N]]")
+                                     "amct-[ifmr|hfmg][-pc][-full][-dmq[S]][-ada[N]]")
 
 
 @contextlib.contextmanager
@@ -171,7 +177,8 @@ def _amct(model, batches, workload, work, variant):
         times["preprocess_s"] = time.perf_counter() - start
     start = time.perf_counter()
     with quiet():
-        calib = amct.quantize_model(config, modified, record, model, sample, **export_settings)
+        calib = amct.quantize_model(config, modified, record, model, sample, full_int8_qdq=variant["full"],
+                                    **export_settings)
     times["quantize_s"] = time.perf_counter() - start
     start = time.perf_counter()
     with torch.no_grad():

@@ -95,14 +95,19 @@ def test_partial_results_get_their_own_files(tmp_path):
 def test_amct_tool_names():
     from bench_common.tools import amct_variant, check_tool, tool_label
 
-    assert amct_variant("amct-dmq") == {"act": "ifmr", "pc": False, "dmq": 0.5, "ada": None}
-    assert amct_variant("amct-hfmg-dmq0.3-ada200") == {"act": "hfmg", "pc": False, "dmq": 0.3, "ada": 200}
-    assert amct_variant("amct-ada") == {"act": "ifmr", "pc": False, "dmq": None, "ada": 1000}
-    assert amct_variant("amct-hfmg-pc") == {"act": "hfmg", "pc": True, "dmq": None, "ada": None}
+    assert amct_variant("amct-dmq") == {"act": "ifmr", "pc": False, "full": False, "dmq": 0.5, "ada": None}
+    assert amct_variant("amct-hfmg-dmq0.3-ada200") == {"act": "hfmg", "pc": False, "full": False, "dmq": 0.3,
+                                                       "ada": 200}
+    assert amct_variant("amct-ada") == {"act": "ifmr", "pc": False, "full": False, "dmq": None, "ada": 1000}
+    assert amct_variant("amct-hfmg-pc") == {"act": "hfmg", "pc": True, "full": False, "dmq": None, "ada": None}
+    assert amct_variant("amct-hfmg-pc-full") == {"act": "hfmg", "pc": True, "full": True, "dmq": None, "ada": None}
     assert amct_variant("amct-auto") is None and amct_variant("ort-minmax") is None
     assert tool_label("amct-hfmg-dmq0.3-ada200") == "amct HFMG + DMQ 0.3 + AdaRound (200 it.)"
     assert tool_label("amct-ada") == "amct IFMR + AdaRound"
     assert tool_label("amct-hfmg-pc") == "amct HFMG, per-channel Linear"
+    assert tool_label("amct-hfmg-pc-full") == "amct HFMG, per-channel Linear, full-INT8 QDQ"
+    with pytest.raises(ValueError, match=r"amct-full-pc: unexpected 'pc'"):
+        amct_variant("amct-full-pc")
     with pytest.raises(ValueError, match=r"amct-dmq0.9: DMQ migration strength 0.9 is outside AMCT's range \(0.2, 0.8\)"):
         amct_variant("amct-dmq0.9")
     with pytest.raises(ValueError, match=r"amct-ada-dmq: unexpected 'dmq'; expected amct-\[ifmr\|hfmg\]"):
