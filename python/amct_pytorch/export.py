@@ -288,6 +288,11 @@ def _quiet_loggers():
             lg.setLevel(level)
 
 
+# The module settings the core's checks read, with their types in torch.nn.
+_MODULE_SETTINGS = {"padding_mode": (str,), "affine": (bool,), "track_running_stats": (bool,), "num_layers": (int,),
+                    "bidirectional": (bool,), "dropout": (int, float), "proj_size": (int,)}
+
+
 def describe_modules(model):
     """JSON list of named_modules() with the attributes the core's checks need."""
     items = []
@@ -306,10 +311,13 @@ def describe_modules(model):
             # subclass of a quantizable class is reported, not silently skipped.
             "torch_bases": [c.__name__ for c in type(module).__mro__[1:] if c.__module__.startswith("torch.nn.")],
         }
-        for attr in ("padding_mode", "affine", "track_running_stats", "num_layers", "bidirectional", "dropout",
-                     "proj_size"):
-            if hasattr(module, attr):
-                item[attr] = getattr(module, attr)
+        for attr, kinds in _MODULE_SETTINGS.items():
+            value = getattr(module, attr, None)
+            # Only values of the type torch's own classes give them: any
+            # module may use these names for something else (a BERT layer's
+            # `dropout` is a Dropout module).
+            if isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool)):
+                item[attr] = value
         if hasattr(module, "dilation"):
             dilation = module.dilation
             item["dilation"] = list(dilation) if isinstance(dilation, (tuple, list)) else [dilation]

@@ -54,7 +54,8 @@ class DenseNet(nn.Module):
 
 class TransformerWithFunctionalLinear(nn.Module):
     """nn.MultiheadAttention plus a Swin-style attention that calls F.linear
-    with module weights."""
+    with module weights; its `dropout` is a Dropout module, as in BERT (a name
+    that nn.LSTM/GRU give a float)."""
 
     def __init__(self, dim=16):
         super().__init__()
@@ -64,9 +65,10 @@ class TransformerWithFunctionalLinear(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.fc1 = nn.Linear(dim, 2 * dim)
         self.fc2 = nn.Linear(2 * dim, dim)
+        self.dropout = nn.Dropout(0.1)
 
     def forward(self, x):
-        x = x + self.mha(x, x, x, need_weights=False)[0]
+        x = x + self.dropout(self.mha(x, x, x, need_weights=False)[0])
         q, k, v = nn.functional.linear(self.norm(x), self.qkv.weight, self.qkv.bias).chunk(3, dim=-1)
         attention = torch.softmax(q @ k.transpose(1, 2) / 4.0, dim=-1)
         x = x + nn.functional.linear(attention @ v, self.proj.weight, self.proj.bias)
