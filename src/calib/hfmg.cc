@@ -246,11 +246,12 @@ double HfmgMoments::candidate_loss(double bin_width, HfmgCandidate candidate, in
   const auto left = static_cast<double>(g.left);
   const auto last_bin = static_cast<double>(bins);
   // ∫ over [from, to] (source-bin units) of bin i's density times (x - centre)².
+  const double third_over_w = 1.0 / (3.0 * w);
   auto partial = [&](int64_t i, double from, double to, double centre) {
     const auto count = static_cast<double>(counts_[static_cast<size_t>(i)]);
     const double a = (from - left) * w - centre;
     const double e = (to - left) * w - centre;
-    return count / w * (e * e * e - a * a * a) / 3.0;
+    return count * third_over_w * (e * e * e - a * a * a);
   };
   double loss = 0.0;
   for (int64_t j = 0; j < dst_bins; ++j) {
@@ -258,9 +259,14 @@ double HfmgMoments::candidate_loss(double bin_width, HfmgCandidate candidate, in
     const double to = j == dst_bins - 1 ? INFINITY : left + static_cast<double>(j + 1) * ratio;
     if (to <= 0.0 || from >= last_bin) continue;
     const double centre = static_cast<double>(j) * dst_width + half;
-    // Whole source bins [whole_begin, whole_end).
-    const auto whole_begin = static_cast<int64_t>(std::clamp(std::ceil(from), 0.0, last_bin));
-    const auto whole_end = static_cast<int64_t>(std::clamp(std::floor(to), 0.0, last_bin));
+    // Whole source bins [whole_begin, whole_end): ceil and floor of the
+    // clamped, non-negative ends by truncation (std::ceil/floor are library
+    // calls without SSE4.1, and this is the loop's hot path).
+    const double from_clamped = std::clamp(from, 0.0, last_bin);
+    const double to_clamped = std::clamp(to, 0.0, last_bin);
+    auto whole_begin = static_cast<int64_t>(from_clamped);
+    if (static_cast<double>(whole_begin) < from_clamped) ++whole_begin;
+    const auto whole_end = static_cast<int64_t>(to_clamped);
     if (whole_begin > whole_end) {  // inside one source bin
       loss += partial(whole_end, from, to, centre);
       continue;
