@@ -175,25 +175,13 @@ DestinationGrid destination_grid(double bin_width, HfmgCandidate candidate, int 
   return g;
 }
 
-// The destination bins, clamped to the grid, of source bin i's two ends.
-struct DestinationSpan {
-  float first;
-  float last;
-};
-
-DestinationSpan destination_span(const DestinationGrid& g, int64_t i) {
-  const float begin = static_cast<float>(i - g.left) * g.width;
-  const float end = begin + g.width;
-  return {std::clamp(std::floor(begin / g.dst_width), 0.0f, g.last_dst),
-          std::clamp(std::floor(end / g.dst_width), 0.0f, g.last_dst)};
-}
-
 // Source bin i's share of the loss, in float32 as the reference computes it.
 float source_bin_loss(const DestinationGrid& g, int64_t i, int64_t count) {
   const float density = static_cast<float>(count) / g.width;
   const float begin = static_cast<float>(i - g.left) * g.width;
   const float end = begin + g.width;
-  const auto [dst_begin, dst_end] = destination_span(g, i);
+  const float dst_begin = std::clamp(std::floor(begin / g.dst_width), 0.0f, g.last_dst);
+  const float dst_end = std::clamp(std::floor(end / g.dst_width), 0.0f, g.last_dst);
   const float center = dst_begin * g.dst_width + g.half;
   if (dst_begin == dst_end) return uniform_norm(density, begin - center, end - center);
   return uniform_norm(density, begin - center, g.half) +
@@ -206,7 +194,8 @@ float source_bin_loss(const DestinationGrid& g, int64_t i, int64_t count) {
 // integral (in double); the reference's float32 terms round begin - center,
 // which cancels up to 12 bits for source bins 4096 widths from the candidate's
 // start, so its sum can drift by up to ~3e-3 in the worst alignment of those
-// errors (1e-4 measured). On real histograms 1-8 candidates fall inside 1%.
+// errors (1e-4 measured). On Gaussian, ReLU, Laplace and uniform histograms
+// of 4096 bins, 1 to 8 of up to 3071 candidates fall inside 1%.
 constexpr double kRecheckMargin = 1e-2;
 
 }  // namespace
