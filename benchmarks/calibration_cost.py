@@ -10,7 +10,11 @@ it reports wall times and peak RSS. Ratios are printed side by side from the sam
 since absolute times on shared machines are noisy.
 
     python benchmarks/calibration_cost.py [--batches 1 8 32] [--algo ifmr|hfmg] [--model sixconv|effnet]
-        [--builds before=/path/to/old/site-packages after=/path/to/new/site-packages]
+        [--builds before=/path/to/old/site-packages after=/path/to/new/site-packages] [--threads N]
+
+The calib/float CPU column divides process CPU times instead of wall times.
+With --threads 1 it stays meaningful on a loaded machine, where wall times of
+torch's 2-thread forwards (whose OpenMP workers spin at barriers) are not.
 
 --builds runs each child once per build (its directory first on PYTHONPATH),
 alternating builds batch count by batch count, so that before/after ratios
@@ -100,23 +104,27 @@ def measure(batch_num, algo, model_name):
     # handing activations to the calibrator.
     folded = fuse(model)
     float_s = folded_s = calib_s = 0.0
+    float_cpu_s = calib_cpu_s = 0.0
     with torch.no_grad():
         folded(first)
         for b in batches():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             model(b)
-            t1 = time.perf_counter()
+            c1, t1 = time.process_time(), time.perf_counter()
             folded(b)
-            t2 = time.perf_counter()
+            c2, t2 = time.process_time(), time.perf_counter()
             calib(b)
-            t3 = time.perf_counter()
+            c3, t3 = time.process_time(), time.perf_counter()
             float_s += t1 - t0
             folded_s += t2 - t1
             calib_s += t3 - t2
+            float_cpu_s += c1 - c0
+            calib_cpu_s += c3 - c2
     start = time.perf_counter()
     amct.save_model(os.path.join(work, "m.onnx"), os.path.join(work, "r.txt"), os.path.join(work, "out", "m"))
     save_s = time.perf_counter() - start
-    return {"batch_num": batch_num, "float_s": float_s, "folded_s": folded_s, "calib_s": calib_s, "setup_s": setup_s, "save_s": save_s,
+    return {"batch_num": batch_num, "float_s": float_s, "folded_s": folded_s, "calib_s": calib_s,
+            "float_cpu_s": float_cpu_s, "calib_cpu_s": calib_cpu_s, "setup_s": setup_s, "save_s": save_s,
             "rss_before_mb": base_rss, "peak_rss_mb": rss_mb()}
 
 
@@ -126,9 +134,10 @@ def main():
     parser.add_argument("--algo", choices=["ifmr", "hfmg"], default="ifmr")
     parser.add_argument("--model", choices=["sixconv", "effnet"], default="sixconv")
     parser.add_argument("--builds", nargs="+", default=[], metavar="NAME=PATH")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     if args.child:
         print(json.dumps(measure(args.child, args.algo, args.model)))
         return
@@ -140,16 +149,16 @@ def main():
             if path:
                 env["PYTHONPATH"] = os.pathsep.join([path] + [p for p in [env.get("PYTHONPATH")] if p])
             out = subprocess.run([sys.executable, __file__, "--child", str(n), "--algo", args.algo, "--model",
-                                  args.model], check=True, capture_output=True, text=True, env=env).stdout
+                                  args.model, "--threads", str(args.threads)], check=True, capture_output=True, text=True, env=env).stdout
             rows.append(dict(json.loads(out.strip().splitlines()[-1]), build=name))
     title = "6-conv CNN" if args.model == "sixconv" else "EfficientNet-Lite0"
     print(f"amct calibration ({args.algo}), {title}, batches {'x'.join(map(str, workload_shape(args.model)))}, "
           f"{torch.get_num_threads()} threads")
     print(f"{'build':>8} {'batch_num':>9} {'float fwd s':>11} {'BN-folded s':>11} {'calib fwd s':>11} {'calib/float':>11} "
-          f"{'calib/folded':>12} {'setup s':>8} {'save s':>7} {'peak RSS MB':>11}")
+          f"{'calib/folded':>12} {'calib/float CPU':>15} {'setup s':>8} {'save s':>7} {'peak RSS MB':>11}")
     for r in rows:
         print(f"{r['build']:>8} {r['batch_num']:>9} {r['float_s']:>11.3f} {r['folded_s']:>11.3f} {r['calib_s']:>11.3f} "
-              f"{r['calib_s'] / r['float_s']:>11.2f} {r['calib_s'] / r['folded_s']:>12.2f} "
+              f"{r['calib_s'] / r['float_s']:>11.2f} {r['calib_s'] / r['folded_s']:>12.2f} {r['calib_cpu_s'] / r['float_cpu_s']:>15.2f} "
               f"{r['setup_s']:>8.2f} {r['save_s']:>7.2f} {r['peak_rss_mb']:>11.0f}")
 
 

@@ -35,6 +35,14 @@ void ExtremeValues::observe(std::span<const float> values) {
   seen_ += static_cast<int64_t>(values.size());
 }
 
+void ExtremeValues::observe(std::span<const float> values, std::span<const float> chunk_extremes, size_t chunk) {
+  for (size_t c = 0, start = 0; start < values.size(); ++c, start += chunk) {
+    const bool hit = largest_ ? chunk_extremes[c] > threshold_ : chunk_extremes[c] < threshold_;
+    if (hit) observe_chunk(values.data() + start, std::min(chunk, values.size() - start));
+  }
+  seen_ += static_cast<int64_t>(values.size());
+}
+
 void ExtremeValues::observe_chunk(const float* values, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     const float x = values[i];

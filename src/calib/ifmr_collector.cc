@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string>
 
-#include "amct/calib/value_range.h"
+#include "amct/calib/batch_scan.h"
 #include "amct/error.h"
 
 namespace amct {
@@ -25,13 +25,9 @@ double excess_above(double count, double position_sum, double phi) {
   return count * (rest * rest / 2.0 + slope * ((phi - 0.5) * rest * rest / 2.0 + rest * rest * rest / 3.0));
 }
 
-// Branch-free so that it vectorizes: after a ReLU about half the values are
-// zeros, which a branch would mispredict.
-__attribute__((target_clones("avx2", "default"))) int64_t count_zeros(const float* values, size_t n) {
-  int64_t zeros = 0;
-  for (size_t i = 0; i < n; ++i) zeros += values[i] == 0.0f ? 1 : 0;
-  return zeros;
-}
+// A chunk of 256 values (1 KiB) is read again by ExtremeValues only when it
+// holds a value beyond the kept threshold, which after the first batches is rare.
+constexpr size_t kScanChunk = 256;
 
 // The rank-th value counted from the top (or bottom) of the histogram,
 // assuming the values of the bin it falls in are evenly spread.
@@ -105,7 +101,12 @@ IfmrCollector::IfmrCollector(const ActivationQuantParams& params, int64_t batch_
 
 void IfmrCollector::observe(std::span<const float> batch) {
   if (batch.empty()) return;
-  const ValueRange range = scan_value_range(batch);
+  // Per calling thread, not per collector: the chunk extremes are needed only
+  // during this call, and a layer's worth of them would add to every
+  // collector's state.
+  thread_local BatchScan scan;
+  scan_batch(batch, kScanChunk, scan);
+  const ValueRange& range = scan.range;
   if (!range.finite) fail(ErrorCode::kRuntime, "activation contains inf or nan");
   if (seen_ == 0) {
     // The percentile ranks depend on the total count, known only as
@@ -122,9 +123,9 @@ void IfmrCollector::observe(std::span<const float> batch) {
   max_ = seen_ == 0 ? range.max : std::max(max_, range.max);
   histogram_.add(batch, range.min, range.max);
   distinct_.observe(batch);
-  largest_->observe(batch);
-  smallest_->observe(batch);
-  zeros_ += count_zeros(batch.data(), batch.size());
+  largest_->observe(batch, scan.chunk_max, kScanChunk);
+  smallest_->observe(batch, scan.chunk_min, kScanChunk);
+  zeros_ += scan.zeros;
   seen_ += static_cast<int64_t>(batch.size());
 }
 

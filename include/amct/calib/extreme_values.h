@@ -16,6 +16,10 @@ class ExtremeValues {
   ExtremeValues(int64_t k, bool largest);
 
   void observe(std::span<const float> values);
+  // observe() given each `chunk`-value chunk's most extreme value (its max
+  // when tracking the largest, else its min), as scan_batch computes them:
+  // chunks with nothing beyond the threshold are then not read at all.
+  void observe(std::span<const float> values, std::span<const float> chunk_extremes, size_t chunk);
 
   // Whether the rank-th most extreme value (1-based) is known exactly.
   bool holds(int64_t rank) const;

@@ -125,6 +125,106 @@ TEST(Hfmg, CandidateLossByHand) {
   EXPECT_EQ(hfmg_candidate_loss(counts, 1e-9, {0, 3}, 2), 0.0f);
 }
 
+// Histograms the moment-based loss must agree on: smooth bodies, outliers far
+// outside every candidate (clamped into the outer destination bins), spikes,
+// sparse bins, counts large enough that i²·count passes int64, bin counts that
+// are not powers of two, and destination bins narrower than source bins.
+struct LossCase {
+  std::string name;
+  std::vector<int64_t> counts;
+  int num_bits;
+};
+
+std::vector<LossCase> loss_cases() {
+  std::vector<LossCase> cases;
+  std::mt19937 rng(21);
+  auto histogram = [&](size_t bins, float sigma, int64_t total) {
+    std::vector<int64_t> counts(bins, 0);
+    std::normal_distribution<double> normal(static_cast<double>(bins) / 2.0, sigma);
+    for (int64_t k = 0; k < total; ++k) {
+      const auto at = static_cast<int64_t>(normal(rng));
+      if (at >= 0 && at < static_cast<int64_t>(bins)) ++counts[static_cast<size_t>(at)];
+    }
+    return counts;
+  };
+  cases.push_back({"gaussian", histogram(4096, 300.0f, 200000), 8});
+  std::vector<int64_t> tails = histogram(4096, 40.0f, 300000);
+  tails[0] = 3;
+  tails[4095] = 1;
+  tails[17] = 2;
+  cases.push_back({"far outliers", tails, 8});
+  std::vector<int64_t> relu = histogram(4096, 900.0f, 500000);
+  std::fill(relu.begin(), relu.begin() + 2048, 0);
+  relu[2048] = 4000000;  // the zeros after a ReLU
+  cases.push_back({"relu spike", relu, 8});
+  std::vector<int64_t> sparse(4096, 0);
+  std::uniform_int_distribution<int> bin(0, 4095);
+  for (int k = 0; k < 300; ++k) sparse[static_cast<size_t>(bin(rng))] += 1 + k % 3;
+  cases.push_back({"sparse", sparse, 8});
+  std::vector<int64_t> huge = histogram(4096, 500.0f, 100000);
+  for (int64_t& c : huge) c *= int64_t{1} << 40;
+  cases.push_back({"counts past exact double moments", huge, 8});
+  cases.push_back({"1000 bins, 4 bits", histogram(1000, 120.0f, 100000), 4});
+  cases.push_back({"4096 bins, 16 bits", histogram(4096, 700.0f, 100000), 16});
+  std::vector<int64_t> flat(4096, 25);
+  cases.push_back({"flat", flat, 8});
+  return cases;
+}
+
+TEST(Hfmg, MomentLossMatchesBinByBinLoss) {
+  for (const LossCase& c : loss_cases()) {
+    const HfmgMoments moments(c.counts);
+    std::vector<HfmgCandidate> candidates = hfmg_search_range(c.counts);
+    candidates.push_back({0, static_cast<int64_t>(c.counts.size()) - 1});
+    for (const double bin_width : {1e-3, 0.37, 5.0}) {
+      double worst = 0.0;
+      for (const HfmgCandidate& candidate : candidates) {
+        const double fast = moments.candidate_loss(bin_width, candidate, c.num_bits);
+        const double plain = hfmg_candidate_loss(c.counts, bin_width, candidate, c.num_bits);
+        worst = std::max(worst, std::fabs(fast - plain) / plain);
+      }
+      // The reference's float32 rounding, well inside hfmg_best_candidate's
+      // recheck margin of 1e-2.
+      EXPECT_LT(worst, 3e-4) << c.name << ", bin width " << bin_width;
+    }
+  }
+  const std::vector<int64_t> counts = {2, 0, 0, 0};
+  EXPECT_DOUBLE_EQ(HfmgMoments(counts).candidate_loss(1.0, {1, 2}, 2), 2.0 * (1.953125 - 0.015625) / 3.0);
+  EXPECT_EQ(HfmgMoments(counts).candidate_loss(1e-9, {0, 3}, 2), 0.0);
+}
+
+TEST(Hfmg, BestCandidateMatchesReference) {
+  std::vector<LossCase> cases = loss_cases();
+  // Exact ties: a histogram symmetric about its centre makes trimming either
+  // end cost the same; the reference keeps the first such candidate.
+  std::vector<int64_t> symmetric(4096, 0);
+  for (size_t i = 0; i < 2048; ++i) symmetric[i] = symmetric[4095 - i] = static_cast<int64_t>(i % 7 + (i > 1500 ? 90 : 1));
+  cases.push_back({"symmetric", symmetric, 8});
+  std::mt19937 rng(5);
+  for (int k = 0; k < 20; ++k) {
+    std::vector<int64_t> counts(4096, 0);
+    std::lognormal_distribution<double> spread(0.0, 1.5);
+    const double sigma = 50.0 + 400.0 * static_cast<double>(k) / 20.0;
+    std::normal_distribution<double> normal(2048.0 + 30.0 * k, sigma);
+    for (int v = 0; v < 100000; ++v) {
+      const double x = normal(rng) * (v % 97 == 0 ? spread(rng) : 1.0);
+      const auto at = std::clamp<int64_t>(static_cast<int64_t>(x), 0, 4095);
+      ++counts[static_cast<size_t>(at)];
+    }
+    cases.push_back({"random " + std::to_string(k), counts, 8});
+  }
+  for (const LossCase& c : cases) {
+    const std::vector<HfmgCandidate> candidates = hfmg_search_range(c.counts);
+    if (candidates.empty()) continue;
+    for (const double bin_width : {1e-3, 0.37}) {
+      const HfmgCandidate fast = hfmg_best_candidate(c.counts, bin_width, candidates, c.num_bits);
+      const HfmgCandidate plain = hfmg_best_candidate_reference(c.counts, bin_width, candidates, c.num_bits);
+      EXPECT_EQ(fast.left, plain.left) << c.name;
+      EXPECT_EQ(fast.right, plain.right) << c.name;
+    }
+  }
+}
+
 TEST(Hfmg, UniformDataKeepsItsRange) {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> uniform(-1.0f, 3.0f);
