@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 
 #include "amct/calib/ada_matmul.h"
+#include "amct/calib/parallel_slices.h"
 #include "amct/error.h"
 
 namespace amct {
@@ -15,6 +18,10 @@ namespace {
 // h(alpha) = clamp(sigmoid(alpha) * (zeta - gamma) + gamma, 0, 1).
 constexpr double kZeta = 1.1;
 constexpr double kGamma = -0.1;
+constexpr auto kStretch = static_cast<float>(kZeta - kGamma);
+constexpr auto kLow = static_cast<float>(kGamma);
+// Per-weight passes over fewer values than this stay on one thread.
+constexpr size_t kMinThreadedWeights = size_t{1} << 16;
 // The targets of all samples are kept; beyond this many floats only the
 // first samples are used.
 constexpr int64_t kMaxTargetValues = int64_t{1} << 26;
@@ -342,6 +349,14 @@ void layer_output(std::span<const float> weight, std::span<const float> bias, co
   }
 }
 
+// fn(begin, end) over [0, n), split over the hardware threads when n is large.
+void for_each_slice(size_t n, const std::function<void(size_t, size_t)>& fn) {
+  const size_t hardware = std::max(1u, std::thread::hardware_concurrency());
+  const size_t slices = n < kMinThreadedWeights ? 1 : std::min({hardware, n / (kMinThreadedWeights / 2), kMaxSlices});
+  if (slices <= 1) return fn(0, n);
+  run_slices(n, slices, 1, [&](size_t, size_t begin, size_t end) { fn(begin, end); });
+}
+
 // The learnt rounding is hard: up where h(alpha) >= 0.5, i.e. alpha >= 0.
 std::vector<int32_t> round_hard(const std::vector<float>& base, const std::vector<float>& alpha, float lo, float hi) {
   std::vector<int32_t> integers(base.size());
@@ -542,9 +557,9 @@ std::vector<int32_t> adaround(std::span<const float> weight, const ChannelMap& c
   std::mt19937_64 rng(settings.seed);
   std::vector<int64_t> order(static_cast<size_t>(samples));
   std::iota(order.begin(), order.end(), 0);
-  std::vector<float> soft(n), grad(n), m(n, 0.0f), v(n, 0.0f);
+  std::vector<float> soft(n), sig(n), grad(n), m(n, 0.0f), v(n, 0.0f);
   const double warm = settings.warm_start * static_cast<double>(settings.num_iteration);
-  constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
+  constexpr float kBeta1 = 0.9f, kBeta2 = 0.999f, kEps = 1e-8f;
   for (int64_t iter = 0; iter < settings.num_iteration; ++iter) {
     // batch_size distinct random samples (partial Fisher-Yates).
     for (int64_t k = 0; k < batch_size; ++k) {
@@ -552,11 +567,15 @@ std::vector<int32_t> adaround(std::span<const float> weight, const ChannelMap& c
       std::swap(order[static_cast<size_t>(k)], order[static_cast<size_t>(pick(rng))]);
     }
     const std::span<const int64_t> batch(order.data(), static_cast<size_t>(batch_size));
-    for (size_t i = 0; i < n; ++i) {
-      const double sig = 1.0 / (1.0 + std::exp(-static_cast<double>(alpha[i])));
-      const float h = std::clamp(static_cast<float>(sig * (kZeta - kGamma) + kGamma), 0.0f, 1.0f);
-      soft[i] = std::clamp(base[i] + h, lo, hi) * step[i];
-    }
+    // The per-weight passes cost as much as the products on a big layer:
+    // float math, the sigmoid computed once, slices over threads.
+    for_each_slice(n, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) {
+        sig[i] = 1.0f / (1.0f + std::exp(-alpha[i]));
+        const float h = std::clamp(sig[i] * kStretch + kLow, 0.0f, 1.0f);
+        soft[i] = std::clamp(base[i] + h, lo, hi) * step[i];
+      }
+    });
     loss_gradient->compute(soft, batch, rng, grad);
 
     const bool regularize = static_cast<double>(iter) >= warm;
@@ -564,27 +583,30 @@ std::vector<int32_t> adaround(std::span<const float> weight, const ChannelMap& c
         settings.beta_end + 0.5 * (settings.beta_start - settings.beta_end) *
                                 (1.0 + std::cos(M_PI * (static_cast<double>(iter) - warm) /
                                                 (static_cast<double>(settings.num_iteration) - warm)));
-    const double c1 = 1.0 - std::pow(kBeta1, static_cast<double>(iter + 1));
-    const double c2 = 1.0 - std::pow(kBeta2, static_cast<double>(iter + 1));
-    for (size_t i = 0; i < n; ++i) {
-      const double sig = 1.0 / (1.0 + std::exp(-static_cast<double>(alpha[i])));
-      const double raw = sig * (kZeta - kGamma) + kGamma;
-      if (raw <= 0.0 || raw >= 1.0) {
-        grad[i] = 0.0f;  // the clamp of h stops the gradient
-      } else {
-        const float q = base[i] + static_cast<float>(raw);
-        // The clamp to the integer range passes the gradient only inside.
-        double dh = (q >= lo && q <= hi) ? static_cast<double>(grad[i]) * step[i] : 0.0;
-        if (regularize) {
-          const double u = 2.0 * raw - 1.0;
-          dh -= settings.reg_param * 2.0 * beta * std::pow(std::fabs(u), beta - 1.0) * (u > 0 ? 1.0 : (u < 0 ? -1.0 : 0.0));
+    const auto c1 = static_cast<float>(1.0 - std::pow(kBeta1, static_cast<double>(iter + 1)));
+    const auto c2 = static_cast<float>(1.0 - std::pow(kBeta2, static_cast<double>(iter + 1)));
+    const auto reg = static_cast<float>(settings.reg_param * 2.0 * beta);
+    const auto power = static_cast<float>(beta - 1.0);
+    const auto lr = static_cast<float>(settings.learning_rate);
+    for_each_slice(n, [&](size_t begin, size_t end) {
+      for (size_t i = begin; i < end; ++i) {
+        const float raw = sig[i] * kStretch + kLow;
+        float g = 0.0f;  // the clamp of h stops the gradient
+        if (raw > 0.0f && raw < 1.0f) {
+          const float q = base[i] + raw;
+          // The clamp to the integer range passes the gradient only inside.
+          float dh = (q >= lo && q <= hi) ? grad[i] * step[i] : 0.0f;
+          if (regularize) {
+            const float u = 2.0f * raw - 1.0f;
+            dh -= reg * std::pow(std::fabs(u), power) * (u > 0.0f ? 1.0f : (u < 0.0f ? -1.0f : 0.0f));
+          }
+          g = dh * kStretch * sig[i] * (1.0f - sig[i]);
         }
-        grad[i] = static_cast<float>(dh * (kZeta - kGamma) * sig * (1.0 - sig));
+        m[i] = kBeta1 * m[i] + (1.0f - kBeta1) * g;
+        v[i] = kBeta2 * v[i] + (1.0f - kBeta2) * g * g;
+        alpha[i] -= lr * (m[i] / c1) / (std::sqrt(v[i] / c2) + kEps);
       }
-      m[i] = static_cast<float>(kBeta1 * m[i] + (1.0 - kBeta1) * grad[i]);
-      v[i] = static_cast<float>(kBeta2 * v[i] + (1.0 - kBeta2) * grad[i] * grad[i]);
-      alpha[i] -= static_cast<float>(settings.learning_rate * (m[i] / c1) / (std::sqrt(v[i] / c2) + kEps));
-    }
+    });
   }
 
   return round_hard(base, alpha, lo, hi);
