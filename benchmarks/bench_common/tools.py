@@ -46,13 +46,15 @@ def amct_variant(tool):
     algorithm (ifmr, the default, or hfmg), "-pc" for per-channel Linear
     weights (linear_channel_wise, beyond AMCT), "-full" for the full-INT8 QDQ
     model (quantize_model(full_int8_qdq=True), beyond AMCT), "-dmq" with an
-    optional migration strength (dmq0.3; 0.5 when absent) and "-ada" with an
-    optional iteration count (ada200), in this order: amct-hfmg-pc-full-dmq0.3-ada. None for
+    optional migration strength (dmq0.3; 0.5 when absent), "-ada" with an
+    optional iteration count (ada200) and "-arqinit" for AdaRound starting
+    from ARQ's scale (init_scale "arq", beyond AMCT), in this order:
+    amct-hfmg-pc-full-dmq0.3-ada-arqinit. None for
     other tools and amct-auto; ValueError for a malformed amct name."""
     if not tool.startswith("amct-") or tool == "amct-auto":
         return None
     parts = tool.split("-")[1:]
-    variant = {"act": "ifmr", "pc": False, "full": False, "dmq": None, "ada": None}
+    variant = {"act": "ifmr", "pc": False, "full": False, "dmq": None, "ada": None, "arqinit": False}
     if parts and parts[0] in ("ifmr", "hfmg"):
         variant["act"] = parts.pop(0)
     if parts and parts[0] == "pc":
@@ -66,9 +68,11 @@ def amct_variant(tool):
         variant["dmq"] = strength
     if parts and parts[0].startswith("ada"):
         variant["ada"] = int(parts.pop(0)[3:] or ADA_PARAMS["num_iteration"])
+        if parts and parts[0] == "arqinit":
+            variant["arqinit"] = bool(parts.pop(0))
     if parts:
-        raise ValueError(f"{tool}: unexpected '{'-'.join(parts)}'; "
-                         "expected amct-[ifmr|hfmg][-pc][-full][-dmq[S]][-ada[N]]")
+        raise ValueError(f"{tool}: unexpected '{'-'.join(parts)}'; expected "
+                         "amct-[ifmr|hfmg][-pc][-full][-dmq[S]][-ada[N][-arqinit]]")
     return variant
 
 
@@ -85,6 +89,8 @@ def tool_label(tool):
         label += f" + DMQ {variant['dmq']:g}"
     if variant["ada"] is not None:
         label += " + AdaRound" + ("" if variant["ada"] == ADA_PARAMS["num_iteration"] else f" ({variant['ada']} it.)")
+        if variant["arqinit"]:
+            label += ", ARQ initial scale"
     return label
 
 
@@ -98,7 +104,7 @@ def check_tool(tool):
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
     raise argparse.ArgumentTypeError(f"unknown tool {tool!r}; expected one of {TOOLS} or an amct variant "
-                                     "amct-[ifmr|hfmg][-pc][-full][-dmq[S]][-ada[N]]")
+                                     "amct-[ifmr|hfmg][-pc][-full][-dmq[S]][-ada[N][-arqinit]]")
 
 
 @contextlib.contextmanager
@@ -156,6 +162,8 @@ def _amct(model, batches, workload, work, variant):
             # channel_wise stays as create_quant_config wrote it (Linear: per tensor).
             value["weight_quant_params"] = dict(ADA_PARAMS, num_iteration=variant["ada"],
                                                 channel_wise=value["weight_quant_params"]["channel_wise"])
+            if variant["arqinit"]:
+                value["weight_quant_params"]["init_scale"] = "arq"
     with open(config, "w") as f:
         json.dump(cfg, f, indent=4)
     if variant["ada"] is not None:

@@ -36,6 +36,10 @@ struct WeightQuantParams {
   int64_t num_iteration = 10000;
   double beta_range_start = 20.0;
   double beta_range_end = 2.0;
+  // Beyond AMCT, opt-in: where the rounding starts. "kl" is AMCT's KL search
+  // (it clips up to 7.4% of max|W|, which AdaRound cannot undo); "arq" is
+  // ARQ's max|W| scale (docs/amct-reference.md#ada_quantize).
+  std::string init_scale = "kl";
 };
 
 struct LayerQuantConfig {

@@ -59,6 +59,7 @@ Json weight_to_json(const WeightQuantParams& wts) {
     out["warm_start"] = wts.warm_start;
     out["num_iteration"] = wts.num_iteration;
     out["beta_range"] = Json::array({wts.beta_range_start, wts.beta_range_end});
+    if (wts.init_scale != "kl") out["init_scale"] = wts.init_scale;  // AMCT's configs never hold it
   }
   out["channel_wise"] = wts.channel_wise;
   out["wts_algo"] = wts.wts_algo;
@@ -203,6 +204,8 @@ void read_weight(const Json& params, WeightQuantParams& wts, bool& channel_wise_
       wts.num_iteration = read_int(key, value);
     } else if (ada && key == "beta_range") {
       std::tie(wts.beta_range_start, wts.beta_range_end) = read_pair(key, value);
+    } else if (ada && key == "init_scale") {
+      wts.init_scale = read_string(key, value);
     } else {
       invalid(shorten_for_message(key) + " is not valid param of quantize " + wts.wts_algo);
     }

@@ -144,6 +144,8 @@ void check_weight(const WeightQuantParams& wts, const std::string& layer_type, b
     if (!(wts.beta_range_start > wts.beta_range_end))
       invalid("beta_range[0] (start) must be larger than beta_range[1] (end)");
     if (!(wts.beta_range_end > 0)) invalid("beta_range[1] (end) must be larger than 0");
+    if (wts.init_scale != "kl" && wts.init_scale != "arq")
+      invalid("init_scale must be \"kl\" (AMCT's) or \"arq\", but is \"" + shorten_for_message(wts.init_scale) + "\"");
   } else if (wts.wts_algo != "arq_quantize") {
     invalid("wts_algo must be arq_quantize or ada_quantize, but is \"" + shorten_for_message(wts.wts_algo) + "\"");
   }

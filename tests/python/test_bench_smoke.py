@@ -95,12 +95,14 @@ def test_partial_results_get_their_own_files(tmp_path):
 def test_amct_tool_names():
     from bench_common.tools import amct_variant, check_tool, tool_label
 
-    assert amct_variant("amct-dmq") == {"act": "ifmr", "pc": False, "full": False, "dmq": 0.5, "ada": None}
-    assert amct_variant("amct-hfmg-dmq0.3-ada200") == {"act": "hfmg", "pc": False, "full": False, "dmq": 0.3,
-                                                       "ada": 200}
-    assert amct_variant("amct-ada") == {"act": "ifmr", "pc": False, "full": False, "dmq": None, "ada": 1000}
-    assert amct_variant("amct-hfmg-pc") == {"act": "hfmg", "pc": True, "full": False, "dmq": None, "ada": None}
-    assert amct_variant("amct-hfmg-pc-full") == {"act": "hfmg", "pc": True, "full": True, "dmq": None, "ada": None}
+    plain = {"act": "ifmr", "pc": False, "full": False, "dmq": None, "ada": None, "arqinit": False}
+    assert amct_variant("amct-dmq") == dict(plain, dmq=0.5)
+    assert amct_variant("amct-hfmg-dmq0.3-ada200") == dict(plain, act="hfmg", dmq=0.3, ada=200)
+    assert amct_variant("amct-ada") == dict(plain, ada=1000)
+    assert amct_variant("amct-hfmg-pc") == dict(plain, act="hfmg", pc=True)
+    assert amct_variant("amct-hfmg-pc-full") == dict(plain, act="hfmg", pc=True, full=True)
+    assert amct_variant("amct-hfmg-ada-arqinit") == dict(plain, act="hfmg", ada=1000, arqinit=True)
+    assert tool_label("amct-hfmg-ada20-arqinit") == "amct HFMG + AdaRound (20 it.), ARQ initial scale"
     assert amct_variant("amct-auto") is None and amct_variant("ort-minmax") is None
     assert tool_label("amct-hfmg-dmq0.3-ada200") == "amct HFMG + DMQ 0.3 + AdaRound (200 it.)"
     assert tool_label("amct-ada") == "amct IFMR + AdaRound"
@@ -112,6 +114,8 @@ def test_amct_tool_names():
         amct_variant("amct-dmq0.9")
     with pytest.raises(ValueError, match=r"amct-ada-dmq: unexpected 'dmq'; expected amct-\[ifmr\|hfmg\]"):
         amct_variant("amct-ada-dmq")
+    with pytest.raises(ValueError, match=r"amct-arqinit: unexpected 'arqinit'; expected amct-\[ifmr\|hfmg\]"):
+        amct_variant("amct-arqinit")
     with pytest.raises(argparse.ArgumentTypeError, match="unknown tool 'ort-foo'"):
         check_tool("ort-foo")
 

@@ -62,10 +62,25 @@ class AdaLayerOp {
   virtual void backward(std::span<const float> grad_out, std::span<const int64_t> batch,
                         std::span<float> grad_weight) const = 0;
 
+  // The op as one matrix product per group, which lets adaround() work on a
+  // sample of output values: output channel c (of group c / (output_channels
+  // / groups)) at (sample, position) is the sum over r < rows of
+  // weight[weight_index[c * rows + r]] * column(sample, position)[group * rows + r].
+  // An op with an empty weight_index offers no columns; adaround() then uses
+  // forward/backward on whole samples.
+  int64_t groups() const { return groups_; }
+  int64_t rows() const { return rows_; }
+  std::span<const int64_t> weight_index() const { return weight_index_; }
+  // Writes groups * rows values to dst.
+  virtual void column(int64_t sample, int64_t position, float* dst) const;
+
  protected:
   int64_t samples_ = 0;
   int64_t output_channels_ = 0;
   int64_t positions_ = 0;
+  int64_t groups_ = 1;
+  int64_t rows_ = 0;
+  std::vector<int64_t> weight_index_;
 };
 
 // The im2col / matrix-product implementation. Throws kInvalidArgument when
@@ -80,6 +95,11 @@ struct AdaRoundSettings {
   double beta_start = 20.0;
   double beta_end = 2.0;
   int64_t batch_size = 32;     // samples per step, drawn at random
+  // Output values (sample, position) per step: drawn at random from the
+  // step's samples when they hold more, so that a step costs the same on a
+  // 112x112 feature map as on a 7x7 one. The sampled loss is an unbiased
+  // estimate of the step's loss. 0: every output value of the step's samples.
+  int64_t columns = 256;
   double learning_rate = 1e-3;  // Adam, torch's defaults
   uint64_t seed = 0;
 };

@@ -201,6 +201,34 @@ TEST(AdaRound, FastOpMatchesDirectDefinition) {
   }
 }
 
+// The columns the sampled loop multiplies (adaround's fast path) give the
+// op's outputs: out[c, p] = sum_r weight[index[c * rows + r]] * column(p)[group * rows + r].
+TEST(AdaRound, ColumnsReproduceTheOutputs) {
+  for (const Case& c : cases()) {
+    SCOPED_TRACE(c.name);
+    const LayerInputs x = inputs_for(c, 13);
+    const auto op = make_ada_layer_op(c.shape, x, "layer");
+    const std::vector<float> w = normal(static_cast<size_t>(numel(c.shape.weight_shape)), 14);
+    const auto index = op->weight_index();
+    ASSERT_EQ(index.size(), w.size());
+    const int64_t rows = op->rows(), per_group = op->output_channels() / op->groups();
+    const std::vector<int64_t> batch = {17};
+    std::vector<float> out;
+    op->forward(w, batch, out);
+    std::vector<float> column(static_cast<size_t>(op->groups() * rows));
+    for (int64_t p = 0; p < op->positions(); ++p) {
+      op->column(17, p, column.data());
+      for (int64_t ch = 0; ch < op->output_channels(); ++ch) {
+        double sum = 0.0;
+        for (int64_t r = 0; r < rows; ++r)
+          sum += w[static_cast<size_t>(index[static_cast<size_t>(ch * rows + r)])] *
+                 column[static_cast<size_t>(ch / per_group * rows + r)];
+        EXPECT_NEAR(sum, out[static_cast<size_t>(ch * op->positions() + p)], 1e-4) << "channel " << ch << " position " << p;
+      }
+    }
+  }
+}
+
 TEST(AdaRound, SameRoundingWithFastAndDirectOps) {
   for (const Case& c : cases()) {
     SCOPED_TRACE(c.name);
@@ -213,6 +241,7 @@ TEST(AdaRound, SameRoundingWithFastAndDirectOps) {
     relu.kind = FollowingActivation::Kind::kRelu;
     AdaRoundSettings settings;
     settings.num_iteration = 200;
+    settings.columns = 0;  // every output value: the same steps as the reference's
     const auto fast = make_ada_layer_op(c.shape, x, "layer");
     const DirectOp direct(c.shape, x);
     const auto a = adaround(w, channels, scale, QuantFormat::signed_bits(8), bias, *fast, relu, settings);

@@ -152,6 +152,21 @@ TEST(ConfigParse, AcceptsEveryFieldAmctDefines) {
                                     "all.json", spec_model()));
 }
 
+// init_scale is beyond AMCT: read when given, written only when not AMCT's
+// "kl", so the configs AMCT's fields describe are written as AMCT writes them.
+TEST(ConfigJson, AdaInitScaleIsWrittenOnlyWhenNotAmcts) {
+  const QuantConfig arq = parse_config_text(
+      R"({"conv1": {"weight_quant_params": {"wts_algo": "ada_quantize", "init_scale": "arq"}}})", "c.json",
+      spec_model());
+  EXPECT_EQ(arq.find_layer("conv1")->weight.init_scale, "arq");
+  EXPECT_NE(config_to_json(arq).find("\"init_scale\""), std::string::npos);
+  const QuantConfig kl = parse_config_text(R"({"conv1": {"weight_quant_params": {"wts_algo": "ada_quantize"}}})",
+                                           "c.json", spec_model());
+  EXPECT_EQ(kl.find_layer("conv1")->weight.init_scale, "kl");
+  EXPECT_EQ(config_to_json(kl).find("init_scale"), std::string::npos);
+  expect_same_config(parse_config_text(config_to_json(arq), "round trip", spec_model()), arq);
+}
+
 TEST(ConfigParse, Conv3dWithoutAsymmetricIsSymmetric) {
   const QuantConfig config = parse_config_text(R"({"conv3d": {"quant_enable": true}})", "c.json", extended_model());
   EXPECT_FALSE(config.find_layer("conv3d")->activation.asymmetric);
@@ -267,6 +282,10 @@ INSTANTIATE_TEST_SUITE_P(
                   "beta_range[0] (start) must be larger than beta_range[1] (end) in layer conv1"},
         BadConfig{R"({"conv1": {"weight_quant_params": {"wts_algo": "ada_quantize", "beta_range": [2, 0]}}})",
                   "beta_range[1] (end) must be larger than 0 in layer conv1"},
+        BadConfig{R"({"conv1": {"weight_quant_params": {"wts_algo": "ada_quantize", "init_scale": "max"}}})",
+                  "init_scale must be \"kl\" (AMCT's) or \"arq\", but is \"max\" in layer conv1"},
+        BadConfig{R"({"conv1": {"weight_quant_params": {"init_scale": "arq"}}})",
+                  "init_scale is not valid param of quantize arq_quantize in weight_quant_params in layer conv1"},
         BadConfig{R"({"pool": {"activation_quant_params": {"num_bits": 16}}})",
                   "current layer pool does not support int16 quant."},
         BadConfig{R"({"fc_nobias": {"activation_quant_params": {"num_bits": 16}}})",

@@ -109,6 +109,7 @@ inline void expect_same_layer(const LayerQuantConfig& a, const LayerQuantConfig&
   EXPECT_EQ(a.weight.num_iteration, b.weight.num_iteration);
   EXPECT_EQ(a.weight.beta_range_start, b.weight.beta_range_start);
   EXPECT_EQ(a.weight.beta_range_end, b.weight.beta_range_end);
+  EXPECT_EQ(a.weight.init_scale, b.weight.init_scale);
 }
 
 inline void expect_same_config(const QuantConfig& a, const QuantConfig& b) {
