@@ -159,6 +159,13 @@ class _AutoCalibration:
             raise AmctValueError(f"{_FUNC}(): layer '{recurrent[0]}' is an LSTM/GRU, which auto calibration does not "
                                  f"support; set its quant_enable to false in config file '{config_file}', or quantize "
                                  "the model with quantize_model")
+        # Both replace the layer's module, so they act only where forward() calls it.
+        uncalled = [layer["name"] for layer in result["layers"] if not layer["module_called"]]
+        if uncalled:
+            raise AmctValueError(f"{_FUNC}(): layer '{uncalled[0]}' is used only through its weight (as in "
+                                 "F.linear(x, module.weight), or MultiheadAttention's out_proj), which auto "
+                                 f"calibration does not support; set its quant_enable to false in config file "
+                                 f"'{config_file}', or quantize the model with quantize_model")
         self.evaluator.calibration(calibration_model)
         calibrator = result["calibrator"]
         if not calibrator.finished:

@@ -147,6 +147,8 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
     // Where calibration reads the layer's input: its module's call, or the op
     // that reads its weight (a subclass's or a functional use's).
     item["observe_at"] = layer.use == amct::LayerUse::kCall ? "module_call" : "weight_op";
+    // false for a layer whose module forward() never calls (F.linear(x, m.weight), out_proj).
+    item["module_called"] = layer.use != amct::LayerUse::kWeightRead;
     item["weight"] =
         layer.weight.empty() ? nb::none() : nb::cast(float_bytes_to_numpy(std::move(layer.weight), layer.weight_shape));
     const int64_t bias_len = static_cast<int64_t>(layer.bias.size());

@@ -533,6 +533,34 @@ def test_recurrent_layers_are_refused_with_the_layer_named(tmp_path):
     assert not [name for name in left if name.endswith(".onnx") or name.startswith("temp")]
 
 
+class FunctionalFc(nn.Module):
+    """fc runs as F.linear(x, self.fc.weight, self.fc.bias): its module is never called."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(16, 8)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(torch.relu(F.linear(x, self.fc.weight, self.fc.bias)))
+
+
+def test_layers_used_only_through_their_weight_are_refused_with_the_layer_named(tmp_path):
+    model = FunctionalFc().eval()
+    config = str(tmp_path / "config.json")
+    amct.create_quant_config(config, model, CALIB_BATCHES[0], batch_num=2)
+    with pytest.raises(amct.AmctValueError, match=r"layer 'fc' is used only through its weight \(as in "
+                                                  r"F.linear\(x, module.weight\), or MultiheadAttention's out_proj\), "
+                                                  r"which auto calibration does not support; set its quant_enable "
+                                                  r"to false in config file"):
+        amct.accuracy_based_auto_calibration(model, CosineEvaluator(model, 1e-3), config, str(tmp_path / "record.txt"),
+                                             str(tmp_path / "out" / "net"), CALIB_BATCHES[0])
+    out = tmp_path / "out"
+    left = [path.name for path in out.rglob("*")] if out.exists() else []
+    assert not [name for name in left if name.endswith(".onnx") or name.startswith("temp")]
+
+
 class PadConv(nn.Conv2d):
     """EfficientNet-Lite's Conv2dStaticSamePadding in small: pads in its
     forward, so calibration observes it at its weight's op."""

@@ -99,9 +99,11 @@ def test_amct_tool_names():
     assert amct_variant("amct-hfmg-dmq0.3-ada200") == {"act": "hfmg", "pc": False, "dmq": 0.3, "ada": 200}
     assert amct_variant("amct-ada") == {"act": "ifmr", "pc": False, "dmq": None, "ada": 1000}
     assert amct_variant("amct-hfmg-pc") == {"act": "hfmg", "pc": True, "dmq": None, "ada": None}
-    assert amct_variant("amct-auto") is None and amct_variant("ort-minmax") is None
+    assert amct_variant("amct-auto") is None and amct_variant("amct-auto-hfmg") is None
+    assert amct_variant("ort-minmax") is None
     assert tool_label("amct-hfmg-dmq0.3-ada200") == "amct HFMG + DMQ 0.3 + AdaRound (200 it.)"
     assert tool_label("amct-ada") == "amct IFMR + AdaRound"
+    assert tool_label("amct-auto-hfmg") == "amct auto calibration (HFMG)"
     assert tool_label("amct-hfmg-pc") == "amct HFMG, per-channel Linear"
     with pytest.raises(ValueError, match=r"amct-dmq0.9: DMQ migration strength 0.9 is outside AMCT's range \(0.2, 0.8\)"):
         amct_variant("amct-dmq0.9")
