@@ -308,8 +308,11 @@ def describe_modules(model):
         }
         for attr in ("padding_mode", "affine", "track_running_stats", "num_layers", "bidirectional", "dropout",
                      "proj_size"):
-            if hasattr(module, attr):
-                item[attr] = getattr(module, attr)
+            value = getattr(module, attr, None)
+            # Only the torch classes' own settings: other modules may use the
+            # names for anything (BERT's self.dropout is an nn.Dropout).
+            if isinstance(value, (bool, int, float, str)):
+                item[attr] = value
         if hasattr(module, "dilation"):
             dilation = module.dilation
             item["dilation"] = list(dilation) if isinstance(dilation, (tuple, list)) else [dilation]
