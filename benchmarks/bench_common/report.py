@@ -2,7 +2,7 @@
 
 import os
 
-from bench_common.tools import AUTO_MAX_DROP, tool_label
+from bench_common.tools import AUTO_MAX_DROP, AUTO_TOOLS, tool_label
 
 PRIMARY = {"fashion": "top1", "minilm": "cosine", "effnet": "top1_agree"}
 ARTIFACT_LABELS = {"fake-quant": "fake-quant ONNX", "qdq": "QDQ ONNX", "torch": "torch (reference Q/DQ)"}
@@ -275,9 +275,10 @@ def write_markdown(results, path, plots):
               "which is not installable here. The converted model is a torch program with reference "
               "quantize/dequantize ops, evaluated in PyTorch eager; its INT8 kernels need `torch.compile` "
               "(Inductor), so it has no onnxruntime latency.",
-              "- **amct auto calibration (IFMR)**: `accuracy_based_auto_calibration` on the default IFMR config "
-              "with an evaluator that measures the agreement with the float model on the first evaluation feed "
-              "(top-1 agreement, or the mean cosine for MiniLM) and accepts a drop of at most "
+              "- **amct auto calibration (IFMR / HFMG)**: `accuracy_based_auto_calibration` on the default IFMR "
+              "config (or that config with amct HFMG's activation parameters) with an evaluator that measures "
+              "the agreement with the float model on the first evaluation feed (top-1 agreement, or the mean "
+              "cosine for MiniLM) and accepts a drop of at most "
               + ", ".join(f"{v:g} ({k})" for k, v in AUTO_MAX_DROP.items()) + "; the layers it rolled back to "
               "float are listed under each workload. Its validation feed is part of the evaluation set.", "",
               "Metrics:", "",
@@ -322,12 +323,13 @@ def write_markdown(results, path, plots):
                   + (f" Training took {entry['train_s']:.0f} s." if entry.get("train_s") else ""), ""]
         for note in entry.get("notes", []):
             lines += [note, ""]
-        auto = _final_run(entry.get("tools", {}).get("amct-auto", {}), counts) or {}
-        if "info" in auto:
-            info = auto["info"]
-            rolled = ", ".join(f"`{n}`" for n in info["rolled_back"]) or "none"
-            lines += [f"Auto calibration kept {info['quantized_layers']} layers quantized after "
-                      f"{info['evaluations']} evaluations; rolled back to float: {rolled}.", ""]
+        for tool in AUTO_TOOLS:
+            auto = _final_run(entry.get("tools", {}).get(tool, {}), counts) or {}
+            if "info" in auto:
+                info = auto["info"]
+                rolled = ", ".join(f"`{n}`" for n in info["rolled_back"]) or "none"
+                lines += [f"{tool_label(tool)} kept {info['quantized_layers']} layers quantized after "
+                          f"{info['evaluations']} evaluations; rolled back to float: {rolled}.", ""]
         lines += ["### Accuracy / fidelity and INT8 latency", ""] + accuracy_table(entry) + [""]
         lines += ["### Calibration cost and memory", ""] + calibration_table(entry, counts) + [""]
         failures = []
@@ -397,7 +399,8 @@ def write_plots(results, out, prefix=""):
         return []
     written = []
     colors = {"amct-ifmr": "#1f77b4", "amct-hfmg": "#17becf", "amct-ifmr-pc": "#aec7e8", "amct-hfmg-pc": "#9edae5",
-              "amct-hfmg-pc-full": "#393b79", "amct-auto": "#8c564b", "amct-dmq": "#e377c2",
+              "amct-hfmg-pc-full": "#393b79", "amct-auto": "#8c564b", "amct-auto-hfmg": "#c49c94",
+              "amct-dmq": "#e377c2",
               "amct-ada": "#bcbd22", "ort-minmax": "#ff7f0e", "ort-entropy": "#d62728", "ort-percentile": "#9467bd", "pt2e-x86": "#2ca02c"}
 
     def grid(title):

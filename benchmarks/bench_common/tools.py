@@ -16,10 +16,13 @@ import warnings
 import numpy as np
 import torch
 
-TOOLS = ["amct-ifmr", "amct-hfmg", "amct-ifmr-pc", "amct-hfmg-pc", "amct-hfmg-pc-full", "amct-auto", "amct-dmq",
-         "amct-ada", "ort-minmax", "ort-entropy", "ort-percentile", "pt2e-x86"]
+TOOLS = ["amct-ifmr", "amct-hfmg", "amct-ifmr-pc", "amct-hfmg-pc", "amct-hfmg-pc-full", "amct-auto", "amct-auto-hfmg",
+         "amct-dmq", "amct-ada", "ort-minmax", "ort-entropy", "ort-percentile", "pt2e-x86"]
+# accuracy_based_auto_calibration on the default (IFMR) config and on the HFMG one.
+AUTO_TOOLS = ("amct-auto", "amct-auto-hfmg")
 TOOL_LABELS = {
     "amct-auto": "amct auto calibration (IFMR)",
+    "amct-auto-hfmg": "amct auto calibration (HFMG)",
     "ort-minmax": "ORT MinMax",
     "ort-entropy": "ORT Entropy",
     "ort-percentile": "ORT Percentile",
@@ -49,9 +52,9 @@ def amct_variant(tool):
     optional migration strength (dmq0.3; 0.5 when absent), "-ada" with an
     optional iteration count (ada200) and "-arqinit" for AdaRound starting
     from ARQ's scale (init_scale "arq", beyond AMCT), in this order:
-    amct-hfmg-pc-full-dmq0.3-ada-arqinit. None for
-    other tools and amct-auto; ValueError for a malformed amct name."""
-    if not tool.startswith("amct-") or tool == "amct-auto":
+    amct-hfmg-pc-full-dmq0.3-ada-arqinit. None for other tools and the auto
+    calibration tools; ValueError for a malformed amct name."""
+    if not tool.startswith("amct-") or tool in AUTO_TOOLS:
         return None
     parts = tool.split("-")[1:]
     variant = {"act": "ifmr", "pc": False, "full": False, "dmq": None, "ada": None, "arqinit": False}
@@ -207,9 +210,13 @@ def _amct(model, batches, workload, work, variant):
 
 # accuracy_based_auto_calibration's evaluator: the model's agreement with the
 # float model on the first evaluation feed (top-1 agreement in %, or the mean
-# cosine of embeddings), and the largest drop it accepts.
+# cosine of embeddings), and the largest drop it accepts. The float model
+# agrees fully with itself (100, 1.0), so the drop a user accepts is the gap to
+# the fidelity the user wants: issue 8's targets for EfficientNet-Lite0 (top-1
+# agreement >= 90%) and MiniLM (mean cosine >= 0.99); for Fashion-MNIST half a
+# point of agreement.
 AUTO_VALIDATION_FEEDS = 1
-AUTO_MAX_DROP = {"fashion": 0.5, "effnet": 1.0, "minilm": 0.002}
+AUTO_MAX_DROP = {"fashion": 0.5, "effnet": 10.0, "minilm": 0.01}
 
 
 def _agreement(workload, float_out, out):
@@ -220,7 +227,7 @@ def _agreement(workload, float_out, out):
     return 100.0 * float((out.argmax(1) == float_out.argmax(1)).mean())
 
 
-def _amct_auto(model, batches, workload, work):
+def _amct_auto(model, batches, workload, work, act):
     import amct_pytorch as amct
     from amct_pytorch.common.auto_calibration import AutoCalibrationEvaluatorBase
 
@@ -250,6 +257,14 @@ def _amct_auto(model, batches, workload, work):
     with quiet():
         amct.create_quant_config(config, model, batches[0], batch_num=len(batches), input_names=workload.input_names,
                                  output_names=workload.output_names, dynamic_axes=workload.dynamic_axes)
+    if act == "hfmg":
+        with open(config) as f:
+            cfg = json.load(f)
+        for value in cfg.values():
+            if isinstance(value, dict) and "activation_quant_params" in value:
+                value["activation_quant_params"] = dict(HFMG_PARAMS)
+        with open(config, "w") as f:
+            json.dump(cfg, f, indent=4)
     times["config_s"] = time.perf_counter() - start
     start = time.perf_counter()
     with quiet():
@@ -351,8 +366,8 @@ def preload(tool):
 
 def calibrate(tool, model, batches, workload, work):
     os.makedirs(work, exist_ok=True)
-    if tool == "amct-auto":
-        return _amct_auto(model, batches, workload, work)
+    if tool in AUTO_TOOLS:
+        return _amct_auto(model, batches, workload, work, "hfmg" if tool == "amct-auto-hfmg" else "ifmr")
     if tool.startswith("amct-"):
         return _amct(model, batches, workload, work, amct_variant(tool))
     if tool.startswith("ort-"):

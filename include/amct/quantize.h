@@ -49,10 +49,21 @@ struct QuantizedLayer {
   std::vector<float> balance_factor;  // DMQ: the layer's input is divided by these; empty without DMQ
 };
 
+// A conv that stays float but had a BatchNorm folded into it: its fused
+// parameters, torch's layout. The calibration model drops the BatchNorm of
+// every fused pair (as AMCT fuses independently of quant_enable), so such a
+// conv must compute with these instead of its own.
+struct FusedFloatConv {
+  std::string name;
+  std::vector<float> weight;
+  std::vector<float> bias;
+};
+
 struct QuantizeResult {
   QuantConfig config;
   std::vector<QuantizedLayer> layers;  // quant-enabled layers in named_modules() order
   std::vector<FusedBatchNorm> fused;
+  std::vector<FusedFloatConv> fused_float_convs;  // the convs of `fused` that are not in `layers`
   std::vector<std::string> notes;      // things the user should know (skipped fusions, float layers)
   ScaleOffsetRecord record;            // weight factors, as written to the record file
   std::string weights_fingerprint;     // in the modified ONNX and the record's sidecar (weights_fingerprint.h)

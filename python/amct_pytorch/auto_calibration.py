@@ -18,7 +18,7 @@ from torch import nn
 
 from amct_pytorch import _amct
 from amct_pytorch.api import _check_type, quantize_for_calibration, save_model
-from amct_pytorch.calibration import CalibrationWrapper
+from amct_pytorch.calibration import without_calibration
 from amct_pytorch.module_tools import set_submodule
 from amct_pytorch.common.auto_calibration import AutoCalibrationEvaluatorBase
 from amct_pytorch.errors import AmctTypeError, AmctValueError
@@ -159,6 +159,13 @@ class _AutoCalibration:
             raise AmctValueError(f"{_FUNC}(): layer '{recurrent[0]}' is an LSTM/GRU, which auto calibration does not "
                                  f"support; set its quant_enable to false in config file '{config_file}', or quantize "
                                  "the model with quantize_model")
+        # Both replace the layer's module, so they act only where forward() calls it.
+        uncalled = [layer["name"] for layer in result["layers"] if not layer["module_called"]]
+        if uncalled:
+            raise AmctValueError(f"{_FUNC}(): layer '{uncalled[0]}' is used only through its weight (as in "
+                                 "F.linear(x, module.weight), or MultiheadAttention's out_proj), which auto "
+                                 f"calibration does not support; set its quant_enable to false in config file "
+                                 f"'{config_file}', or quantize the model with quantize_model")
         self.evaluator.calibration(calibration_model)
         calibrator = result["calibrator"]
         if not calibrator.finished:
@@ -168,7 +175,7 @@ class _AutoCalibration:
         layers = result["layers"]
         biases = [[] if layer["bias"] is None else layer["bias"] for layer in layers]
         quants = _amct.layer_fake_quant(self.record, [layer["name"] for layer in layers], biases)
-        calibration_model = _without_wrappers(calibration_model)
+        calibration_model = without_calibration(calibration_model)
         fake_quant_model = copy.deepcopy(calibration_model)
         for layer, quant in zip(layers, quants):
             module = fake_quant_model.get_submodule(layer["name"])
@@ -195,16 +202,6 @@ class _AutoCalibration:
                           SensitivityProbe(module, reference, fake_quant, sensitivity, index, batch_num))
         self.evaluator.calibration(calibration_model)
         return sensitivity.scores()
-
-
-def _without_wrappers(calibration_model):
-    """The calibration model with each wrapper replaced by its layer, which
-    computes the same once calibration has finished; the wrappers hold the C++
-    calibrator, which cannot be copied."""
-    for name, module in list(calibration_model.named_modules()):
-        if isinstance(module, CalibrationWrapper):
-            set_submodule(calibration_model, name, module.sub_module)
-    return calibration_model
 
 
 def _write_results(search, config_file, record_file, save_dir, directory, temp_dir):

@@ -184,6 +184,17 @@ class _ObserverHooks:
         self._calibrator = calibrator
         self._observer = observer
         self._local = threading.local()
+        self._handles = ()
+
+    def attach(self, model):
+        self._handles = (model.register_forward_pre_hook(self.before),
+                         model.register_forward_hook(self.after, always_call=True))
+        setattr(model, CALIBRATION_MARK, self)
+
+    def detach(self, model):
+        for handle in self._handles:
+            handle.remove()
+        delattr(model, CALIBRATION_MARK)
 
     def before(self, _module, _args):
         depth = getattr(self._local, "depth", 0)
@@ -206,11 +217,32 @@ class _ObserverHooks:
 CALIBRATION_MARK = "_amct_weight_op_observer"
 
 
+def without_calibration(calibration_model):
+    """A calibration model whose calibration has finished, with its wrappers
+    replaced by their layers and its weight-op observer detached: it computes
+    the same, and no longer holds the C++ calibrator, which cannot be copied."""
+    for name, module in list(calibration_model.named_modules()):
+        if isinstance(module, CalibrationWrapper):
+            set_submodule(calibration_model, name, module.sub_module)
+    hooks = getattr(calibration_model, CALIBRATION_MARK, None)
+    if hooks is not None:
+        hooks.detach(calibration_model)
+    return calibration_model
+
+
 def build_calibration_model(model, result):
     """Applies the core's results to `model` (a copy made for the caller)."""
     calibrator = ReportingCalibrator(result["calibrator"])
     for _conv, batchnorm in result["fused_batchnorms"]:
         set_submodule(model, batchnorm, nn.Identity())
+    # AMCT fuses a conv's BatchNorm whether or not the conv is quantized: the
+    # convs that stay float compute with the fused values.
+    for name, (weight, bias) in result["fused_float_convs"].items():
+        module = model.get_submodule(name)
+        old = module.weight
+        module.weight = nn.Parameter(torch.from_numpy(weight).to(old.dtype).reshape(old.shape),
+                                     requires_grad=old.requires_grad)
+        module.bias = nn.Parameter(torch.from_numpy(bias).to(old.dtype), requires_grad=old.requires_grad)
     observed_at_op = []
     for index, layer in enumerate(result["layers"]):
         module = model.get_submodule(layer["name"])
@@ -241,10 +273,7 @@ def build_calibration_model(model, result):
             set_submodule(model, layer["name"], CalibrationWrapper(module, calibrator, index))
             balance_inputs(model, layer, module)
     if observed_at_op:
-        hooks = _ObserverHooks(calibrator, WeightOpObserver(calibrator, observed_at_op))
-        model.register_forward_pre_hook(hooks.before)
-        model.register_forward_hook(hooks.after, always_call=True)
-        setattr(model, CALIBRATION_MARK, hooks)
+        _ObserverHooks(calibrator, WeightOpObserver(calibrator, observed_at_op)).attach(model)
     for note in result["notes"]:
         logger.warning("%s", note)
     return model

@@ -147,6 +147,8 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
     // Where calibration reads the layer's input: its module's call, or the op
     // that reads its weight (a subclass's or a functional use's).
     item["observe_at"] = layer.use == amct::LayerUse::kCall ? "module_call" : "weight_op";
+    // false for a layer whose module forward() never calls (F.linear(x, m.weight), out_proj).
+    item["module_called"] = layer.use != amct::LayerUse::kWeightRead;
     item["weight"] =
         layer.weight.empty() ? nb::none() : nb::cast(float_bytes_to_numpy(std::move(layer.weight), layer.weight_shape));
     const int64_t bias_len = static_cast<int64_t>(layer.bias.size());
@@ -172,9 +174,18 @@ nb::dict quantize_model(const std::string& config_file, const std::string& modif
   for (const auto& name : recurrent_layers) targets.push_back({name, amct::TensorRole::kRecurrent});
   nb::list fused;
   for (const auto& pair : result.fused) fused.append(nb::make_tuple(pair.conv, pair.batchnorm));
+  // name -> (weight, bias) of the fused convs that stay float.
+  nb::dict fused_float;
+  for (auto& conv : result.fused_float_convs) {
+    const int64_t weight_len = static_cast<int64_t>(conv.weight.size());
+    const int64_t bias_len = static_cast<int64_t>(conv.bias.size());
+    fused_float[nb::str(conv.name.c_str())] = nb::make_tuple(to_numpy(std::move(conv.weight), {weight_len}),
+                                                             to_numpy(std::move(conv.bias), {bias_len}));
+  }
   nb::dict out;
   out["layers"] = layers;
   out["fused_batchnorms"] = fused;
+  out["fused_float_convs"] = fused_float;
   out["notes"] = result.notes;
   // After the layers' inputs and hidden states, the full-INT8 QDQ model's
   // tensors, calibrated with the first layer's activation config (they

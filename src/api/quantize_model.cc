@@ -2,6 +2,7 @@
 #include <map>
 #include <optional>
 #include <span>
+#include <unordered_set>
 
 #include "amct/ada_layer_graph.h"
 #include "amct/calib/dmq_balance.h"
@@ -244,6 +245,25 @@ std::map<std::string, LayerInputs> collect_ada_inputs(const std::vector<const La
   return inputs;
 }
 
+std::vector<FusedFloatConv> fused_float_convs(const onnx::GraphProto& graph, const std::vector<FusedBatchNorm>& fused,
+                                              const std::vector<QuantizedLayer>& layers) {
+  std::unordered_set<std::string> quantized;
+  for (const auto& layer : layers) quantized.insert(layer.name);
+  std::vector<FusedFloatConv> convs;
+  for (const auto& pair : fused) {
+    if (quantized.count(pair.conv)) continue;
+    const onnx::NodeProto* node = find_node(graph, pair.conv);
+    // Fusion gave the conv its weight and bias initializers (a bias one if it had none).
+    const onnx::TensorProto* weight = node ? find_initializer(graph, node->input(1)) : nullptr;
+    const onnx::TensorProto* bias = node && node->input_size() > 2 ? find_initializer(graph, node->input(2)) : nullptr;
+    if (!weight || !bias)
+      fail(ErrorCode::kRuntime, "internal error: the BatchNorm-fused conv '" + pair.conv +
+                                    "' lost its weight or bias initializer");
+    convs.push_back({pair.conv, tensor_to_floats(*weight), tensor_to_floats(*bias)});
+  }
+  return convs;
+}
+
 }  // namespace
 
 QuantizeResult quantize_model(const std::string& config_file, const std::string& modified_onnx_file,
@@ -316,6 +336,8 @@ QuantizeResult quantize_model(const std::string& config_file, const std::string&
     const ModuleInfo* module = prepared.info.find_module(layer.name);
     set_string_attribute(*node, "op_data_type", module && module->dtype == "float16" ? "float16" : "float");
   }
+
+  result.fused_float_convs = fused_float_convs(graph, result.fused, result.layers);
 
   // Last, so every pass above sees the exporter's op forms; names survive.
   convert_opset(prepared.model, options.opset_version);

@@ -531,3 +531,141 @@ def test_recurrent_layers_are_refused_with_the_layer_named(tmp_path):
     out = tmp_path / "out"
     left = [path.name for path in out.rglob("*")] if out.exists() else []
     assert not [name for name in left if name.endswith(".onnx") or name.startswith("temp")]
+
+
+class FunctionalFc(nn.Module):
+    """fc runs as F.linear(x, self.fc.weight, self.fc.bias): its module is never called."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(16, 8)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(torch.relu(F.linear(x, self.fc.weight, self.fc.bias)))
+
+
+def test_layers_used_only_through_their_weight_are_refused_with_the_layer_named(tmp_path):
+    model = FunctionalFc().eval()
+    config = str(tmp_path / "config.json")
+    amct.create_quant_config(config, model, CALIB_BATCHES[0], batch_num=2)
+    with pytest.raises(amct.AmctValueError, match=r"layer 'fc' is used only through its weight \(as in "
+                                                  r"F.linear\(x, module.weight\), or MultiheadAttention's out_proj\), "
+                                                  r"which auto calibration does not support; set its quant_enable "
+                                                  r"to false in config file"):
+        amct.accuracy_based_auto_calibration(model, CosineEvaluator(model, 1e-3), config, str(tmp_path / "record.txt"),
+                                             str(tmp_path / "out" / "net"), CALIB_BATCHES[0])
+    out = tmp_path / "out"
+    left = [path.name for path in out.rglob("*")] if out.exists() else []
+    assert not [name for name in left if name.endswith(".onnx") or name.startswith("temp")]
+
+
+class PadConv(nn.Conv2d):
+    """EfficientNet-Lite's Conv2dStaticSamePadding in small: pads in its
+    forward, so calibration observes it at its weight's op."""
+
+    def forward(self, x):
+        return super().forward(F.pad(x, (1, 1, 1, 1)))
+
+
+class FragileConvNet(nn.Module):
+    """c1 -> BN -> fragile -> BN -> head, fragile's input carrying FragileNet's
+    outlier channel. Both convs have their BatchNorm fused, quantized or not."""
+
+    def __init__(self, subclass):
+        super().__init__()
+        torch.manual_seed(2)
+        conv = (lambda cin, cout: PadConv(cin, cout, 3)) if subclass else (
+            lambda cin, cout: nn.Conv2d(cin, cout, 3, padding=1))
+        self.c1, self.b1 = conv(3, 8), nn.BatchNorm2d(8)
+        self.fragile, self.b2 = conv(9, 8), nn.BatchNorm2d(8)
+        self.head = nn.Linear(8, 4)
+        generator = torch.Generator().manual_seed(4)
+        with torch.no_grad():
+            self.fragile.weight[:, 8] = 0.0
+            for bn in (self.b1, self.b2):  # statistics far from the identity, so dropping a BN shows
+                bn.running_mean.copy_(torch.randn(8, generator=generator))
+                bn.running_var.copy_(torch.rand(8, generator=generator) * 4 + 0.1)
+                bn.weight.copy_(torch.rand(8, generator=generator) * 2 + 0.5)
+                bn.bias.copy_(torch.randn(8, generator=generator))
+        self.eval()
+
+    def forward(self, x):
+        h = torch.relu(self.b1(self.c1(x)))
+        h = torch.cat([h, torch.full_like(h[:, :1], OUTLIER)], dim=1)
+        return self.head(torch.relu(self.b2(self.fragile(h))).mean((2, 3)))
+
+
+class OutputRecorder(CosineEvaluator):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.outputs = []
+
+    def evaluate(self, model):
+        with torch.no_grad():
+            self.outputs.append(model(self.eval_input).numpy())
+        return super().evaluate(model)
+
+
+@pytest.mark.parametrize("subclass", [False, True], ids=["conv2d", "subclass"])
+def test_a_rolled_back_conv_keeps_its_fused_batchnorm_in_the_evaluated_model(tmp_path, monkeypatch, subclass):
+    """AMCT fuses BatchNorms into quantized and float convs alike: a trial
+    that rolls back a conv must evaluate it with its BatchNorm folded in."""
+    monkeypatch.chdir(tmp_path)
+    gen = torch.Generator().manual_seed(6)
+    batches = [torch.randn(8, 3, 6, 6, generator=gen) for _ in range(2)]
+    eval_input = torch.randn(8, 3, 6, 6, generator=gen)
+    model = FragileConvNet(subclass)
+    config, save_dir = str(tmp_path / "config.json"), str(tmp_path / "out" / "net")
+    amct.create_quant_config(config, model, batches[0], batch_num=2)
+    evaluator = OutputRecorder(model, 1e-3, calibration_batches=batches, eval_input=eval_input)
+    amct.accuracy_based_auto_calibration(model, evaluator, config, str(tmp_path / "record.txt"), save_dir,
+                                         batches[0])
+    history = read_history(str(tmp_path / "amct_log" / "accuracy_based_auto_calibration_record.json"))
+    assert history[0]["metric_eval"][0] is False
+    assert history[-1]["roll_back_config"] == {"c1": True, "fragile": False, "head": True}
+    # The evaluations: the float model, the global calibration, then one per trial.
+    assert len(evaluator.outputs) == len(history) + 1
+    reference = evaluator.reference.numpy()
+    for trial, outputs in zip(history[1:], evaluator.outputs[2:]):
+        assert not trial["roll_back_config"]["fragile"]
+        cosine = float(outputs.ravel() @ reference.ravel() / (np.linalg.norm(outputs) * np.linalg.norm(reference)))
+        assert cosine > 0.999, (trial["roll_back_config"], cosine)
+    # The last trial's model computes what the fake-quant ONNX model (BN fused in the graph) does.
+    session = ort.InferenceSession(save_dir + "_fake_quant_model.onnx", providers=["CPUExecutionProvider"])
+    onnx_out = session.run(None, {session.get_inputs()[0].name: eval_input.numpy()})[0]
+    np.testing.assert_allclose(evaluator.outputs[-1], onnx_out, atol=1e-4 * np.ptp(onnx_out))
+
+
+def test_a_float_conv_calibrates_downstream_layers_with_its_batchnorm_fused(tmp_path):
+    """quantize_model with a conv+BN pair left float: the next layer's input,
+    and so its record, is the one the BN-fused conv gives (fused by hand with
+    torch here)."""
+    gen = torch.Generator().manual_seed(7)
+    batches = [torch.randn(8, 3, 6, 6, generator=gen) for _ in range(2)]
+
+    def record_of(model, name):
+        config, record = str(tmp_path / f"{name}.json"), str(tmp_path / f"{name}.txt")
+        amct.create_quant_config(config, model, batches[0], batch_num=2)
+        with open(config, encoding="utf-8") as f:
+            content = json.load(f)
+        content["c1"]["quant_enable"] = False
+        with open(config, "w", encoding="utf-8") as f:
+            json.dump(content, f)
+        calibration_model = amct.quantize_model(config, str(tmp_path / f"{name}.onnx"), record, model, batches[0])
+        with torch.no_grad():
+            for batch in batches:
+                calibration_model(batch)
+        return read_record(record)
+
+    model = FragileConvNet(subclass=True)
+    fused = FragileConvNet(subclass=True)
+    fused.c1 = torch.nn.utils.fusion.fuse_conv_bn_eval(model.c1, model.b1)
+    fused.b1 = nn.Identity()
+    records = record_of(model, "model")
+    expected = record_of(fused, "fused")
+    assert list(records) == ["fragile", "head"]
+    for layer in ("fragile", "head"):
+        assert records[layer].scale_d == pytest.approx(expected[layer].scale_d, rel=1e-6), layer
+        assert records[layer].offset_d == expected[layer].offset_d, layer

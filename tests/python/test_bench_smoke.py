@@ -103,9 +103,11 @@ def test_amct_tool_names():
     assert amct_variant("amct-hfmg-pc-full") == dict(plain, act="hfmg", pc=True, full=True)
     assert amct_variant("amct-hfmg-ada-arqinit") == dict(plain, act="hfmg", ada=1000, arqinit=True)
     assert tool_label("amct-hfmg-ada20-arqinit") == "amct HFMG + AdaRound (20 it.), ARQ initial scale"
-    assert amct_variant("amct-auto") is None and amct_variant("ort-minmax") is None
+    assert amct_variant("amct-auto") is None and amct_variant("amct-auto-hfmg") is None
+    assert amct_variant("ort-minmax") is None
     assert tool_label("amct-hfmg-dmq0.3-ada200") == "amct HFMG + DMQ 0.3 + AdaRound (200 it.)"
     assert tool_label("amct-ada") == "amct IFMR + AdaRound"
+    assert tool_label("amct-auto-hfmg") == "amct auto calibration (HFMG)"
     assert tool_label("amct-hfmg-pc") == "amct HFMG, per-channel Linear"
     assert tool_label("amct-hfmg-pc-full") == "amct HFMG, per-channel Linear, full-INT8 QDQ"
     with pytest.raises(ValueError, match=r"amct-full-pc: unexpected 'pc'"):

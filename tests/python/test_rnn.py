@@ -456,3 +456,22 @@ def test_calibration_refuses_an_rnn_call_without_its_state(tmp_path):
         calib.rnn(torch.randn(6, 2, 8))
     assert str(error.value) == ("calibration: GRU layer 'rnn' was called without its initial state hx; AMCT "
                                 "quantizes LSTM/GRU layers whose state is an input of the model")
+
+
+class DropoutModuleNet(nn.Module):
+    """HF BERT's layout: a module attribute named like an RNN setting (dropout)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = nn.Linear(8, 8)
+        self.dropout = nn.Dropout(0.1)
+
+    def forward(self, x):
+        return self.dropout(self.dense(x))
+
+
+def test_attributes_named_like_rnn_settings_are_not_taken_for_them(tmp_path):
+    config = str(tmp_path / "c.json")
+    amct.create_quant_config(config, DropoutModuleNet().eval(), torch.randn(2, 8))
+    with open(config, encoding="utf-8") as f:
+        assert [k for k, v in json.load(f).items() if isinstance(v, dict)] == ["dense"]
