@@ -7,15 +7,6 @@
 namespace amct {
 namespace {
 
-// The order-preserving integer keys of value_range.cc: integer min/max
-// vectorize without -ffast-math, and the infinities bound the finite keys.
-inline int32_t order_key(float x) {
-  const auto bits = std::bit_cast<int32_t>(x);
-  return bits ^ ((bits >> 31) & 0x7fffffff);
-}
-
-inline float from_order_key(int32_t key) { return std::bit_cast<float>(key ^ ((key >> 31) & 0x7fffffff)); }
-
 // Chunk by chunk, branch-free in the inner loop so that it vectorizes.
 __attribute__((target_clones("avx2", "default"))) int64_t scan_chunks(const float* values, size_t n, size_t chunk,
                                                                       int32_t* key_min, int32_t* key_max) {
@@ -26,7 +17,7 @@ __attribute__((target_clones("avx2", "default"))) int64_t scan_chunks(const floa
     int32_t hi = INT32_MIN;
     int32_t chunk_zeros = 0;
     for (size_t i = start; i < end; ++i) {
-      const int32_t key = order_key(values[i]);
+      const int32_t key = float_order_key(values[i]);
       lo = key < lo ? key : lo;
       hi = key > hi ? key : hi;
       chunk_zeros += values[i] == 0.0f ? 1 : 0;
@@ -53,12 +44,12 @@ void scan_batch(std::span<const float> values, size_t chunk, BatchScan& out) {
   for (size_t c = 0; c < chunks; ++c) {
     lo = std::min(lo, key_min[c]);
     hi = std::max(hi, key_max[c]);
-    out.chunk_min[c] = from_order_key(key_min[c]);
-    out.chunk_max[c] = from_order_key(key_max[c]);
+    out.chunk_min[c] = float_from_order_key(key_min[c]);
+    out.chunk_max[c] = float_from_order_key(key_max[c]);
   }
-  out.range.finite = lo > order_key(-INFINITY) && hi < order_key(INFINITY);
-  out.range.min = from_order_key(lo);
-  out.range.max = from_order_key(hi);
+  out.range.finite = lo > float_order_key(-INFINITY) && hi < float_order_key(INFINITY);
+  out.range.min = float_from_order_key(lo);
+  out.range.max = float_from_order_key(hi);
 }
 
 void scan_batch_reference(std::span<const float> values, size_t chunk, BatchScan& out) {

@@ -7,23 +7,12 @@
 namespace amct {
 namespace {
 
-// Maps a float to an int32 whose signed order is the float order (-0 just
-// below +0, NaNs beyond the infinities). Integer min/max reductions vectorize
-// without -ffast-math, unlike float ones, and the infinities bound the finite
-// keys, so one reduction yields both the range and the finiteness check.
-inline int32_t order_key(float x) {
-  const auto bits = std::bit_cast<int32_t>(x);
-  return bits ^ ((bits >> 31) & 0x7fffffff);
-}
-
-inline float from_order_key(int32_t key) { return std::bit_cast<float>(key ^ ((key >> 31) & 0x7fffffff)); }
-
 __attribute__((target_clones("avx2", "default"))) void key_range(const float* values, size_t n, int32_t& lo,
                                                                  int32_t& hi) {
   int32_t key_min = INT32_MAX;
   int32_t key_max = INT32_MIN;
   for (size_t i = 0; i < n; ++i) {
-    const int32_t key = order_key(values[i]);
+    const int32_t key = float_order_key(values[i]);
     key_min = key < key_min ? key : key_min;
     key_max = key > key_max ? key : key_max;
   }
@@ -38,9 +27,9 @@ ValueRange scan_value_range(std::span<const float> values) {
   int32_t key_max = 0;
   key_range(values.data(), values.size(), key_min, key_max);
   ValueRange range;
-  range.finite = key_min > order_key(-INFINITY) && key_max < order_key(INFINITY);
-  range.min = from_order_key(key_min);
-  range.max = from_order_key(key_max);
+  range.finite = key_min > float_order_key(-INFINITY) && key_max < float_order_key(INFINITY);
+  range.min = float_from_order_key(key_min);
+  range.max = float_from_order_key(key_max);
   return range;
 }
 

@@ -140,6 +140,24 @@ def _layer_outputs(flow):
     return inputs, activations
 
 
+def _arq_scale(name, w):
+    """ARQ's symmetric max scale, per output channel (per tensor for Linear),
+    shaped to broadcast over the weight."""
+    axis = 1 if name == "deconv" else 0
+    dims = [d for d in range(w.dim()) if d != axis] if name != "fc" else list(range(w.dim()))
+    max_abs = w.abs().amax(dim=dims, keepdim=True)
+    return max_abs / torch.where(w.amin(dim=dims, keepdim=True).abs() >= max_abs, 128.0, 127.0)
+
+
+def _reconstruction_error(module, activation, layer_input, weight):
+    """Squared error of the layer's activated output with `weight` against the float one."""
+    with torch.no_grad():
+        reference = activation(module(layer_input))
+        changed = copy.deepcopy(module)
+        changed.weight.copy_(weight)
+        return float(((activation(changed(layer_input)) - reference) ** 2).sum())
+
+
 def test_adaround_reconstructs_each_layer_better_than_arq(ada):
     inputs, activations = _layer_outputs(ada)
     records = read_record(ada["record.txt"])
@@ -153,21 +171,13 @@ def test_adaround_reconstructs_each_layer_better_than_arq(ada):
         def nearest(scale):
             return torch.clamp(torch.round(w / scale), -128, 127) * scale
 
-        # ARQ: symmetric max scale per output channel (per tensor for Linear).
-        dims = [d for d in range(w.dim()) if d != axis] if name != "fc" else list(range(w.dim()))
-        max_abs = w.abs().amax(dim=dims, keepdim=True)
-        divisor = torch.where(w.amin(dim=dims, keepdim=True).abs() >= max_abs, 128.0, 127.0)
         kl_scale = torch.tensor(list(records[name].scale_w)).reshape(shape if name != "fc" else [1, 1])
 
         def error(weight):
-            m = copy.deepcopy(module)
-            with torch.no_grad():
-                m.weight.copy_(weight)
-                return float(((activations[name](m(inputs[name])) - reference) ** 2).sum())
+            return _reconstruction_error(module, activations[name], inputs[name], weight)
 
-        with torch.no_grad():
-            reference = activations[name](module(inputs[name]))
-        e_arq, e_start, e_ada = error(nearest(max_abs / divisor)), error(nearest(kl_scale)), error(ada_weight(ada, name))
+        e_arq, e_start = error(nearest(_arq_scale(name, w))), error(nearest(kl_scale))
+        e_ada = error(ada_weight(ada, name))
         # The optimisation improves on its own start, KL scale + nearest.
         assert e_ada <= e_start, (name, e_ada / e_start)
         if name == "deconv":
@@ -435,23 +445,12 @@ def test_init_scale_arq_starts_from_arqs_scale_and_beats_its_rounding(tmp_path):
     for name in ADA_LAYERS:
         module = model.get_submodule(name)
         w = module.weight.detach()
-        axis = 1 if name == "deconv" else 0
-        dims = [d for d in range(w.dim()) if d != axis] if name != "fc" else list(range(w.dim()))
-        max_abs = w.abs().amax(dim=dims, keepdim=True)
-        divisor = torch.where(w.amin(dim=dims, keepdim=True).abs() >= max_abs, 128.0, 127.0)
-        scale = (max_abs / divisor).flatten()
-        np.testing.assert_allclose(np.asarray(records[name].scale_w), scale.numpy(), rtol=1e-6, err_msg=name)
-        arq = torch.clamp(torch.round(w / (max_abs / divisor)), -128, 127) * (max_abs / divisor)
-
-        def error(weight):
-            m = copy.deepcopy(module)
-            with torch.no_grad():
-                m.weight.copy_(weight)
-                return float(((activations[name](m(inputs[name])) - reference) ** 2).sum())
-
-        with torch.no_grad():
-            reference = activations[name](module(inputs[name]))
-        e_arq, e_ada = error(arq), error(ada_weight(flow, name))
+        scale = _arq_scale(name, w)
+        np.testing.assert_allclose(np.asarray(records[name].scale_w), scale.flatten().numpy(), rtol=1e-6,
+                                   err_msg=name)
+        arq = torch.clamp(torch.round(w / scale), -128, 127) * scale
+        e_arq = _reconstruction_error(module, activations[name], inputs[name], arq)
+        e_ada = _reconstruction_error(module, activations[name], inputs[name], ada_weight(flow, name))
         assert e_ada <= e_arq, (name, e_ada / e_arq)
         if name != "deconv":  # behind the Sigmoid Adam's steps stay too small to move (see above)
             assert e_ada < 0.95 * e_arq, (name, e_ada / e_arq)
