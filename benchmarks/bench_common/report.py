@@ -401,7 +401,7 @@ def write_plots(results, out, prefix=""):
     colors = {"amct-ifmr": "#1f77b4", "amct-hfmg": "#17becf", "amct-ifmr-pc": "#aec7e8", "amct-hfmg-pc": "#9edae5",
               "amct-hfmg-pc-full": "#393b79", "amct-auto": "#8c564b", "amct-auto-hfmg": "#c49c94",
               "amct-dmq": "#e377c2",
-              "amct-ada": "#bcbd22", "ort-minmax": "#ff7f0e", "ort-entropy": "#d62728", "ort-percentile": "#9467bd", "pt2e-x86": "#2ca02c"}
+              "amct-hfmg-ada200-arqinit": "#bcbd22", "ort-minmax": "#ff7f0e", "ort-entropy": "#d62728", "ort-percentile": "#9467bd", "pt2e-x86": "#2ca02c"}
 
     def grid(title):
         fig, axes = plt.subplots(1, len(entries), figsize=(5.2 * len(entries), 4.4), squeeze=False)
