@@ -230,6 +230,17 @@ def without_calibration(calibration_model):
     return calibration_model
 
 
+def _set_core_parameters(module, weight_name, weight, bias=None):
+    """Gives `module` new parameters over the core's arrays (not copied:
+    the caller's model may still share its tensors with the user's), in the
+    dtype, shape and requires_grad of its current weight."""
+    old = getattr(module, weight_name)
+    setattr(module, weight_name, nn.Parameter(torch.from_numpy(weight).to(old.dtype).reshape(old.shape),
+                                              requires_grad=old.requires_grad))
+    if bias is not None:
+        module.bias = nn.Parameter(torch.from_numpy(bias).to(old.dtype), requires_grad=old.requires_grad)
+
+
 def build_calibration_model(model, result):
     """Applies the core's results to `model` (a copy made for the caller)."""
     calibrator = ReportingCalibrator(result["calibrator"])
@@ -238,31 +249,18 @@ def build_calibration_model(model, result):
     # AMCT fuses a conv's BatchNorm whether or not the conv is quantized: the
     # convs that stay float compute with the fused values.
     for name, (weight, bias) in result["fused_float_convs"].items():
-        module = model.get_submodule(name)
-        old = module.weight
-        module.weight = nn.Parameter(torch.from_numpy(weight).to(old.dtype).reshape(old.shape),
-                                     requires_grad=old.requires_grad)
-        module.bias = nn.Parameter(torch.from_numpy(bias).to(old.dtype), requires_grad=old.requires_grad)
+        _set_core_parameters(model.get_submodule(name), "weight", weight, bias)
     observed_at_op = []
     for index, layer in enumerate(result["layers"]):
         module = model.get_submodule(layer["name"])
-        # New parameters over the core's arrays (not copied): `model` may
-        # still share its tensors with the user's model.
         if layer["recurrent_weight"] is not None:
-            for name, values in (("weight_ih_l0", layer["weight"]), ("weight_hh_l0", layer["recurrent_weight"])):
-                old = getattr(module, name)
-                setattr(module, name, nn.Parameter(torch.from_numpy(values).to(old.dtype).reshape(old.shape),
-                                                   requires_grad=old.requires_grad))
+            _set_core_parameters(module, "weight_ih_l0", layer["weight"])
+            _set_core_parameters(module, "weight_hh_l0", layer["recurrent_weight"])
             set_submodule(model, layer["name"],
                           RecurrentCalibrationWrapper(module, calibrator, index, layer["recurrent_index"]))
             continue
         if layer["weight"] is not None:
-            old = module.weight
-            weight = torch.from_numpy(layer["weight"]).to(old.dtype).reshape(old.shape)
-            module.weight = nn.Parameter(weight, requires_grad=old.requires_grad)
-            if layer["bias"] is not None:
-                bias = torch.from_numpy(layer["bias"]).to(old.dtype)
-                module.bias = nn.Parameter(bias, requires_grad=old.requires_grad)
+            _set_core_parameters(module, "weight", layer["weight"], layer["bias"])
         if layer["observe_at"] == "weight_op":
             if layer["balance_factor"] is not None:
                 raise AmctValueError(f"layer '{layer['name']}': DMQ balancing needs the layer's module call to divide "
