@@ -48,7 +48,7 @@ cpp-test: $(CPP_BUILD)/build.ninja
 # libFuzzer targets; -O1 keeps the build short and the stack traces exact.
 CLANG_BUILD := build/clang
 # clang 15 or later: the core uses _Float16, which clang 14 (Debian's default) lacks on x86.
-CLANG_DEB_PACKAGES := clang-16 libclang-rt-16-dev
+CLANG_DEB_PACKAGES := clang-16 libclang-rt-16-dev libomp-16-dev
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 FUZZ_SECONDS ?= 60
 # FUZZ_RUNS=N mutates N inputs instead of running for FUZZ_SECONDS, and

@@ -72,6 +72,9 @@ class Calibrator {
     ScaleOffset result;
   };
 
+  // Computes the scales of the tensors not done yet, then writes the record.
+  void finish_locked();
+  void finalize_locked();
   void write_record_locked();
 
   std::string record_file_;

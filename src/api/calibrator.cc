@@ -1,6 +1,7 @@
 #include "amct/calibrator.h"
 
 #include <cmath>
+#include <exception>
 
 #include "amct/error.h"
 #include "amct/file_io.h"
@@ -86,37 +87,67 @@ bool Calibrator::observe(size_t index, std::span<const float> activation) {
     // A record write that failed (the error was raised then) is retried, so
     // fixing the directory and running one more batch finishes calibration.
     if (written_ || completed_ < layers_.size()) return false;
-    write_record_locked();
+    finish_locked();
     return true;
   }
-  const std::string where = "layer '" + layer.target.layer + "' (" + tensor_role_name(layer.target.role) +
-                            "), calibration batch " + std::to_string(layer.seen + 1);
   try {
     layer.collector->observe(activation);
   } catch (const Error& e) {
-    fail(e.code(), where + ": " + e.what());
+    fail(e.code(), "layer '" + layer.target.layer + "' (" + tensor_role_name(layer.target.role) +
+                       "), calibration batch " + std::to_string(layer.seen + 1) + ": " + e.what());
   }
   if (++layer.seen < batch_num_) return false;
-  try {
-    layer.result = layer.collector->finalize();
-  } catch (const Error& e) {
-    fail(e.code(), where + " (the last; computing the scale from all " + std::to_string(batch_num_) +
-                       " batches): " + e.what());
-  }
-  layer.collector.reset();  // its statistics are no longer needed
+  // Every collector keeps its statistics until all tensors have seen their
+  // batches: then the scales are computed at once, the tensors in parallel.
   if (++completed_ < layers_.size()) return false;
-  write_record_locked();
+  finish_locked();
   return true;
 }
 
 void Calibrator::write_record() {
   std::lock_guard lock(mutex_);
   for (const auto& layer : layers_)
-    if (layer.seen < batch_num_ || layer.collector)
+    if (layer.seen < batch_num_)
       fail(ErrorCode::kRuntime, "record file '" + record_file_ + "' cannot be written yet: layer '" +
                                     layer.target.layer + "' (" + tensor_role_name(layer.target.role) + ") has seen " +
                                     std::to_string(layer.seen) + " of " + std::to_string(batch_num_) + " batches");
+  finish_locked();
+}
+
+void Calibrator::finish_locked() {
+  finalize_locked();
   write_record_locked();
+}
+
+void Calibrator::finalize_locked() {
+  // The search for each scale (IFMR's candidates, HFMG's destination grids)
+  // takes milliseconds per tensor and tensors are independent; the OpenMP
+  // team is the one torch's ops run on. Errors are kept per tensor, since
+  // none may leave the parallel loop, and the first in record order is raised.
+  std::vector<std::exception_ptr> errors(layers_.size());
+  const auto count = static_cast<int64_t>(layers_.size());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < count; ++i) {
+    Layer& layer = layers_[static_cast<size_t>(i)];
+    if (!layer.collector) continue;
+    try {
+      layer.result = layer.collector->finalize();
+      layer.collector.reset();  // its statistics are no longer needed
+    } catch (...) {
+      errors[static_cast<size_t>(i)] = std::current_exception();
+    }
+  }
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    if (!errors[i]) continue;
+    const Layer& layer = layers_[i];
+    try {
+      std::rethrow_exception(errors[i]);
+    } catch (const Error& e) {
+      fail(e.code(), "layer '" + layer.target.layer + "' (" + tensor_role_name(layer.target.role) +
+                         "), calibration batch " + std::to_string(batch_num_) + " (the last; computing the scale from all " +
+                         std::to_string(batch_num_) + " batches): " + e.what());
+    }
+  }
 }
 
 void Calibrator::write_record_locked() {

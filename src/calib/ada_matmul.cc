@@ -1,7 +1,6 @@
 #include "amct/calib/ada_matmul.h"
 
 #include <algorithm>
-#include <thread>
 
 #include "amct/calib/parallel_slices.h"
 
@@ -51,10 +50,8 @@ void matmul_rows(const float* a, const float* x, float* z, int64_t begin, int64_
 
 void matmul(const float* a, const float* x, float* z, int64_t m, int64_t k, int64_t n) {
   const int64_t blocks = (m + kRowBlock - 1) / kRowBlock;
-  // Read once: glibc reads /sys on each call, and a depthwise layer makes
-  // three calls per channel per step.
-  static const auto hardware = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
-  const int64_t slices = m * k * n < kMinThreadedWork ? 1 : std::min({hardware, blocks, int64_t{kMaxSlices}});
+  const auto threads = static_cast<int64_t>(available_threads());
+  const int64_t slices = m * k * n < kMinThreadedWork ? 1 : std::min({threads, blocks, int64_t{kMaxSlices}});
   if (slices <= 1) {
     matmul_rows(a, x, z, 0, m, k, n);
     return;

@@ -6,7 +6,6 @@
 #include <numeric>
 #include <random>
 #include <string>
-#include <thread>
 
 #include "amct/calib/ada_matmul.h"
 #include "amct/calib/parallel_slices.h"
@@ -351,8 +350,8 @@ void layer_output(std::span<const float> weight, std::span<const float> bias, co
 
 // fn(begin, end) over [0, n), split over the hardware threads when n is large.
 void for_each_slice(size_t n, const std::function<void(size_t, size_t)>& fn) {
-  static const size_t hardware = std::max(1u, std::thread::hardware_concurrency());  // glibc reads /sys
-  const size_t slices = n < kMinThreadedWeights ? 1 : std::min({hardware, n / (kMinThreadedWeights / 2), kMaxSlices});
+  const size_t slices =
+      n < kMinThreadedWeights ? 1 : std::min({available_threads(), n / (kMinThreadedWeights / 2), kMaxSlices});
   if (slices <= 1) return fn(0, n);
   run_slices(n, slices, 1, [&](size_t, size_t begin, size_t end) { fn(begin, end); });
 }

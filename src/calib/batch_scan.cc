@@ -4,6 +4,8 @@
 #include <bit>
 #include <cmath>
 
+#include "amct/calib/parallel_slices.h"
+
 namespace amct {
 namespace {
 
@@ -38,7 +40,14 @@ void scan_batch(std::span<const float> values, size_t chunk, BatchScan& out) {
   // The keys are written over the float vectors and converted in place.
   auto* key_min = reinterpret_cast<int32_t*>(out.chunk_min.data());
   auto* key_max = reinterpret_cast<int32_t*>(out.chunk_max.data());
-  out.zeros = scan_chunks(values.data(), values.size(), chunk, key_min, key_max);
+  // Slices are whole chunks, so each writes its own chunks' extremes.
+  const size_t slices = default_slices(values.size());
+  std::vector<int64_t> zeros(slices, 0);
+  run_slices(values.size(), slices, chunk, [&](size_t slice, size_t begin, size_t end) {
+    zeros[slice] = scan_chunks(values.data() + begin, end - begin, chunk, key_min + begin / chunk, key_max + begin / chunk);
+  });
+  out.zeros = 0;
+  for (const int64_t z : zeros) out.zeros += z;
   int32_t lo = INT32_MAX;
   int32_t hi = INT32_MIN;
   for (size_t c = 0; c < chunks; ++c) {

@@ -64,47 +64,56 @@ size_t MomentHistogram::state_bytes() const {
 
 void MomentHistogram::add(std::span<const float> values, float min, float max, size_t slices) {
   cover(min, max);
-  thread_local Accumulator even_storage;
-  thread_local Accumulator odd_storage;
-  // The calling thread's accumulators (a thread_local named inside a worker
-  // would be the worker's own).
-  Accumulator& even = even_storage;
-  Accumulator& odd = odd_storage;
   const double scale = std::ldexp(1.0, kPositionBits - exponent_);
   const double origin = std::ldexp(static_cast<double>(first_), kPositionBits);
   const double position_unit = std::ldexp(1.0, -kPositionBits);
   const double square_unit = std::ldexp(1.0, -2 * kPositionBits);
+  // Every value lies between the bins of min and max, so only those bins of
+  // the accumulators are merged and cleared: a small activation does not pay
+  // for the whole histogram.
+  auto bin_of = [&](float x) {
+    const auto fixed = static_cast<int32_t>(static_cast<double>(x) * scale - origin);
+    return static_cast<size_t>(std::clamp<int64_t>(fixed >> kPositionBits, 0, kBins - 1));
+  };
+  const size_t first_bin = bin_of(min);
+  const size_t end_bin = bin_of(max) + 1;
   for (size_t start = 0; start < values.size(); start += kSegment) {
     const size_t n = std::min(kSegment, values.size() - start);
     const float* segment = values.data() + start;
     const size_t parts = slices == 0 ? default_slices(n) : slices;
-    // Slices start at even offsets, so each value keeps the parity, and so
-    // the accumulator, it has in a one-part pass; their integer sums merge
-    // into exactly the one-part accumulators (within the same per-segment
-    // bounds), before the one conversion to double below.
-    std::vector<Accumulator> others(2 * (parts - 1));
+    // Each slice counts into the accumulators of the thread that runs it,
+    // which stay zero between calls. Slices start at even offsets, so each
+    // value keeps the parity it has in a one-part pass: the even (odd)
+    // accumulators' integer sums are the one-part even (odd) sums, within
+    // the same per-segment bounds, whatever the slicing.
+    std::vector<Accumulator*> even(parts);
+    std::vector<Accumulator*> odd(parts);
     run_slices(n, parts, 2, [&](size_t slice, size_t begin, size_t end) {
-      Accumulator& to_even = slice == 0 ? even : others[2 * (slice - 1)];
-      Accumulator& to_odd = slice == 0 ? odd : others[2 * (slice - 1) + 1];
-      bin_packed(segment + begin, end - begin, scale, origin, to_even, to_odd);
+      thread_local Accumulator even_storage;
+      thread_local Accumulator odd_storage;
+      even[slice] = &even_storage;
+      odd[slice] = &odd_storage;
+      bin_packed(segment + begin, end - begin, scale, origin, even_storage, odd_storage);
     });
-    for (size_t k = 0; k < others.size(); ++k) {
-      Accumulator& into = k % 2 == 0 ? even : odd;
-      for (size_t j = 0; j < static_cast<size_t>(kBins); ++j) {
-        into.packed[j] += others[k].packed[j];
-        into.squares[j] += others[k].squares[j];
-      }
-    }
-    for (Accumulator* acc : {&even, &odd})
-      for (size_t j = 0; j < static_cast<size_t>(kBins); ++j) {
-        const uint64_t packed = acc->packed[j];
+    for (std::vector<Accumulator*>* side : {&even, &odd}) {
+      // A thread that ran several slices (a team smaller than asked for) holds them in one accumulator.
+      std::sort(side->begin(), side->end());
+      side->erase(std::unique(side->begin(), side->end()), side->end());
+      for (size_t j = first_bin; j < end_bin; ++j) {
+        uint64_t packed = 0;
+        uint64_t squares = 0;
+        for (Accumulator* acc : *side) {
+          packed += acc->packed[j];
+          squares += acc->squares[j];
+          acc->packed[j] = 0;
+          acc->squares[j] = 0;
+        }
         if (packed == 0) continue;
         counts_[j] += static_cast<double>(packed >> 40);
         position_sums_[j] += static_cast<double>(packed & kPositionMask) * position_unit;
-        square_sums_[j] += static_cast<double>(acc->squares[j]) * square_unit;
-        acc->packed[j] = 0;
-        acc->squares[j] = 0;
+        square_sums_[j] += static_cast<double>(squares) * square_unit;
       }
+    }
   }
 }
 

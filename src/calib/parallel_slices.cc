@@ -1,15 +1,17 @@
 #include "amct/calib/parallel_slices.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <exception>
-#include <thread>
 #include <vector>
 
 namespace amct {
 
+size_t available_threads() { return static_cast<size_t>(std::max(omp_get_max_threads(), 1)); }
+
 size_t default_slices(size_t n) {
-  const size_t hardware = std::max<size_t>(std::thread::hardware_concurrency(), 1);
-  return std::clamp<size_t>(n / kMinSliceValues, 1, std::min(hardware, kMaxSlices));
+  return std::clamp<size_t>(n / kMinSliceValues, 1, std::min(available_threads(), kMaxSlices));
 }
 
 void run_slices(size_t n, size_t slices, size_t align, const std::function<void(size_t, size_t, size_t)>& fn) {
@@ -18,6 +20,7 @@ void run_slices(size_t n, size_t slices, size_t align, const std::function<void(
   // Equal shares rounded up to `align`; trailing slices may be empty.
   const size_t share = ((n + slices - 1) / slices + align - 1) / align * align;
   auto bounds = [&](size_t s) { return std::pair{std::min(n, s * share), std::min(n, (s + 1) * share)}; };
+  // An exception must not leave an OpenMP region: each slice keeps its own.
   std::vector<std::exception_ptr> errors(slices);
   auto run = [&](size_t s) {
     try {
@@ -27,11 +30,13 @@ void run_slices(size_t n, size_t slices, size_t align, const std::function<void(
       errors[s] = std::current_exception();
     }
   };
-  std::vector<std::thread> workers;
-  workers.reserve(slices - 1);
-  for (size_t s = 1; s < slices; ++s) workers.emplace_back(run, s);
-  run(0);
-  for (auto& worker : workers) worker.join();
+  if (slices == 1) {
+    run(0);
+  } else {
+    // One slice per team thread; the calling thread is thread 0 and so runs slice 0.
+#pragma omp parallel for num_threads(static_cast<int>(slices)) schedule(static, 1)
+    for (size_t s = 0; s < slices; ++s) run(s);
+  }
   for (const auto& error : errors)
     if (error) std::rethrow_exception(error);
 }

@@ -1,8 +1,12 @@
 #include "amct/calib/value_range.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <vector>
+
+#include "amct/calib/parallel_slices.h"
 
 namespace amct {
 namespace {
@@ -23,9 +27,14 @@ __attribute__((target_clones("avx2", "default"))) void key_range(const float* va
 }  // namespace
 
 ValueRange scan_value_range(std::span<const float> values) {
-  int32_t key_min = 0;
-  int32_t key_max = 0;
-  key_range(values.data(), values.size(), key_min, key_max);
+  const size_t slices = default_slices(values.size());
+  std::vector<int32_t> slice_min(slices, INT32_MAX);
+  std::vector<int32_t> slice_max(slices, INT32_MIN);
+  run_slices(values.size(), slices, 1, [&](size_t slice, size_t begin, size_t end) {
+    key_range(values.data() + begin, end - begin, slice_min[slice], slice_max[slice]);
+  });
+  const int32_t key_min = *std::min_element(slice_min.begin(), slice_min.end());
+  const int32_t key_max = *std::max_element(slice_max.begin(), slice_max.end());
   ValueRange range;
   range.finite = key_min > float_order_key(-INFINITY) && key_max < float_order_key(INFINITY);
   range.min = float_from_order_key(key_min);

@@ -4,6 +4,7 @@
 #include <fstream>
 #include <random>
 
+#include "amct/calib/activation_collector.h"
 #include "amct/calib/ifmr.h"
 #include "amct/calibrator.h"
 #include "amct/error.h"
@@ -67,6 +68,51 @@ TEST(Calibrator, WritesRecordWhenEveryLayerSawBatchNum) {
   EXPECT_NEAR(a->scale_d(), exact.scale, 0.01 * exact.scale);
   EXPECT_EQ(a->act_type(), "INT8");
   EXPECT_EQ(a->scale_w(0), 0.5f);  // the weight part is kept
+  std::filesystem::remove_all(dir);
+}
+
+// The scales of all tensors are computed together, in parallel, after the
+// last tensor's last batch; each must be what its collector alone gives.
+TEST(Calibrator, ParallelScalesMatchEachCollectorAlone) {
+  const auto dir = std::filesystem::temp_directory_path() / "amct_calibrator_parallel_test";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "record.txt").string();
+  QuantConfig config;
+  config.batch_num = 2;
+  ScaleOffsetRecord record;
+  std::vector<std::string> names;
+  for (int i = 0; i < 24; ++i) {
+    LayerQuantConfig layer;
+    layer.name = "l" + std::to_string(i);
+    if (i % 2 == 1) layer.activation.act_algo = "hfmg";
+    config.layers.push_back(layer);
+    names.push_back(layer.name);
+    auto* e = record.add_record();
+    e->set_key(layer.name);
+    e->mutable_value()->add_scale_w(0.5f);
+    e->mutable_value()->add_offset_w(0);
+    e->mutable_value()->set_wts_type("INT8");
+  }
+  Calibrator calib(path, record, config, names);
+  std::vector<std::unique_ptr<ActivationCollector>> alone;
+  for (const auto& layer : config.layers) alone.push_back(make_activation_collector(layer.activation, 2));
+  std::mt19937 gen(3);
+  for (int batch = 0; batch < 2; ++batch)
+    for (size_t i = 0; i < names.size(); ++i) {
+      std::normal_distribution<float> normal(0.1f * static_cast<float>(i), 1.0f + static_cast<float>(i));
+      std::vector<float> values(20000);
+      for (auto& v : values) v = normal(gen);
+      alone[i]->observe(values);
+      EXPECT_EQ(calib.observe(i, values), batch == 1 && i + 1 == names.size());
+    }
+  const auto written = read_record_file(path);
+  for (size_t i = 0; i < names.size(); ++i) {
+    const ScaleOffset expected = alone[i]->finalize();
+    const auto* entry = find_record(written, names[i]);
+    ASSERT_NE(entry, nullptr);
+    EXPECT_EQ(entry->scale_d(), expected.scale) << names[i];
+    EXPECT_EQ(entry->offset_d(), expected.offset) << names[i];
+  }
   std::filesystem::remove_all(dir);
 }
 
@@ -177,13 +223,17 @@ TEST(Calibrator, ExplicitWriteRecordNamesTheUnfinishedLayer) {
 
 // Issue 10 item 18: activations too large for float32 arithmetic make the scale
 // infinite when it is computed after the last batch; the error names the layer,
-// its role and the batch.
+// its role and the batch. Scales are computed once every layer has its
+// batches, so the error comes with the last layer's last batch.
 TEST(Calibrator, InfiniteScaleNamesLayerRoleAndBatch) {
   Calibrator calib("/nonexistent/r.txt", weights_record(), two_layer_config(2), std::vector<std::string>{"a", "b"});
   const std::vector<float> huge = {-3e38f, 3e38f, 1.0f};  // max - min overflows float32
+  const std::vector<float> plain = {-1.0f, 0.5f, 1.0f};
   EXPECT_FALSE(calib.observe(1, huge));
+  EXPECT_FALSE(calib.observe(1, huge));
+  EXPECT_FALSE(calib.observe(0, plain));
   try {
-    calib.observe(1, huge);
+    calib.observe(0, plain);
     ADD_FAILURE() << "no error for activations of 3e38";
   } catch (const Error& e) {
     const std::string message = e.what();

@@ -56,6 +56,34 @@ TEST(CalibMomentHistogram, SlicedKernelIsBitIdenticalToOneSlice) {
     EXPECT_EQ(sliced.position_sums(), one.position_sums()) << slices << " slices";
     EXPECT_EQ(sliced.square_sums(), one.square_sums()) << slices << " slices";
   }
+  // Inside another parallel region the slices' team has one thread, which
+  // runs all four slices into its own accumulators: merged once, not four times.
+  MomentHistogram nested;
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    nested.add(v, *lo, *hi, 4);
+  }
+  EXPECT_EQ(nested.counts(), one.counts());
+  EXPECT_EQ(nested.position_sums(), one.position_sums());
+  EXPECT_EQ(nested.square_sums(), one.square_sums());
+}
+
+// Only the bins between a batch's min and max are merged and cleared; a
+// narrow batch after a wide one must neither lose nor repeat counts.
+TEST(CalibMomentHistogram, NarrowBatchAfterWideMatchesOnePass) {
+  const std::vector<float> wide = gaussian(200000, 0.0f, 4.0f, 5);
+  std::vector<float> narrow = gaussian(3000, 1.0f, 0.01f, 6);
+  std::vector<float> both = wide;
+  both.insert(both.end(), narrow.begin(), narrow.end());
+  const auto [lo, hi] = std::minmax_element(both.begin(), both.end());
+  MomentHistogram streamed;
+  streamed.add(wide, *lo, *hi);
+  const auto [nlo, nhi] = std::minmax_element(narrow.begin(), narrow.end());
+  streamed.add(narrow, *nlo, *nhi);
+  MomentHistogram reference;
+  reference.add_reference(both, *lo, *hi);
+  expect_close(streamed, reference);
 }
 
 TEST(CalibMomentHistogram, KernelMatchesReference) {

@@ -1,6 +1,7 @@
 #include "amct/calib/parallel_slices.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <stdexcept>
 #include <vector>
@@ -40,6 +41,20 @@ TEST(ParallelSlices, DefaultSlicesKeepSmallBatchesOnOneThread) {
   EXPECT_EQ(default_slices(kMinSliceValues - 1), 1u);
   EXPECT_LE(default_slices(size_t{1} << 30), kMaxSlices);
   EXPECT_GE(default_slices(size_t{1} << 30), 1u);
+}
+
+// The thread count is OpenMP's, which torch.set_num_threads sets when the
+// core runs inside torch's process.
+TEST(ParallelSlices, ThreadsFollowOpenMpsLimit) {
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  EXPECT_EQ(available_threads(), 1u);
+  EXPECT_EQ(default_slices(size_t{1} << 30), 1u);
+  omp_set_num_threads(3);
+  EXPECT_EQ(available_threads(), 3u);
+  EXPECT_EQ(default_slices(size_t{1} << 30), 3u);
+  EXPECT_EQ(default_slices(2 * kMinSliceValues), 2u);
+  omp_set_num_threads(before);
 }
 
 }  // namespace
