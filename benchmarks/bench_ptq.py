@@ -38,7 +38,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench_common import report  # noqa: E402
-from bench_common.tools import TOOLS, check_tool, export_float_onnx, latencies_ms, run_outputs, tool_unavailable  # noqa: E402
+from bench_common.tools import (TOOLS, check_tool, export_float_onnx, largest_count_only, latencies_ms,  # noqa: E402
+                                run_outputs, tool_unavailable)
 from bench_common.workloads import WORKLOADS  # noqa: E402
 
 
@@ -144,7 +145,7 @@ def bench_workload(name, args, work_root):
             log(f"[{name}] {tool}: skipped: {reason}")
             continue
         runs = {}
-        for n in args.batch_counts:
+        for n in [max(args.batch_counts)] if largest_count_only(tool) else args.batch_counts:
             final = n == max(args.batch_counts)
             run = run_worker(name, tool, n, os.path.join(work, f"{tool}_{n}"), final, args.smoke, args.threads,
                              args.timeout)

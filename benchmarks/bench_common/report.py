@@ -294,7 +294,9 @@ def write_markdown(results, path, plots):
               "process's peak (imports, model and data included, so it hides anything below that level); the "
               "**calibration's own peak** is VmHWM read after the calibration, the high-water mark having been "
               "reset (`echo 5 > /proc/self/clear_refs`) just before it, minus the RSS at its start. 'Flat' means this "
-              "number does not grow with the number of batches;",
+              "number does not grow with the number of batches. The auto-calibration and AdaRound tools run at "
+              f"{max(counts)} batches only (n/a at the other sizes): their per-layer searches cost minutes whatever "
+              "the number of batches;",
               "- **latency** = median wall time of one onnxruntime CPU run of the INT8 ONNX model on the latency "
               "input, relative to the float ONNX model, same session options (threads as below).", ""]
     lines += ["## Machine and versions", "", "| | |", "|---|---|"]

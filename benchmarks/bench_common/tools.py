@@ -47,6 +47,14 @@ ADA_TYPES = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)
 ADA_INPUT_SAMPLES = 32
 
 
+def largest_count_only(tool):
+    """Whether a tool runs at the largest batch count only: auto calibration
+    and AdaRound cost minutes per run in their per-layer searches whatever the
+    batch count, and three runs each would take most of make bench's time."""
+    variant = amct_variant(tool)
+    return tool in AUTO_TOOLS or (variant is not None and variant["ada"] is not None)
+
+
 def amct_variant(tool):
     """The settings an amct tool name asks for: "amct-" then the activation
     algorithm (ifmr, the default, or hfmg), "-pc" for per-channel Linear
