@@ -92,6 +92,15 @@ def test_partial_results_get_their_own_files(tmp_path):
         report.merge_runs([results, results])
 
 
+def test_only_the_search_tools_skip_the_smaller_batch_counts():
+    from bench_common.tools import largest_count_only
+
+    assert largest_count_only("amct-auto") and largest_count_only("amct-auto-hfmg")
+    assert largest_count_only("amct-hfmg-ada200-arqinit") and largest_count_only("amct-hfmg-dmq0.3-ada20")
+    assert not any(largest_count_only(t) for t in ("amct-ifmr", "amct-hfmg-pc-full", "amct-dmq", "ort-minmax",
+                                                   "pt2e-x86"))
+
+
 def test_amct_tool_names():
     from bench_common.tools import amct_variant, check_tool, tool_label
 
