@@ -3,6 +3,7 @@
 #include <cmath>
 #include <exception>
 
+#include "amct/calib/parallel_slices.h"
 #include "amct/error.h"
 #include "amct/file_io.h"
 #include "amct/quant_format.h"
@@ -122,21 +123,19 @@ void Calibrator::finish_locked() {
 void Calibrator::finalize_locked() {
   // The search for each scale (IFMR's candidates, HFMG's destination grids)
   // takes milliseconds per tensor and tensors are independent; the OpenMP
-  // team is the one torch's ops run on. Errors are kept per tensor, since
-  // none may leave the parallel loop, and the first in record order is raised.
+  // team is the one torch's ops run on. Errors are kept per tensor and the
+  // first in record order is raised.
   std::vector<std::exception_ptr> errors(layers_.size());
-  const auto count = static_cast<int64_t>(layers_.size());
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t i = 0; i < count; ++i) {
-    Layer& layer = layers_[static_cast<size_t>(i)];
-    if (!layer.collector) continue;
+  run_each(layers_.size(), [&](size_t i) {
+    Layer& layer = layers_[i];
+    if (!layer.collector) return;
     try {
       layer.result = layer.collector->finalize();
       layer.collector.reset();  // its statistics are no longer needed
     } catch (...) {
-      errors[static_cast<size_t>(i)] = std::current_exception();
+      errors[i] = std::current_exception();
     }
-  }
+  });
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (!errors[i]) continue;
     const Layer& layer = layers_[i];

@@ -5,25 +5,11 @@
 #include <string>
 
 #include "amct/calib/batch_scan.h"
+#include "amct/calib/ifmr_bin_loss.h"
 #include "amct/error.h"
 
 namespace amct {
 namespace {
-
-// Below this step-to-bin ratio a bin inside the clip range holds several
-// cells, and the s²/12 average beats the per-boundary estimates.
-constexpr double kFineStep = 1.0;
-
-// Sum over a bin's values of max(f - phi, 0), f being the in-bin position in
-// [0, 1). Only the count and the position sum are known, so the values are
-// modelled by the linear density on [0, 1) with that count and mean (its slope
-// limited to keep the density non-negative).
-double excess_above(double count, double position_sum, double phi) {
-  phi = std::clamp(phi, 0.0, 1.0);
-  const double slope = std::clamp(12.0 * (position_sum / count - 0.5), -2.0, 2.0);
-  const double rest = 1.0 - phi;
-  return count * (rest * rest / 2.0 + slope * ((phi - 0.5) * rest * rest / 2.0 + rest * rest * rest / 3.0));
-}
 
 // A chunk of 256 values (1 KiB) is read again by ExtremeValues only when it
 // holds a value beyond the kept threshold, which after the first batches is rare.
@@ -63,14 +49,9 @@ float counted_rank_value(const std::vector<std::pair<float, int64_t>>& counted, 
 // The histogram with the given exactly known values and the exact zeros taken
 // out. add() truncates positions to 2^-16 of a bin and locate() does not, so
 // the sums are clamped to what the remaining count allows.
-struct Residual {
-  std::vector<double> counts;
-  std::vector<double> sums;
-  std::vector<double> squares;
-};
-
-Residual residual_histogram(const MomentHistogram& histogram, std::span<const float> known, int64_t zeros) {
-  Residual r{histogram.counts(), histogram.position_sums(), histogram.square_sums()};
+MomentBins residual_histogram(const MomentHistogram& histogram, std::span<const float> known, int64_t zeros) {
+  MomentBins r{histogram.first_index(), histogram.bin_width(), histogram.counts(), histogram.position_sums(),
+               histogram.square_sums()};
   for (const float x : known) {
     if (x == 0.0f) continue;
     const auto [bin, position] = histogram.locate(x);
@@ -90,6 +71,21 @@ Residual residual_histogram(const MomentHistogram& histogram, std::span<const fl
   }
   return r;
 }
+
+// ifmr_squared_error of each value, in float32 (the sum stays the caller's,
+// in its order); vectorized where the CPU rounds in one instruction.
+__attribute__((target_clones("avx2", "default"))) void squared_errors(const float* values, size_t n, float lo,
+                                                                      float hi, float scale, float* out) {
+  for (size_t i = 0; i < n; ++i) {
+    const float error = std::nearbyint(std::clamp(values[i], lo, hi) / scale) * scale - values[i];
+    out[i] = error * error;
+  }
+}
+
+// Candidates whose fast loss (IfmrBinLoss::by_cells) lies this close to the
+// lowest are compared by their bin-by-bin loss, so that the choice is the one
+// the bin-by-bin sums make: the two differ by rounding, orders of magnitude below.
+constexpr double kRecheckMargin = 1e-6;
 
 }  // namespace
 
@@ -175,16 +171,7 @@ std::vector<double> IfmrCollector::candidate_losses(const IfmrCandidates& candid
 
 // The kept extremes, the exact zeros (error 0 under every candidate) and the
 // values of sparse bins are evaluated value by value, in float32 like the
-// reference; the rest from the residual histogram. The quantizer q(x) = s·round(clamp(x, lo, hi)/s)
-// is a step function with jumps at the cell boundaries (k + 1/2)·s inside
-// (lo, hi). A bin that no boundary crosses has the exact error sum
-// n·a² - 2a·F + Q (positions f, their sum F and square sum Q in bin widths, a
-// the step value's position). Each boundary b crossing a bin moves the values
-// above it to the next step, changing the error by -2s·Σ(x - b) over those
-// values, which excess_above() estimates. When the step is much finer than the
-// bin, those estimates are many large terms that nearly cancel; the values of
-// a bin inside the clip range are then spread over many cells and each cell's
-// error averages s²/12.
+// reference; the rest from the residual histogram (IfmrBinLoss).
 std::vector<double> IfmrCollector::histogram_losses(const IfmrCandidates& candidates) const {
   std::vector<float> known = largest_->most_extreme();
   if (seen_ > static_cast<int64_t>(known.size())) {
@@ -194,61 +181,50 @@ std::vector<double> IfmrCollector::histogram_losses(const IfmrCandidates& candid
     bottom.resize(std::min(bottom.size(), static_cast<size_t>(seen_) - known.size()));
     known.insert(known.end(), bottom.begin(), bottom.end());
   }
-  const Residual residual = residual_histogram(histogram_, known, zeros_);
-  const double width = histogram_.bin_width();
+  MomentBins residual = residual_histogram(histogram_, known, zeros_);
+  const double width = residual.width;
   // The positions of a bin's one or two values follow from its count and
   // moments (f1 + f2 = F, f1² + f2² = Q), so sparse bins are evaluated value
   // by value too; this keeps the errors of thinly spread data exact.
-  std::vector<int64_t> occupied;
-  for (int64_t j = 0; j < MomentHistogram::kBins; ++j) {
-    const auto at = static_cast<size_t>(j);
-    const double count = residual.counts[at];
-    const auto start = static_cast<double>(histogram_.first_index() + j);
+  for (size_t j = 0; j < residual.counts.size(); ++j) {
+    const double count = residual.counts[j];
+    const auto start = static_cast<double>(residual.first_index + static_cast<int64_t>(j));
     if (count == 1.0) {
-      known.push_back(static_cast<float>((start + residual.sums[at]) * width));
+      known.push_back(static_cast<float>((start + residual.sums[j]) * width));
     } else if (count == 2.0) {
-      const double sum = residual.sums[at];
-      const double spread = std::sqrt(std::max(2.0 * residual.squares[at] - sum * sum, 0.0));
+      const double sum = residual.sums[j];
+      const double spread = std::sqrt(std::max(2.0 * residual.squares[j] - sum * sum, 0.0));
       known.push_back(static_cast<float>((start + (sum - spread) / 2.0) * width));
       known.push_back(static_cast<float>((start + (sum + spread) / 2.0) * width));
-    } else if (count > 0.0) {
-      occupied.push_back(j);
     }
   }
-
-  std::vector<double> losses;
-  for (size_t i = 0; i < candidates.scales.size(); ++i) {
+  const IfmrBinLoss bin_loss(std::move(residual));
+  const size_t count = candidates.scales.size();
+  std::vector<double> known_losses(count, 0.0);
+  std::vector<double> losses(count);
+  std::vector<float> errors(known.size());
+  double lowest = INFINITY;
+  for (size_t i = 0; i < count; ++i) {
     const float lo = candidates.clip_min[i];
     const float hi = candidates.clip_max[i];
-    double known_loss = 0.0;
-    for (const float x : known) known_loss += ifmr_squared_error(x, lo, hi, candidates.scales[i]);
-    const double lo_value = lo;
-    const double hi_value = hi;
-    const double scale = candidates.scales[i];
-    const double scale_in_bins = scale / width;
-    double loss = 0.0;
-    for (const int64_t j : occupied) {
-      const double count = residual.counts[static_cast<size_t>(j)];
-      const double position_sum = residual.sums[static_cast<size_t>(j)];
-      const auto index = static_cast<double>(histogram_.first_index() + j);
-      const double start = index * width;
-      const double first_step = round_half_even(std::clamp(start, lo_value, hi_value) / scale);
-      const double last_step = round_half_even(std::clamp(start + width, lo_value, hi_value) / scale);
-      if (first_step != last_step && scale_in_bins < kFineStep && start >= lo && start + width <= hi) {
-        loss += count * scale_in_bins * scale_in_bins / 12.0;
-        continue;
-      }
-      // The step value rounded to float32 as the reference computes it, which
-      // decides ties between candidates whose grids both contain the data.
-      const double step_value = static_cast<float>(first_step) * candidates.scales[i];
-      const double step_position = step_value / width - index;
-      loss += count * step_position * step_position - 2.0 * step_position * position_sum +
-              residual.squares[static_cast<size_t>(j)];
-      for (double k = first_step; k < last_step; k += 1.0)
-        loss -= 2.0 * scale_in_bins * excess_above(count, position_sum, (k + 0.5) * scale_in_bins - index);
-    }
-    losses.push_back(known_loss + loss * width * width);
+    squared_errors(known.data(), known.size(), lo, hi, candidates.scales[i], errors.data());
+    // Four running sums, not one: a single chain of additions would wait on
+    // each one's latency over tens of thousands of values per candidate.
+    double sums[4] = {0.0, 0.0, 0.0, 0.0};
+    size_t v = 0;
+    for (; v + 4 <= errors.size(); v += 4)
+      for (size_t lane = 0; lane < 4; ++lane) sums[lane] += static_cast<double>(errors[v + lane]);
+    for (; v < errors.size(); ++v) sums[0] += static_cast<double>(errors[v]);
+    known_losses[i] = (sums[0] + sums[1]) + (sums[2] + sums[3]);
+    losses[i] = known_losses[i] + bin_loss.by_cells(lo, hi, candidates.scales[i]);
+    lowest = std::min(lowest, losses[i]);
   }
+  // The absolute term covers a lowest loss of (nearly) zero.
+  const double near = lowest * (1.0 + kRecheckMargin) + kRecheckMargin * 1e-3 * static_cast<double>(seen_) * width * width;
+  for (size_t i = 0; i < count; ++i)
+    if (losses[i] <= near)
+      losses[i] = known_losses[i] + bin_loss.bin_by_bin(candidates.clip_min[i], candidates.clip_max[i],
+                                                        candidates.scales[i]);
   return losses;
 }
 

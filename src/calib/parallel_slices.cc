@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <exception>
 #include <vector>
 
@@ -36,6 +37,21 @@ void run_slices(size_t n, size_t slices, size_t align, const std::function<void(
     // One slice per team thread; the calling thread is thread 0 and so runs slice 0.
 #pragma omp parallel for num_threads(static_cast<int>(slices)) schedule(static, 1)
     for (size_t s = 0; s < slices; ++s) run(s);
+  }
+  for (const auto& error : errors)
+    if (error) std::rethrow_exception(error);
+}
+
+void run_each(size_t n, const std::function<void(size_t)>& fn) {
+  std::vector<std::exception_ptr> errors(n);
+  const auto count = static_cast<int64_t>(n);
+#pragma omp parallel for schedule(dynamic, 1) if (n > 1)
+  for (int64_t i = 0; i < count; ++i) {
+    try {
+      fn(static_cast<size_t>(i));
+    } catch (...) {
+      errors[static_cast<size_t>(i)] = std::current_exception();
+    }
   }
   for (const auto& error : errors)
     if (error) std::rethrow_exception(error);

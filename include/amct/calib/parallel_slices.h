@@ -29,4 +29,9 @@ size_t default_slices(size_t n);
 // in slice order, so results do not depend on the slicing.
 void run_slices(size_t n, size_t slices, size_t align, const std::function<void(size_t, size_t, size_t)>& fn);
 
+// Runs fn(i) for every i in [0, n) on the OpenMP team, each index handed to
+// the next free thread (for tasks of uneven cost), and returns when all are
+// done (rethrowing the exception of the lowest index that threw).
+void run_each(size_t n, const std::function<void(size_t)>& fn);
+
 }  // namespace amct

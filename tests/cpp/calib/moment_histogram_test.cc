@@ -1,5 +1,7 @@
 #include "amct/calib/moment_histogram.h"
 
+#include "amct/calib/parallel_slices.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -59,11 +61,9 @@ TEST(CalibMomentHistogram, SlicedKernelIsBitIdenticalToOneSlice) {
   // Inside another parallel region the slices' team has one thread, which
   // runs all four slices into its own accumulators: merged once, not four times.
   MomentHistogram nested;
-#pragma omp parallel num_threads(2)
-  {
-#pragma omp single
-    nested.add(v, *lo, *hi, 4);
-  }
+  run_slices(2, 2, 1, [&](size_t slice, size_t, size_t) {
+    if (slice == 0) nested.add(v, *lo, *hi, 4);
+  });
   EXPECT_EQ(nested.counts(), one.counts());
   EXPECT_EQ(nested.position_sums(), one.position_sums());
   EXPECT_EQ(nested.square_sums(), one.square_sums());

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace amct {
@@ -41,6 +42,22 @@ TEST(ParallelSlices, DefaultSlicesKeepSmallBatchesOnOneThread) {
   EXPECT_EQ(default_slices(kMinSliceValues - 1), 1u);
   EXPECT_LE(default_slices(size_t{1} << 30), kMaxSlices);
   EXPECT_GE(default_slices(size_t{1} << 30), 1u);
+}
+
+TEST(ParallelSlices, RunEachCallsEveryIndexOnceAndRethrowsTheLowest) {
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{37}}) {
+    std::vector<int> hits(n, 0);
+    run_each(n, [&](size_t i) { ++hits[i]; });
+    EXPECT_EQ(std::vector<int>(n, 1), hits) << n << " tasks";
+  }
+  try {
+    run_each(10, [](size_t i) {
+      if (i == 3 || i == 7) throw std::runtime_error("task " + std::to_string(i));
+    });
+    ADD_FAILURE() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "task 3");
+  }
 }
 
 // The thread count is OpenMP's, which torch.set_num_threads sets when the
