@@ -49,7 +49,8 @@ cpp-test: $(CPP_BUILD)/build.ninja
 CLANG_BUILD := build/clang
 # clang 15 or later: the core uses _Float16, which clang 14 (Debian's default) lacks on x86.
 CLANG_DEB_PACKAGES := clang-16 libclang-rt-16-dev libomp-16-dev
-SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan-suppressions.txt \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 FUZZ_SECONDS ?= 60
 # FUZZ_RUNS=N mutates N inputs instead of running for FUZZ_SECONDS, and
 # FUZZ_SEED fixes libFuzzer's random seed (0: a new one each run). CI uses
