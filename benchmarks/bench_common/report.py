@@ -378,6 +378,29 @@ def write_markdown(results, path, plots):
               "- **Memory**: amct's calibration peak does not grow with the number of batches; its level is set "
               "by the ONNX export of the model (PT2E exports nothing and stays lower). ORT Entropy/Percentile "
               "keep every activation of every batch (about 9 GB at 32 batches on MiniLM and EfficientNet).",
+              "",
+              "### Issue 9's targets missed, and why (measured 2026-11-30/12-01, see README)", "",
+              "- **INT8 latency, amct full-INT8 QDQ / quantize_static <= 1.0**: met within noise on MiniLM "
+              "(0.81 at batch 1, 1.01 at 8), MobileNetV3-Large, EfficientNet-B0 and ResNet-50 (0.99 to 1.03) in "
+              "`benchmarks/qdq_latency.py`; missed on EfficientNet-Lite0 (1.28 there, 1.24 in this run at batch 1) "
+              "and the Fashion-MNIST CNN (1.3 to 1.9, a 0.17 ms model where per-node costs dominate). Which nodes "
+              "ONNX Runtime keeps in float in these two graphs is not yet diagnosed.",
+              "- **INT8 latency / float <= 0.6 at batch 8 on every CNN**: met on EfficientNet-Lite0 (0.57) and "
+              "ResNet-50 (0.30); missed on MobileNetV3-Large (0.96), EfficientNet-B0 (0.92) and the Fashion-MNIST "
+              "CNN (2.36), where quantize_static misses too (0.94, 0.90, 1.23): ONNX Runtime's float depthwise "
+              "kernels are as fast as its INT8 ones.",
+              "- **Calibration forwards <= 1.3x float on EfficientNet-Lite0, batches of 4**: missed. "
+              "`benchmarks/calibration_cost.py --model effnet` on a quiet machine: IFMR 2.14x and HFMG 1.94x at 8 "
+              "batches, 1.67x and 1.55x at 32 (2.96x, 2.52x, 1.96x, 2.08x before the collectors moved to torch's OpenMP team). The model hands "
+              "the collectors 30.6 million values per batch of 4 images; the histograms' scattered increments cost "
+              "0.65 to 1.1 ns per value on 2 threads against 1.4 ns of float forward per value, and the scale "
+              "searches after the last batch add about 2 ms (IFMR) to 4 ms (HFMG) per layer.",
+              "- **Whole calibration <= ORT's (export + quantize_static MinMax)**: at par rather than below: "
+              "Fashion-MNIST 1.94 to 2.25 s against 1.99 s, MiniLM 10.29 to 12.94 s against 10.22 s, "
+              "EfficientNet-Lite0 6.93 to 7.32 s against 7.61 s. amct runs the user's torch forwards, which on "
+              "MiniLM cost more than ONNX Runtime's inference, and both share the cost of one export.",
+              "- **Accuracy at least the best peer's**: MiniLM 0.9928 against PT2E's 0.9929, a tie within the "
+              "evaluation's resolution; met on the other workloads.",
               ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots] + [""]
