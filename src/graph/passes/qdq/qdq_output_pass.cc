@@ -307,20 +307,34 @@ void drop_unread(onnx::GraphProto& graph, const std::vector<std::string>& tensor
 // q(0), the zero point; max pooling and data movement commute with q. Clip
 // takes UINT8 from opset 12 and Pad from opset 11; the QDQ model has 13+.
 // The float operands it stops reading go to `replaced`.
+// A Relu or Clip whose integer bounds are 0 and 255 (a ReLU6 whose consumer's
+// grid ends at or below 6, a Relu with zero point 0) changes no UINT8 value:
+// it becomes an Identity, which ONNX Runtime removes, instead of a Clip
+// node of its own between two QLinearConvs.
 void integer_chain_op(onnx::GraphProto& graph, const GraphIndex& index, onnx::NodeProto& node,
                       const QuantLayer& consumer, const QdqParams& params, std::vector<std::string>& replaced) {
   const auto zero_point = static_cast<int32_t>(consumer.data_offset + consumer.act_format.unsigned_shift());
+  auto to_identity = [&] {
+    for (int i = 1; i < node.input_size(); ++i)
+      if (!node.input(i).empty()) replaced.push_back(node.input(i));
+    node.set_op_type("Identity");
+    node.mutable_input()->DeleteSubrange(1, node.input_size() - 1);
+  };
   if (node.op_type() == "Relu") {
+    if (zero_point <= 0) return to_identity();
     node.set_op_type("Clip");
     node.add_input(params.zero_point);
   } else if (node.op_type() == "Clip") {
     static const char* const kBounds[] = {"", ".quantized_min", ".quantized_max"};
+    uint8_t bounds[3] = {0, 0, 255};
+    for (int i = 1; i < node.input_size() && i < 3; ++i)
+      if (!node.input(i).empty())
+        bounds[i] = quantize_scalar(*constant_scalar(index, node.input(i)), consumer.data_scale, zero_point);
+    if (bounds[1] == 0 && bounds[2] == 255) return to_identity();
     for (int i = 1; i < node.input_size() && i < 3; ++i) {
       if (node.input(i).empty()) continue;
-      const float bound = *constant_scalar(index, node.input(i));
       replaced.push_back(node.input(i));
-      node.set_input(i, add_uint8_scalar(graph, node.name() + kBounds[i],
-                                         quantize_scalar(bound, consumer.data_scale, zero_point)));
+      node.set_input(i, add_uint8_scalar(graph, node.name() + kBounds[i], bounds[i]));
     }
   } else if (node.op_type() == "Pad") {
     // The fill (used by constant mode only) must have the data type.
