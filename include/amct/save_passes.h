@@ -61,6 +61,8 @@ void qdq_input_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void qdq_weight_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 // Full-INT8 QDQ model only (plan.tensor_ranges not empty): after QdqInput.
 void qdq_tensor_pass(onnx::GraphProto& graph, const QuantPlan& plan);
+// Last: zero Pads on the integers before a Conv become the Conv's pads.
+void qdq_fold_pad_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 // All outputs (docs/amct-reference.md#output-files).
 void remove_op_data_type_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 

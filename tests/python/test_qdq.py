@@ -143,8 +143,8 @@ def test_convolutions_through_clip_and_zero_padding_become_qlinearconv(tmp_path)
     ops = optimized_ops(prefix + "_qdq_model.onnx", tmp_path)
     # conv1 -> Clip -> Pad -> conv2 -> Clip -> conv3 requantized; conv3 -> Flatten -> fc
     assert ops.count("QLinearConv") == 3 and "ConvInteger" not in ops, ops
-    # Clip and Pad run on the UINT8 integers between the QLinearConvs, with
-    # bounds and fill quantized with the consumer's factors.
+    # A Clip left runs on the UINT8 integers between the QLinearConvs, with
+    # bounds quantized with the consumer's factors.
     optimized = onnx.load(str(tmp_path / "optimized.onnx")).graph
     producers = {out: node for node in optimized.node for out in node.output}
     for node in optimized.node:
@@ -159,8 +159,11 @@ def test_convolutions_through_clip_and_zero_padding_become_qlinearconv(tmp_path)
     assert len(relu6) == 2
     kinds = {n.name: n.op_type for n in qdq.node if n.name in relu6}
     assert set(kinds.values()) <= {"Clip", "Identity"} and len(kinds) == 2, kinds
-    pads = [n for n in qdq.node if n.op_type == "Pad"]
-    assert len(pads) == 1 and inits[pads[0].input[2]].data_type == onnx.TensorProto.UINT8
+    # The ZeroPad2d (right and bottom by 1) is folded into conv2's own pads.
+    assert not any(n.op_type == "Pad" for n in qdq.node) and "Pad" not in ops, ops
+    conv2 = [n for n in qdq.node if n.op_type == "Conv" and any(a.name == "group" and a.i == 8 for a in n.attribute)]
+    assert len(conv2) == 1
+    assert [list(a.ints) for a in conv2[0].attribute if a.name == "pads"] == [[0, 0, 1, 1]]
     for node in qdq.node:
         if node.op_type == "Clip":
             assert all(inits[name].data_type == onnx.TensorProto.UINT8 for name in node.input[1:]), node.name

@@ -151,8 +151,7 @@ TEST(SaveModelPasses, RunInAmctOrderPerStage) {
                                                   "ReplaceDequant", "ReplaceAntiQuant", "ReplaceBiasQuant",
                                                   "RemoveOpDataType"}));
   EXPECT_EQ(qdq, (std::vector<std::string>{"ApplyDMQBalancer", "QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqTensor",
-                                           "QdqWeight",
-                                           "RemoveOpDataType"}));
+                                           "QdqWeight", "QdqFoldPad", "RemoveOpDataType"}));
 }
 
 TEST(SaveModelPaths, AmctOutputNames) {

@@ -31,6 +31,7 @@ constexpr SavePass kPasses[] = {
     {"QdqInput", SaveStage::kQdq, qdq_input_pass},
     {"QdqTensor", SaveStage::kQdq, qdq_tensor_pass},
     {"QdqWeight", SaveStage::kQdq, qdq_weight_pass},
+    {"QdqFoldPad", SaveStage::kQdq, qdq_fold_pad_pass},
     {"RemoveOpDataType", SaveStage::kQdq, remove_op_data_type_pass},
 };
 

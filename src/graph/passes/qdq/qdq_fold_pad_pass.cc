@@ -1,0 +1,109 @@
+// QdqFoldPad: a zero padding right before a convolution becomes the
+// convolution's own padding.
+//
+// A ZeroPad2d between two quantized convolutions (EfficientNet-Lite's "same"
+// padding) runs on the UINT8 integers after QdqOutput: Pad(n, zero point) ->
+// DequantizeLinear -> Conv. Dequantizing the zero point gives exactly 0, so
+// that is Conv over the zero-padded dequantized tensor, which a Conv with the
+// pads added to its own computes, and ONNX Runtime then runs one QLinearConv
+// with no Pad node before it (quantize_static's graph has none either: the
+// exporter's optimizer folds the pads there).
+//
+// Folded only when nothing else reads the Pad's or the DequantizeLinear's
+// output, the fill is the DequantizeLinear's own zero point, the pads are
+// constant, non-negative and on the spatial axes only, and the Conv pads
+// explicitly (auto_pad NOTSET).
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "amct/onnx_graph.h"
+#include "amct/save_passes.h"
+
+namespace amct {
+namespace {
+
+// The values of a constant INT64 tensor; nullopt when it holds anything else.
+std::optional<std::vector<int64_t>> int64_values(const onnx::TensorProto& tensor) {
+  if (tensor.data_type() != onnx::TensorProto::INT64 || tensor.dims_size() > 1) return std::nullopt;
+  if (!tensor.raw_data().empty()) {
+    if (tensor.raw_data().size() % sizeof(int64_t) != 0) return std::nullopt;
+    std::vector<int64_t> values(tensor.raw_data().size() / sizeof(int64_t));
+    std::memcpy(values.data(), tensor.raw_data().data(), tensor.raw_data().size());
+    return values;
+  }
+  return std::vector<int64_t>(tensor.int64_data().begin(), tensor.int64_data().end());
+}
+
+// The Conv pads after adding those of `pad` (ONNX Pad order: all begins,
+// then all ends, over N, C and the spatial axes); nullopt if it cannot fold.
+std::optional<std::vector<int64_t>> folded_pads(const GraphIndex& index, const onnx::NodeProto& pad,
+                                                const onnx::NodeProto& conv) {
+  if (get_string_attribute(pad, "mode", "constant") != "constant" || find_attribute(pad, "pads")) return std::nullopt;
+  if (pad.input_size() < 2 || pad.input(1).empty() || (pad.input_size() > 3 && !pad.input(3).empty()))
+    return std::nullopt;
+  const onnx::TensorProto* pads_tensor = index.resolve_constant(pad.input(1));
+  if (!pads_tensor) return std::nullopt;
+  const std::optional<std::vector<int64_t>> pads = int64_values(*pads_tensor);
+  if (!pads || pads->size() < 6 || pads->size() % 2 != 0) return std::nullopt;
+  const size_t rank = pads->size() / 2;
+  const size_t spatial = rank - 2;
+  if ((*pads)[0] != 0 || (*pads)[1] != 0 || (*pads)[rank] != 0 || (*pads)[rank + 1] != 0) return std::nullopt;
+  for (const int64_t p : *pads)
+    if (p < 0) return std::nullopt;
+  if (get_string_attribute(conv, "auto_pad", "NOTSET") != "NOTSET") return std::nullopt;
+  std::vector<int64_t> conv_pads = get_ints_attribute(conv, "pads");
+  if (conv_pads.empty()) conv_pads.assign(2 * spatial, 0);
+  if (conv_pads.size() != 2 * spatial) return std::nullopt;
+  for (size_t axis = 0; axis < spatial; ++axis) {
+    conv_pads[axis] += (*pads)[2 + axis];
+    conv_pads[spatial + axis] += (*pads)[rank + 2 + axis];
+  }
+  return conv_pads;
+}
+
+}  // namespace
+
+void qdq_fold_pad_pass(onnx::GraphProto& graph, const QuantPlan&) {
+  const GraphIndex index(graph);
+  std::vector<std::string> folded;
+  std::vector<std::string> pads_tensors;
+  for (onnx::NodeProto& pad : *graph.mutable_node()) {
+    if (pad.op_type() != "Pad" || pad.name().empty() || pad.output_size() != 1 || pad.input_size() < 3 ||
+        index.is_graph_output(pad.output(0)))
+      continue;
+    const auto& pad_uses = index.consumers(pad.output(0));
+    if (pad_uses.size() != 1 || pad_uses.front()->op_type() != "DequantizeLinear") continue;
+    onnx::NodeProto& dequant = *pad_uses.front();
+    if (dequant.input(0) != pad.output(0) || dequant.input_size() < 3 || dequant.input(2) != pad.input(2) ||
+        index.is_graph_output(dequant.output(0)))
+      continue;
+    const auto& dequant_uses = index.consumers(dequant.output(0));
+    if (dequant_uses.size() != 1 || dequant_uses.front()->op_type() != "Conv") continue;
+    onnx::NodeProto& conv = *dequant_uses.front();
+    if (conv.input(0) != dequant.output(0)) continue;
+    const std::optional<std::vector<int64_t>> pads = folded_pads(index, pad, conv);
+    if (!pads) continue;
+    set_ints_attribute(conv, "pads", *pads);
+    dequant.set_input(0, pad.input(0));
+    folded.push_back(pad.name());
+    pads_tensors.push_back(pad.input(1));
+  }
+  if (folded.empty()) return;
+  remove_nodes(graph, folded);
+  // The pads initializers nothing reads any more.
+  std::unordered_set<std::string> read;
+  for (const auto& node : graph.node())
+    for (const auto& input : node.input()) read.insert(input);
+  std::unordered_set<std::string> unread;
+  for (const std::string& tensor : pads_tensors)
+    if (!read.count(tensor) && !is_graph_output(graph, tensor)) unread.insert(tensor);
+  auto* initializers = graph.mutable_initializer();
+  for (int i = initializers->size() - 1; i >= 0; --i)
+    if (unread.count(initializers->Get(i).name())) initializers->DeleteSubrange(i, 1);
+}
+
+}  // namespace amct
