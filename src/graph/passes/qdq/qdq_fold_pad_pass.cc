@@ -52,12 +52,16 @@ std::optional<std::vector<int64_t>> folded_pads(const GraphIndex& index, const o
   const size_t rank = pads->size() / 2;
   const size_t spatial = rank - 2;
   if ((*pads)[0] != 0 || (*pads)[1] != 0 || (*pads)[rank] != 0 || (*pads)[rank + 1] != 0) return std::nullopt;
+  // Bounded, so that the sums below cannot overflow on a hostile graph.
+  constexpr int64_t kMaxPad = int64_t{1} << 31;
   for (const int64_t p : *pads)
-    if (p < 0) return std::nullopt;
+    if (p < 0 || p > kMaxPad) return std::nullopt;
   if (get_string_attribute(conv, "auto_pad", "NOTSET") != "NOTSET") return std::nullopt;
   std::vector<int64_t> conv_pads = get_ints_attribute(conv, "pads");
   if (conv_pads.empty()) conv_pads.assign(2 * spatial, 0);
   if (conv_pads.size() != 2 * spatial) return std::nullopt;
+  for (const int64_t p : conv_pads)
+    if (p < 0 || p > kMaxPad) return std::nullopt;
   for (size_t axis = 0; axis < spatial; ++axis) {
     conv_pads[axis] += (*pads)[2 + axis];
     conv_pads[spatial + axis] += (*pads)[rank + 2 + axis];
