@@ -391,7 +391,8 @@ def write_markdown(results, path, plots):
               "QDQ model already has no Clip (the quantizer removes a ReLU6 after a Conv, whose quantized output "
               "range stays within [0, 6]), and the optimized float export it starts from has the ZeroPad2d "
               "folded into the Conv's pads. amct's QDQ writer now does both (Identity for such Clips, QdqFoldPad); "
-              "the stem's Pad on the float input and two Clips whose grid reaches past 6 remain.",
+              "the stem's Pad on the float input, one ReLU6 whose consumer's grid reaches past 6 and the head "
+              "convolution (ConvInteger, then a float ReLU6 before the pooling) remain.",
               "- **INT8 latency / float <= 0.6 at batch 8 on every CNN**: met on EfficientNet-Lite0 (0.57, then 0.46) and "
               "ResNet-50 (0.30); missed on MobileNetV3-Large (0.96), EfficientNet-B0 (0.92) and the Fashion-MNIST "
               "CNN (2.36), where quantize_static misses too (0.94, 0.90, 1.23): ONNX Runtime's float depthwise "
