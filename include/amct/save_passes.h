@@ -147,6 +147,9 @@ bool qdq_commutes_with_quantization(const GraphIndex& index, const onnx::NodePro
 // input and use: ONNX Runtime drops such a chain before a QuantizeLinear
 // that clamps the same way, so the full-INT8 model quantizes there.
 std::string qdq_after_activations(const GraphIndex& index, std::string tensor);
+// Removes the initializers and Constant nodes of `tensors` that nothing
+// reads any more (operands a pass replaced), in one pass over the graph.
+void qdq_drop_unread(onnx::GraphProto& graph, const std::vector<std::string>& tensors);
 
 // Renames the output `index` of `producer` to `renamed` and returns the old
 // name, so a chain of new nodes can end in it: consumers, graph outputs and

@@ -17,7 +17,6 @@
 #include <cstring>
 #include <optional>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "amct/onnx_graph.h"
@@ -98,16 +97,7 @@ void qdq_fold_pad_pass(onnx::GraphProto& graph, const QuantPlan&) {
   }
   if (folded.empty()) return;
   remove_nodes(graph, folded);
-  // The pads initializers nothing reads any more.
-  std::unordered_set<std::string> read;
-  for (const auto& node : graph.node())
-    for (const auto& input : node.input()) read.insert(input);
-  std::unordered_set<std::string> unread;
-  for (const std::string& tensor : pads_tensors)
-    if (!read.count(tensor) && !is_graph_output(graph, tensor)) unread.insert(tensor);
-  auto* initializers = graph.mutable_initializer();
-  for (int i = initializers->size() - 1; i >= 0; --i)
-    if (unread.count(initializers->Get(i).name())) initializers->DeleteSubrange(i, 1);
+  qdq_drop_unread(graph, pads_tensors);
 }
 
 }  // namespace amct

@@ -273,34 +273,6 @@ uint8_t quantize_scalar(float value, float scale, int32_t zero_point) {
   return static_cast<uint8_t>(std::clamp(q, 0.0f, 255.0f));
 }
 
-// Removes the initializers and Constant nodes of `tensors` that nothing
-// reads any more (replaced float bounds and fills), in one pass over the
-// graph however many there are.
-void drop_unread(onnx::GraphProto& graph, const std::vector<std::string>& tensors) {
-  std::unordered_set<std::string> read;
-  for (const auto& n : graph.node())
-    for (const auto& in : n.input()) read.insert(in);
-  for (const auto& o : graph.output()) read.insert(o.name());
-  std::unordered_set<std::string> unread;
-  for (const std::string& tensor : tensors)
-    if (!tensor.empty() && !read.count(tensor)) unread.insert(tensor);
-  if (unread.empty()) return;
-  auto* initializers = graph.mutable_initializer();
-  google::protobuf::RepeatedPtrField<onnx::TensorProto> kept;
-  for (auto& t : *initializers) {
-    if (unread.count(t.name()))
-      unread.erase(t.name());
-    else
-      kept.Add(std::move(t));
-  }
-  initializers->Swap(&kept);
-  std::vector<std::string> constants;
-  for (const auto& n : graph.node())
-    if (n.op_type() == "Constant" && !n.name().empty() && n.output_size() == 1 && unread.count(n.output(0)))
-      constants.push_back(n.name());
-  remove_nodes(graph, constants);
-}
-
 // The chain op on the integers n = q(x), for q above: q is monotone, so
 // q(clip(x, lo, hi)) = clip(n, q(lo), q(hi)) and q(relu(x)) = max(n, q(0)) =
 // Clip(n, zero point) (Relu has no UINT8 kernel); zero padding pads with
@@ -387,7 +359,7 @@ void requantize_through_integer_chain(onnx::GraphProto& graph, const GraphIndex&
   std::sort(doomed.begin(), doomed.end());
   doomed.erase(std::unique(doomed.begin(), doomed.end()), doomed.end());
   remove_nodes(graph, doomed);
-  drop_unread(graph, replaced);
+  qdq_drop_unread(graph, replaced);
 }
 
 void to_conv_integer(onnx::GraphProto& graph, const QuantLayer& layer, onnx::NodeProto& node) {

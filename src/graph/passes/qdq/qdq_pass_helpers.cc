@@ -1,6 +1,7 @@
 // Helpers shared by the QDQ passes (qdq_*_pass.cc).
 #include <cstdint>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "amct/onnx_graph.h"
@@ -54,6 +55,34 @@ const std::string& add_initializer(onnx::GraphProto& graph, onnx::TensorProto te
   auto* added = graph.add_initializer();
   *added = std::move(tensor);
   return added->name();
+}
+
+// Removes the initializers and Constant nodes of `tensors` that nothing
+// reads any more (replaced float bounds and fills), in one pass over the
+// graph however many there are.
+void qdq_drop_unread(onnx::GraphProto& graph, const std::vector<std::string>& tensors) {
+  std::unordered_set<std::string> read;
+  for (const auto& n : graph.node())
+    for (const auto& in : n.input()) read.insert(in);
+  for (const auto& o : graph.output()) read.insert(o.name());
+  std::unordered_set<std::string> unread;
+  for (const std::string& tensor : tensors)
+    if (!tensor.empty() && !read.count(tensor)) unread.insert(tensor);
+  if (unread.empty()) return;
+  auto* initializers = graph.mutable_initializer();
+  google::protobuf::RepeatedPtrField<onnx::TensorProto> kept;
+  for (auto& t : *initializers) {
+    if (unread.count(t.name()))
+      unread.erase(t.name());
+    else
+      kept.Add(std::move(t));
+  }
+  initializers->Swap(&kept);
+  std::vector<std::string> constants;
+  for (const auto& n : graph.node())
+    if (n.op_type() == "Constant" && !n.name().empty() && n.output_size() == 1 && unread.count(n.output(0)))
+      constants.push_back(n.name());
+  remove_nodes(graph, constants);
 }
 
 }  // namespace amct
