@@ -17,7 +17,7 @@ namespace amct {
 // `integer_layers`: the node names of the layers whose QDQ form quantizes
 // their input (8-bit activations). With `activation_matmuls`, both inputs of
 // a MatMul between two activations (attention scores, attention x values)
-// are listed too. Tensors come in graph order, each once.
+// are listed too. Tensors come in the order their producers run, each once.
 std::vector<std::string> full_qdq_tensors(onnx::GraphProto& graph, const std::unordered_set<std::string>& integer_layers,
                                           bool activation_matmuls);
 

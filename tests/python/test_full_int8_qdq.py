@@ -155,12 +155,13 @@ def test_sidecar_lists_the_tensors_runtime_needs(tmp_path):
     entries = ranges["ranges"]
     assert [e["role"] for e in entries] == ["tensor"] * len(entries)
     assert all(e["bits"] == 8 and e["scale"] > 0 and -128 <= e["offset"] <= 127 for e in entries)
-    # In graph order: the gate's Sigmoid input (expand's result) and output,
-    # then the Mul's other input (the stem's Relu) and its product.
+    # In the order their producers run: the stem's Relu (the Mul's other
+    # input, also read by the float ReduceMean), the gate's Sigmoid input
+    # (expand's result) and output, and the Mul's product.
     model = onnx.load(str(tmp_path / "modified.onnx"))
     producers = {out: node.op_type for node in model.graph.node for out in node.output}
-    assert [e["layer"] for e in entries] == ["conv2d_2", "sigmoid", "relu", "mul_14"]
-    assert [producers[e["layer"]] for e in entries] == ["Conv", "Sigmoid", "Relu", "Mul"]
+    assert [e["layer"] for e in entries] == ["relu", "conv2d_2", "sigmoid", "mul_14"]
+    assert [producers[e["layer"]] for e in entries] == ["Relu", "Conv", "Sigmoid", "Mul"]
     # Each grid covers the tensor as Runtime computes it on the calibration
     # batch: IFMR moves the maximum within its search range (0.7 to 1.3).
     for node in model.graph.node:
@@ -174,7 +175,7 @@ def test_sidecar_lists_the_tensors_runtime_needs(tmp_path):
         assert low <= min(float(value.min()), 0.0) + entry["scale"], entry
         assert 0.7 * float(value.max()) - entry["scale"] <= high <= 1.3 * float(value.max()) + entry["scale"], entry
     # Sigmoid and Relu are never negative: the asymmetric grid starts at 0.
-    assert entries[1]["offset"] == -128 and entries[2]["offset"] == -128
+    assert entries[0]["offset"] == -128 and entries[2]["offset"] == -128
 
 
 class Attention(nn.Module):

@@ -1,8 +1,10 @@
 // QdqFoldPad on hand-built graphs: Pad(n, zero point) -> DequantizeLinear ->
-// Conv folds into the Conv's pads, and every case it must not touch stays.
+// Conv and Pad(x, 0.0) -> QuantizeLinear -> DequantizeLinear -> Conv fold
+// into the Conv's pads, and every case it must not touch stays.
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,33 @@ onnx::GraphProto graph_with(const std::vector<int64_t>& pads, const std::string&
   return g;
 }
 
+onnx::TensorProto float_scalar(const std::string& name, float value) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(onnx::TensorProto::FLOAT);
+  t.set_raw_data(std::string(reinterpret_cast<const char*>(&value), sizeof value));
+  return t;
+}
+
+// x -> Pad "pad" (pads, fill "fill" = `fill` when given) -> QuantizeLinear "q"
+// (scale, zp) -> DequantizeLinear "dq" (scale, dq_zero) -> Conv "conv" -> y
+onnx::GraphProto float_pad_graph(const std::vector<int64_t>& pads, std::optional<float> fill,
+                                 const std::string& dq_zero = "zp") {
+  onnx::GraphProto g;
+  *g.add_initializer() = int64_tensor("pads", pads);
+  std::vector<std::string> pad_inputs{"x", "pads"};
+  if (fill) {
+    *g.add_initializer() = float_scalar("fill", *fill);
+    pad_inputs.push_back("fill");
+  }
+  add_node(g, "Pad", "pad", pad_inputs, "padded");
+  add_node(g, "QuantizeLinear", "q", {"padded", "scale", "zp"}, "n");
+  add_node(g, "DequantizeLinear", "dq", {"n", "scale", dq_zero}, "xq");
+  add_node(g, "Conv", "conv", {"xq", "w"}, "y");
+  g.add_output()->set_name("y");
+  return g;
+}
+
 const onnx::NodeProto* node(const onnx::GraphProto& g, const std::string& name) {
   for (const auto& n : g.node())
     if (n.name() == name) return &n;
@@ -74,6 +103,19 @@ TEST(QdqFoldPad, ConvWithoutPadsGetsThePadsOnly) {
   EXPECT_EQ(get_ints_attribute(*node(g, "conv"), "pads"), (std::vector<int64_t>{0, 0, 1, 1}));
 }
 
+TEST(QdqFoldPad, ZeroPadOfTheFloatInputBeforeItsQuantizeLinearBecomesConvPads) {
+  for (const std::optional<float> fill : {std::optional<float>(0.0f), std::optional<float>()}) {
+    onnx::GraphProto g = float_pad_graph({0, 0, 0, 0, 0, 0, 1, 1}, fill);
+    qdq_fold_pad_pass(g, QuantPlan{});
+    EXPECT_EQ(node(g, "pad"), nullptr);
+    ASSERT_NE(node(g, "q"), nullptr);
+    EXPECT_EQ(node(g, "q")->input(0), "x");
+    EXPECT_EQ(node(g, "dq")->input(0), "n");
+    EXPECT_EQ(get_ints_attribute(*node(g, "conv"), "pads"), (std::vector<int64_t>{0, 0, 1, 1}));
+    EXPECT_EQ(g.initializer_size(), 0);  // pads and fill are not read any more
+  }
+}
+
 TEST(QdqFoldPad, LeavesWhatItCannotFold) {
   struct Case {
     const char* what;
@@ -95,6 +137,13 @@ TEST(QdqFoldPad, LeavesWhatItCannotFold) {
     g.mutable_node(0)->mutable_attribute(0)->set_type(onnx::AttributeProto::STRING);
     g.mutable_node(0)->mutable_attribute(0)->set_s("reflect");
     cases.push_back({"reflect mode", std::move(g)});
+  }
+  cases.push_back({"float fill other than 0", float_pad_graph({0, 0, 1, 1, 0, 0, 1, 1}, 0.5f)});
+  cases.push_back({"DequantizeLinear on another grid", float_pad_graph({0, 0, 1, 1, 0, 0, 1, 1}, 0.0f, "zp2")});
+  {
+    onnx::GraphProto g = float_pad_graph({0, 0, 1, 1, 0, 0, 1, 1}, 0.0f);
+    add_node(g, "DequantizeLinear", "other_dq", {"n", "scale", "zp"}, "z");
+    cases.push_back({"quantized padding read twice", std::move(g)});
   }
   for (Case& c : cases) {
     const std::string before = c.graph.SerializeAsString();

@@ -42,11 +42,32 @@ TEST(FullQdqTensors, ListsTheTensorsOfOpsWhoseInputsAreQuantized) {
   ModelBuilder b = block();
   const auto tensors = full_qdq_tensors(b.graph(), {"c1", "c2", "c3"}, false);
   // Add's output is quantized after its Relu; GlobalAveragePool, Sigmoid, Mul
-  // and Concat each read quantized values; Mul by a constant does not.
+  // and Concat each read quantized values; Mul by a constant does not. c3's
+  // result is a graph output, which stays float.
   EXPECT_EQ(tensors, (std::vector<std::string>{"a", "b", "s", "pooled", "gated", "m", "joined"}));
-  // Without c2 quantized, b carries float values: Add and everything after stays float.
+  // Without c2 quantized, b carries float values: Add and everything after
+  // stays float. c1's result still gets a grid, as it feeds the float Add.
   ModelBuilder c = block();
-  EXPECT_EQ(full_qdq_tensors(c.graph(), {"c1", "c3"}, false), std::vector<std::string>{});
+  EXPECT_EQ(full_qdq_tensors(c.graph(), {"c1", "c3"}, false), std::vector<std::string>{"a"});
+  // A result that reaches layers only (through Relu, MaxPool) needs no range.
+  ModelBuilder d;
+  d.input("x", {-1, 2, 4, 4}).output("z", {-1, 2, 2, 2});
+  d.initializer("c1.weight", {2, 2, 1, 1}, {0.5f, -0.25f, 1.0f, 0.1f});
+  d.initializer("c2.weight", {2, 2, 1, 1}, {0.2f, 0.3f, -0.4f, 0.5f});
+  d.layer("Conv", "c1", {"x", "c1.weight"}, "c1_out");
+  d.node("Relu", "relu", {"c1_out"}, {"r"});
+  set_ints_attribute(d.node("MaxPool", "pool", {"r"}, {"p"}), "kernel_shape", {2, 2});
+  d.layer("Conv", "c2", {"p", "c2.weight"}, "z");
+  EXPECT_EQ(full_qdq_tensors(d.graph(), {"c1", "c2"}, false), std::vector<std::string>{});
+  // A float op after the last conv: its result gets a grid (QLinearConv, then dequantized).
+  d.node("ReduceMean", "mean", {"z"}, {"pooled"});
+  d.graph().mutable_output(0)->set_name("pooled");
+  EXPECT_EQ(full_qdq_tensors(d.graph(), {"c1", "c2"}, false), std::vector<std::string>{"z"});
+  // c1's result needs none either when its pooled values also feed an Add
+  // beside c2: the Add reads them on c2's grid (QdqOutput requantizes c1 with it).
+  d.node("Add", "add", {"p", "z"}, {"sum"});
+  d.graph().mutable_output(0)->set_name("sum");
+  EXPECT_EQ(full_qdq_tensors(d.graph(), {"c1", "c2"}, false), (std::vector<std::string>{"p", "z", "sum"}));
 }
 
 TEST(FullQdqTensors, ActivationMatMulsOnlyWhenAsked) {
@@ -110,6 +131,48 @@ TEST(QdqTensorPass, QuantizesEachListedTensorOnceSharingTheLayersGrid) {
   EXPECT_EQ(node_named(qdq, "halve").input(0), "s.dequant.output0");
   EXPECT_EQ(node_named(qdq, "gap").input(0), "s.dequant.output0");
   EXPECT_EQ(node_named(qdq, "cat").input(0), "m.dequant.output0");
+}
+
+// x -> c1 -> Relu -> MaxPool -> p ; p -> c2 -> b ; Add(p, b) -> y: a
+// residual block after a pooled conv (the Fashion-MNIST CNN).
+TEST(QdqTensorPass, ResultPooledIntoALayerAndAnAddIsRequantizedOnTheLayersGrid) {
+  ModelBuilder b;
+  b.input("x", {-1, 2, 4, 4}).output("y", {-1, 2, 2, 2});
+  b.initializer("c1.weight", {2, 2, 1, 1}, {0.5f, -0.25f, 1.0f, 0.1f});
+  b.initializer("c2.weight", {2, 2, 1, 1}, {0.2f, 0.3f, -0.4f, 0.5f});
+  b.layer("Conv", "c1", {"x", "c1.weight"}, "c1_out");
+  b.node("Relu", "relu1", {"c1_out"}, {"r"});
+  onnx::NodeProto& pool = b.node("MaxPool", "pool", {"r"}, {"p"});
+  set_ints_attribute(pool, "kernel_shape", {2, 2});
+  set_ints_attribute(pool, "strides", {2, 2});
+  b.layer("Conv", "c2", {"p", "c2.weight"}, "b");
+  b.node("Add", "add", {"p", "b"}, {"y"});
+  const std::string dir = fresh_dir();
+  save_onnx_model(b.model(), dir + "/modified.onnx");
+  write_text(dir + "/record.txt",
+             record_entry("c1", "    scale_d: 0.02\n    offset_d: 3\n    scale_w: 0.01\n    offset_w: 0\n") +
+                 record_entry("c2", "    scale_d: 0.04\n    offset_d: -128\n    scale_w: 0.004\n    offset_w: 0\n"));
+  write_text(tensor_ranges_path(dir + "/record.txt"),
+             "{\"version\": 1, \"ranges\": [" + range_entry("p", 0.05f, -128) + ", " + range_entry("b", 0.03f, 5) +
+                 ", " + range_entry("y", 0.06f, -128) + "]}");
+  const auto written =
+      save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/net", SaveOptions{false, false, true}).written;
+  const onnx::ModelProto qdq = load_onnx_model(written.at(0));
+  // c1 stays a Conv (QLinearConv in Runtime), requantized on c2's grid
+  // before its Relu and MaxPool, which then run on UINT8; the Add reads p
+  // on that same grid.
+  EXPECT_EQ(node_named(qdq, "c1").op_type(), "Conv");
+  const onnx::NodeProto& requant = node_named(qdq, "c1.output_quant");
+  EXPECT_EQ(requant.input(0), "c1.output");
+  EXPECT_EQ(requant.input(1), "c2.input_quant.scale");
+  EXPECT_EQ(node_named(qdq, "relu1").input(0), "c1_out");
+  EXPECT_EQ(node_named(qdq, "p.dequant").input(0), "c2.input_quant.output0");
+  EXPECT_EQ(node_named(qdq, "add").input(0), "p.dequant.output0");
+  // Without the ranges, p's float use by the Add leaves c1 without an output grid.
+  write_text(tensor_ranges_path(dir + "/record.txt"), "{\"version\": 1, \"ranges\": []}");
+  const auto layers =
+      save_model(dir + "/modified.onnx", dir + "/record.txt", dir + "/plain", SaveOptions{false, false, true}).written;
+  EXPECT_EQ(node_named(load_onnx_model(layers.at(0)), "c1").op_type(), "ConvInteger");
 }
 
 TEST(QdqTensorPass, LayersModeAndMissingRanges) {

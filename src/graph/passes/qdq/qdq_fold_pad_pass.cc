@@ -9,10 +9,16 @@
 // with no Pad node before it (quantize_static's graph has none either: the
 // exporter's optimizer folds the pads there).
 //
-// Folded only when nothing else reads the Pad's or the DequantizeLinear's
-// output, the fill is the DequantizeLinear's own zero point, the pads are
-// constant, non-negative and on the spatial axes only, and the Conv pads
-// explicitly (auto_pad NOTSET).
+// The same holds for a zero padding of the float tensor that a layer's
+// QuantizeLinear reads (a stem's padding of the model input): Pad(x, 0) ->
+// QuantizeLinear -> DequantizeLinear -> Conv. QuantizeLinear maps 0 to the
+// zero point whatever the scale, so the padded border dequantizes to 0 as
+// well; the QuantizeLinear then reads x and the Conv pads.
+//
+// Folded only when nothing else reads the Pad's, the QuantizeLinear's or the
+// DequantizeLinear's output, the fill is the DequantizeLinear's own zero
+// point (0 before a QuantizeLinear), the pads are constant, non-negative and
+// on the spatial axes only, and the Conv pads explicitly (auto_pad NOTSET).
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -68,36 +74,68 @@ std::optional<std::vector<int64_t>> folded_pads(const GraphIndex& index, const o
   return conv_pads;
 }
 
+// The only reader of `tensor` when it has exactly one and is not a graph output.
+onnx::NodeProto* sole_reader(const GraphIndex& index, const std::string& tensor) {
+  if (index.is_graph_output(tensor)) return nullptr;
+  const auto& uses = index.consumers(tensor);
+  return uses.size() == 1 ? uses.front() : nullptr;
+}
+
+// A float Pad's fill is 0: absent, or a constant floating-point zero.
+bool fills_with_float_zero(const GraphIndex& index, const onnx::NodeProto& pad) {
+  if (pad.input_size() < 3 || pad.input(2).empty()) return true;
+  const onnx::TensorProto* fill = index.resolve_constant(pad.input(2));
+  if (!fill || tensor_numel(*fill) != 1) return false;
+  const auto type = fill->data_type();
+  if (type != onnx::TensorProto::FLOAT && type != onnx::TensorProto::FLOAT16 && type != onnx::TensorProto::DOUBLE)
+    return false;
+  return tensor_to_floats(*fill).at(0) == 0.0f;
+}
+
+// The DequantizeLinear after `pad` whose result only `conv` reads as its
+// data, with `quant` set when a QuantizeLinear of the float padding comes
+// first; nullptr when the pattern or its fill does not match.
+onnx::NodeProto* dequant_before_conv(const GraphIndex& index, onnx::NodeProto& pad, onnx::NodeProto*& quant) {
+  onnx::NodeProto* next = sole_reader(index, pad.output(0));
+  if (!next || next->input_size() < 3 || next->input(0) != pad.output(0)) return nullptr;
+  quant = nullptr;
+  if (next->op_type() == "QuantizeLinear") {
+    if (!fills_with_float_zero(index, pad)) return nullptr;
+    quant = next;
+    next = sole_reader(index, quant->output(0));
+    if (!next || next->op_type() != "DequantizeLinear" || next->input_size() < 3 ||
+        next->input(0) != quant->output(0) || next->input(1) != quant->input(1) || next->input(2) != quant->input(2))
+      return nullptr;
+  } else if (next->op_type() != "DequantizeLinear" || pad.input_size() < 3 || next->input(2) != pad.input(2)) {
+    return nullptr;
+  }
+  return next;
+}
+
 }  // namespace
 
 void qdq_fold_pad_pass(onnx::GraphProto& graph, const QuantPlan&) {
   const GraphIndex index(graph);
   std::vector<std::string> folded;
-  std::vector<std::string> pads_tensors;
+  std::vector<std::string> operands;  // pads and fills, dropped once unread
   for (onnx::NodeProto& pad : *graph.mutable_node()) {
-    if (pad.op_type() != "Pad" || pad.name().empty() || pad.output_size() != 1 || pad.input_size() < 3 ||
-        index.is_graph_output(pad.output(0)))
-      continue;
-    const auto& pad_uses = index.consumers(pad.output(0));
-    if (pad_uses.size() != 1 || pad_uses.front()->op_type() != "DequantizeLinear") continue;
-    onnx::NodeProto& dequant = *pad_uses.front();
-    if (dequant.input(0) != pad.output(0) || dequant.input_size() < 3 || dequant.input(2) != pad.input(2) ||
-        index.is_graph_output(dequant.output(0)))
-      continue;
-    const auto& dequant_uses = index.consumers(dequant.output(0));
-    if (dequant_uses.size() != 1 || dequant_uses.front()->op_type() != "Conv") continue;
-    onnx::NodeProto& conv = *dequant_uses.front();
-    if (conv.input(0) != dequant.output(0)) continue;
-    const std::optional<std::vector<int64_t>> pads = folded_pads(index, pad, conv);
+    if (pad.op_type() != "Pad" || pad.name().empty() || pad.output_size() != 1 || pad.input_size() < 2) continue;
+    onnx::NodeProto* quant = nullptr;
+    onnx::NodeProto* dequant = dequant_before_conv(index, pad, quant);
+    if (!dequant) continue;
+    onnx::NodeProto* conv = sole_reader(index, dequant->output(0));
+    if (!conv || conv->op_type() != "Conv" || conv->input(0) != dequant->output(0)) continue;
+    const std::optional<std::vector<int64_t>> pads = folded_pads(index, pad, *conv);
     if (!pads) continue;
-    set_ints_attribute(conv, "pads", *pads);
-    dequant.set_input(0, pad.input(0));
+    set_ints_attribute(*conv, "pads", *pads);
+    (quant ? quant : dequant)->set_input(0, pad.input(0));
     folded.push_back(pad.name());
-    pads_tensors.push_back(pad.input(1));
+    operands.push_back(pad.input(1));
+    if (pad.input_size() > 2) operands.push_back(pad.input(2));
   }
   if (folded.empty()) return;
   remove_nodes(graph, folded);
-  qdq_drop_unread(graph, pads_tensors);
+  qdq_drop_unread(graph, operands);
 }
 
 }  // namespace amct

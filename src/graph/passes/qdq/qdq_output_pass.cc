@@ -6,7 +6,9 @@
 //  1. every use of the result reaches quantized layers with one common
 //     (scale_d, offset_d) through ops that commute with quantization (Relu,
 //     MaxPool, Clip and Pad with constant operands, reshaping; see
-//     qdq_commutes_with_quantization): the result is requantized with those factors,
+//     qdq_commutes_with_quantization), or in the full-INT8 model a tensor
+//     that qdq_tensor_pass quantizes with those factors for its other uses:
+//     the result is requantized with those factors,
 //     QuantizeLinear "<L>.output_quant" + DequantizeLinear "<L>.output_dequant".
 //     The consumer would quantize the same values with the same factors, so
 //     this adds no error (Relu(x) quantized == max(quantized x, zero point)).
@@ -141,11 +143,26 @@ bool same_factors(const QuantLayer& a, const QuantLayer& b) {
   return a.data_scale == b.data_scale && a.data_offset == b.data_offset;
 }
 
+// Whether qdq_tensor_pass quantizes `tensor` for its other uses with the
+// input factors of a quantized layer that reads it (full-INT8 model).
+bool tensor_shares_layer_grid(const GraphIndex& index, const QuantPlan& plan, const std::string& tensor) {
+  const auto range = plan.tensor_ranges.find(tensor);
+  if (range == plan.tensor_ranges.end() || range->second.bits != 8) return false;
+  const auto& uses = index.consumers(tensor);
+  return std::any_of(uses.begin(), uses.end(), [&](const onnx::NodeProto* use) {
+    const QuantLayer* layer = plan.find(use->name());
+    return layer && qdq_quantizes(*layer) && use->input(0) == tensor;
+  });
+}
+
 // The quantized layer whose input factors every use of `tensor` ends in, or
 // nullptr when some use leads elsewhere or the factors differ. All layers
 // found have the same factors; the last one in depth-first order names the
-// shared QDQ parameters. The search keeps its own stack: a chain of tens of
-// thousands of commuting ops must not exhaust the C++ stack.
+// shared QDQ parameters. In the full-INT8 model a use may also be any op
+// reading a tensor that qdq_tensor_pass quantizes with those factors (the
+// residual Add beside the next conv): it reads the same integers either way.
+// The search keeps its own stack: a chain of tens of thousands of commuting
+// ops must not exhaust the C++ stack.
 const QuantLayer* common_consumer(const GraphIndex& index, const QuantPlan& plan, const std::string& tensor) {
   struct Use {
     const onnx::NodeProto* node;
@@ -167,6 +184,9 @@ const QuantLayer* common_consumer(const GraphIndex& index, const QuantPlan& plan
     pending.pop_back();
     const onnx::NodeProto& consumer = *use.node;
     if (reads_no_values(consumer, *use.tensor)) continue;
+    if (!plan.find(consumer.name()) && !qdq_commutes_with_quantization(index, consumer) &&
+        tensor_shares_layer_grid(index, plan, *use.tensor))
+      continue;
     for (int i = 1; i < consumer.input_size(); ++i)
       if (consumer.input(i) == *use.tensor) return nullptr;
     const QuantLayer* next = plan.find(consumer.name());

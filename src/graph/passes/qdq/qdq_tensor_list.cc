@@ -14,7 +14,15 @@
 // only use each) is quantized after the chain instead: Runtime drops a Relu
 // or Clip before a QuantizeLinear that clamps the same way, which keeps
 // Add -> Relu one QLinearAdd, as quantize_static does.
+//
+// A quantized Conv's result (after its Relu / Clip) is listed too when some
+// use does not end in quantized layers (a float ReduceMean before the
+// classifier): with an output grid Runtime runs the conv as one QLinearConv
+// and dequantizes, as quantize_static's graph does, instead of ConvInteger
+// and a float rescale (QdqOutput). Results that only feed layers need no
+// range, and graph outputs stay float.
 #include <algorithm>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "amct/onnx_graph.h"
@@ -41,6 +49,39 @@ int data_inputs(const onnx::NodeProto& node) { return node.op_type() == "Resize"
 bool activation_matmul(const GraphIndex& index, const onnx::NodeProto& node) {
   if (node.op_type() != "MatMul" || node.input_size() != 2) return false;
   return !index.resolve_constant(node.input(0)) && !index.resolve_constant(node.input(1));
+}
+
+// Whether a conv's result `tensor` needs a grid of its own: some use,
+// through ops that commute with quantization, reads its values and is
+// neither the data input of an integer layer nor an integer op reading a
+// tensor that such a layer reads too (a residual Add beside the next conv,
+// which qdq_tensor_pass puts on that layer's grid). Shape and Size read no
+// values. A result that reaches a graph output gets none: the model's output
+// stays float, unrounded, as in AMCT's models.
+bool needs_output_grid(const GraphIndex& index, const std::string& tensor,
+                       const std::unordered_set<std::string>& integer_layers) {
+  const auto layer_input = [&](const onnx::NodeProto* use, const std::string& t) {
+    return integer_layers.count(use->name()) && use->input(0) == t;
+  };
+  std::vector<const std::string*> pending{&tensor};
+  std::unordered_set<const onnx::NodeProto*> expanded;
+  bool needs = false;
+  while (!pending.empty()) {
+    const std::string& current = *pending.back();
+    pending.pop_back();
+    if (index.is_graph_output(current)) return false;
+    const auto& uses = index.consumers(current);
+    const bool read_by_layer = std::any_of(uses.begin(), uses.end(), [&](auto* use) { return layer_input(use, current); });
+    for (const onnx::NodeProto* use : uses) {
+      if (use->op_type() == "Shape" || use->op_type() == "Size" || layer_input(use, current)) continue;
+      if (read_by_layer && integer_op(*use)) continue;
+      if (use->output_size() != 1 || use->input(0) != current || !qdq_commutes_with_quantization(index, *use))
+        needs = true;
+      else if (expanded.insert(use).second)
+        pending.push_back(&use->output(0));
+    }
+  }
+  return needs;
 }
 
 }  // namespace
@@ -71,7 +112,12 @@ std::vector<std::string> full_qdq_tensors(onnx::GraphProto& graph, const std::un
   for (onnx::NodeProto& node : *graph.mutable_node()) {
     if (node.output_size() == 0) continue;
     if (integer_layers.count(node.name())) {
-      quantized.insert(qdq_result_node(graph, node).output(0));
+      const std::string& result = qdq_result_node(graph, node).output(0);
+      quantized.insert(result);
+      if (node.op_type() == "Conv") {
+        const std::string output = qdq_after_activations(index, result);
+        if (needs_output_grid(index, output, integer_layers)) list(output);
+      }
       continue;
     }
     if (activation_matmuls && activation_matmul(index, node)) {
@@ -96,6 +142,17 @@ std::vector<std::string> full_qdq_tensors(onnx::GraphProto& graph, const std::un
     quantized.insert(node.output(0));
     quantized.insert(output);
   }
+  // In the order their producers run (graph inputs first).
+  std::unordered_map<std::string, int> position;
+  for (int i = 0; i < graph.node_size(); ++i)
+    for (const std::string& output : graph.node(i).output()) position.emplace(output, i + 1);
+  std::stable_sort(listed.begin(), listed.end(), [&](const std::string& a, const std::string& b) {
+    const auto at = [&](const std::string& t) {
+      const auto it = position.find(t);
+      return it == position.end() ? 0 : it->second;
+    };
+    return at(a) < at(b);
+  });
   return listed;
 }
 
