@@ -16,8 +16,9 @@ is exported with the same exporter amct uses (torch.onnx.export(dynamo=True),
 with its graph optimizer, which amct turns off to keep its node names);
 ONNX Runtime fuses its BatchNorms at load time. Each latency is the median of
 --runs timed runs after warm-up, one session per model with --threads
-intra-op threads. A workload whose packages or data are missing is skipped
-(make bench installs them).
+intra-op threads; the four models take turns run by run, so that a slow
+spell of the machine hits them alike. A workload whose packages or data are
+missing is skipped (make bench installs them).
 """
 
 import argparse
@@ -231,18 +232,22 @@ def build_models(name, model, calib_inputs, input_names, dynamic_axes, workdir, 
     return float_path, base + "_qdq_model.onnx", base + "_layers_qdq_model.onnx", static_path
 
 
-def latency_ms(path, feed, threads, runs):
+def latencies_ms(paths, feed, threads, runs):
+    """Median latency of each model, measured in interleaved rounds (one run of
+    each model per round) so that a slow spell of the machine hits all alike."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    for _ in range(3):
-        session.run(None, feed)
-    times = []
+    sessions = [ort.InferenceSession(p, options, providers=["CPUExecutionProvider"]) for p in paths]
+    for session in sessions:
+        for _ in range(3):
+            session.run(None, feed)
+    times = [[] for _ in sessions]
     for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for session, samples in zip(sessions, times):
+            start = time.perf_counter()
+            session.run(None, feed)
+            samples.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(samples) for samples in times]
 
 
 def _batched(feed, batch):
@@ -323,7 +328,7 @@ def main():
                 print(f"{title:<26} skipped: {feeds}", flush=True)
                 continue
             for b, feed in feeds.items():
-                f, o, layer, s = (latency_ms(p, feed, args.threads, args.runs) for p in paths)
+                f, o, layer, s = latencies_ms(paths, feed, args.threads, args.runs)
                 print(f"{title:<26}{b:>6}{f:>10.2f}{o:>9.2f}{layer:>10.2f}{s:>10.2f}{o / s:>12.3f}{o / f:>11.3f}"
                       f"{layer / f:>13.3f}{s / f:>13.3f}", flush=True)
         if not args.skip_cosine:
