@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -60,6 +61,7 @@ void qdq_output_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void qdq_input_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void qdq_weight_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 // Full-INT8 QDQ model only (plan.tensor_ranges not empty): after QdqInput.
+void qdq_global_pool_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 void qdq_tensor_pass(onnx::GraphProto& graph, const QuantPlan& plan);
 // Last: zero Pads on the integers before a Conv become the Conv's pads.
 void qdq_fold_pad_pass(onnx::GraphProto& graph, const QuantPlan& plan);
@@ -150,6 +152,12 @@ std::string qdq_after_activations(const GraphIndex& index, std::string tensor);
 // Removes the initializers and Constant nodes of `tensors` that nothing
 // reads any more (operands a pass replaced), in one pass over the graph.
 void qdq_drop_unread(onnx::GraphProto& graph, const std::vector<std::string>& tensors);
+// The values of a constant INT64 scalar or 1-D tensor (pads, axes); nullopt
+// when it holds anything else.
+std::optional<std::vector<int64_t>> qdq_int64_values(const onnx::TensorProto& tensor);
+// A ReduceMean over all spatial axes (2 .. rank-1, the rank declared in the
+// graph) that keeps them: GlobalAveragePool's result (qdq_global_pool_pass.cc).
+bool qdq_is_global_mean(const onnx::GraphProto& graph, const GraphIndex& index, const onnx::NodeProto& node);
 
 // Renames the output `index` of `producer` to `renamed` and returns the old
 // name, so a chain of new nodes can end in it: consumers, graph outputs and

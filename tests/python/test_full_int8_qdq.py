@@ -67,11 +67,12 @@ MODELS = {"residual": Residual, "squeeze_excite": SqueezeExcite, "concat_silu": 
 # Integer kernels ONNX Runtime's optimized graph must hold, per model. The
 # head writes the graph output, which stays float: ConvInteger, as in the
 # layer-only model. HardSwish is HardSigmoid (float) and Mul at opset 11;
-# the exporter writes adaptive_avg_pool2d(x, 1) as ReduceMean (float, as in
-# quantize_static's models).
+# the exporter writes adaptive_avg_pool2d(x, 1) as ReduceMean, which the QDQ
+# model has as GlobalAveragePool (quantize_static's models keep it float).
 EXPECTED_KERNELS = {
     "residual": {"QLinearConv": 3, "ConvInteger": 1, "QLinearAdd": 1},
-    "squeeze_excite": {"QLinearConv": 3, "ConvInteger": 1, "QLinearSigmoid": 1, "QLinearMul": 1},
+    "squeeze_excite": {"QLinearConv": 3, "ConvInteger": 1, "QLinearSigmoid": 1, "QLinearMul": 1,
+                       "QLinearGlobalAveragePool": 1, "ReduceMean": 0, "DequantizeLinear": 0},
     "concat_silu": {"QLinearConv": 3, "ConvInteger": 1, "QLinearConcat": 1, "QLinearSigmoid": 2, "QLinearMul": 3},
 }
 
@@ -155,13 +156,13 @@ def test_sidecar_lists_the_tensors_runtime_needs(tmp_path):
     entries = ranges["ranges"]
     assert [e["role"] for e in entries] == ["tensor"] * len(entries)
     assert all(e["bits"] == 8 and e["scale"] > 0 and -128 <= e["offset"] <= 127 for e in entries)
-    # In the order their producers run: the stem's Relu (the Mul's other
-    # input, also read by the float ReduceMean), the gate's Sigmoid input
+    # In the order their producers run: the stem's Relu (the pooling's input
+    # and the Mul's other one), the pooled mean, the gate's Sigmoid input
     # (expand's result) and output, and the Mul's product.
     model = onnx.load(str(tmp_path / "modified.onnx"))
     producers = {out: node.op_type for node in model.graph.node for out in node.output}
-    assert [e["layer"] for e in entries] == ["relu", "conv2d_2", "sigmoid", "mul_14"]
-    assert [producers[e["layer"]] for e in entries] == ["Relu", "Conv", "Sigmoid", "Mul"]
+    assert [e["layer"] for e in entries] == ["relu", "mean", "conv2d_2", "sigmoid", "mul_14"]
+    assert [producers[e["layer"]] for e in entries] == ["Relu", "ReduceMean", "Conv", "Sigmoid", "Mul"]
     # Each grid covers the tensor as Runtime computes it on the calibration
     # batch: IFMR moves the maximum within its search range (0.7 to 1.3).
     for node in model.graph.node:
@@ -175,7 +176,7 @@ def test_sidecar_lists_the_tensors_runtime_needs(tmp_path):
         assert low <= min(float(value.min()), 0.0) + entry["scale"], entry
         assert 0.7 * float(value.max()) - entry["scale"] <= high <= 1.3 * float(value.max()) + entry["scale"], entry
     # Sigmoid and Relu are never negative: the asymmetric grid starts at 0.
-    assert entries[0]["offset"] == -128 and entries[2]["offset"] == -128
+    assert entries[0]["offset"] == -128 and entries[3]["offset"] == -128
 
 
 class Attention(nn.Module):

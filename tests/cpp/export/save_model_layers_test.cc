@@ -150,8 +150,9 @@ TEST(SaveModelPasses, RunInAmctOrderPerStage) {
   EXPECT_EQ(fake_quant, (std::vector<std::string>{"InsertRNNFakeQuant", "ReplaceQuant", "WeightFakequant",
                                                   "ReplaceDequant", "ReplaceAntiQuant", "ReplaceBiasQuant",
                                                   "RemoveOpDataType"}));
-  EXPECT_EQ(qdq, (std::vector<std::string>{"ApplyDMQBalancer", "QdqDeconvToConv", "QdqOutput", "QdqInput", "QdqTensor",
-                                           "QdqWeight", "QdqFoldPad", "RemoveOpDataType"}));
+  EXPECT_EQ(qdq, (std::vector<std::string>{"ApplyDMQBalancer", "QdqDeconvToConv", "QdqOutput", "QdqInput",
+                                           "QdqGlobalPool", "QdqTensor", "QdqWeight", "QdqFoldPad",
+                                           "RemoveOpDataType"}));
 }
 
 TEST(SaveModelPaths, AmctOutputNames) {

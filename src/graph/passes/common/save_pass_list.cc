@@ -29,6 +29,7 @@ constexpr SavePass kPasses[] = {
     {"QdqDeconvToConv", SaveStage::kQdq, qdq_deconv_to_conv_pass},
     {"QdqOutput", SaveStage::kQdq, qdq_output_pass},
     {"QdqInput", SaveStage::kQdq, qdq_input_pass},
+    {"QdqGlobalPool", SaveStage::kQdq, qdq_global_pool_pass},
     {"QdqTensor", SaveStage::kQdq, qdq_tensor_pass},
     {"QdqWeight", SaveStage::kQdq, qdq_weight_pass},
     {"QdqFoldPad", SaveStage::kQdq, qdq_fold_pad_pass},

@@ -20,7 +20,6 @@
 // point (0 before a QuantizeLinear), the pads are constant, non-negative and
 // on the spatial axes only, and the Conv pads explicitly (auto_pad NOTSET).
 #include <cstdint>
-#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,18 +30,6 @@
 namespace amct {
 namespace {
 
-// The values of a constant INT64 tensor; nullopt when it holds anything else.
-std::optional<std::vector<int64_t>> int64_values(const onnx::TensorProto& tensor) {
-  if (tensor.data_type() != onnx::TensorProto::INT64 || tensor.dims_size() > 1) return std::nullopt;
-  if (!tensor.raw_data().empty()) {
-    if (tensor.raw_data().size() % sizeof(int64_t) != 0) return std::nullopt;
-    std::vector<int64_t> values(tensor.raw_data().size() / sizeof(int64_t));
-    std::memcpy(values.data(), tensor.raw_data().data(), tensor.raw_data().size());
-    return values;
-  }
-  return std::vector<int64_t>(tensor.int64_data().begin(), tensor.int64_data().end());
-}
-
 // The Conv pads after adding those of `pad` (ONNX Pad order: all begins,
 // then all ends, over N, C and the spatial axes); nullopt if it cannot fold.
 std::optional<std::vector<int64_t>> folded_pads(const GraphIndex& index, const onnx::NodeProto& pad,
@@ -52,7 +39,7 @@ std::optional<std::vector<int64_t>> folded_pads(const GraphIndex& index, const o
     return std::nullopt;
   const onnx::TensorProto* pads_tensor = index.resolve_constant(pad.input(1));
   if (!pads_tensor) return std::nullopt;
-  const std::optional<std::vector<int64_t>> pads = int64_values(*pads_tensor);
+  const std::optional<std::vector<int64_t>> pads = qdq_int64_values(*pads_tensor);
   if (!pads || pads->size() < 6 || pads->size() % 2 != 0) return std::nullopt;
   const size_t rank = pads->size() / 2;
   const size_t spatial = rank - 2;

@@ -1,5 +1,7 @@
 // Helpers shared by the QDQ passes (qdq_*_pass.cc).
 #include <cstdint>
+#include <cstring>
+#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -55,6 +57,17 @@ const std::string& add_initializer(onnx::GraphProto& graph, onnx::TensorProto te
   auto* added = graph.add_initializer();
   *added = std::move(tensor);
   return added->name();
+}
+
+std::optional<std::vector<int64_t>> qdq_int64_values(const onnx::TensorProto& tensor) {
+  if (tensor.data_type() != onnx::TensorProto::INT64 || tensor.dims_size() > 1) return std::nullopt;
+  if (!tensor.raw_data().empty()) {
+    if (tensor.raw_data().size() % sizeof(int64_t) != 0) return std::nullopt;
+    std::vector<int64_t> values(tensor.raw_data().size() / sizeof(int64_t));
+    std::memcpy(values.data(), tensor.raw_data().data(), tensor.raw_data().size());
+    return values;
+  }
+  return std::vector<int64_t>(tensor.int64_data().begin(), tensor.int64_data().end());
 }
 
 // Removes the initializers and Constant nodes of `tensors` that nothing

@@ -10,6 +10,9 @@
 // computation (the Erf of a GELU, a LayerNorm) stays float: quantizing its
 // inputs would only add error.
 //
+// A ReduceMean over the spatial axes counts as an integer op: the QDQ model
+// has it as GlobalAveragePool (qdq_global_pool_pass.cc).
+//
 // An integer op's output that goes on through a chain of Relu / Clip (its
 // only use each) is quantized after the chain instead: Runtime drops a Relu
 // or Clip before a QuantizeLinear that clamps the same way, which keeps
@@ -131,7 +134,7 @@ std::vector<std::string> full_qdq_tensors(onnx::GraphProto& graph, const std::un
       if (quantized.count(node.input(0))) quantized.insert(node.output(0));
       continue;
     }
-    if (!integer_op(node)) continue;
+    if (!integer_op(node) && !qdq_is_global_mean(graph, index, node)) continue;
     bool all_quantized = true;
     for (int i = 0; i < data_inputs(node) && all_quantized; ++i)
       all_quantized = !node.input(i).empty() && quantized.count(node.input(i)) > 0;
