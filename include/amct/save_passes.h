@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "amct/channel_map.h"
@@ -155,9 +156,12 @@ void qdq_drop_unread(onnx::GraphProto& graph, const std::vector<std::string>& te
 // The values of a constant INT64 scalar or 1-D tensor (pads, axes); nullopt
 // when it holds anything else.
 std::optional<std::vector<int64_t>> qdq_int64_values(const onnx::TensorProto& tensor);
-// A ReduceMean over all spatial axes (2 .. rank-1, the rank declared in the
-// graph) that keeps them: GlobalAveragePool's result (qdq_global_pool_pass.cc).
-bool qdq_is_global_mean(const onnx::GraphProto& graph, const GraphIndex& index, const onnx::NodeProto& node);
+// The ranks the graph declares for its tensors (inputs, value_info, outputs).
+using QdqDeclaredRanks = std::unordered_map<std::string, int>;
+QdqDeclaredRanks qdq_declared_ranks(const onnx::GraphProto& graph);
+// A ReduceMean over all spatial axes (2 .. rank-1, the input's declared
+// rank) that keeps them: GlobalAveragePool's result (qdq_global_pool_pass.cc).
+bool qdq_is_global_mean(const GraphIndex& index, const QdqDeclaredRanks& ranks, const onnx::NodeProto& node);
 
 // Renames the output `index` of `producer` to `renamed` and returns the old
 // name, so a chain of new nodes can end in it: consumers, graph outputs and

@@ -21,16 +21,6 @@
 namespace amct {
 namespace {
 
-// The rank `tensor` is declared with (graph input, value_info or output);
-// nullopt when the graph does not say.
-std::optional<int> declared_rank(const onnx::GraphProto& graph, const std::string& tensor) {
-  for (const auto* list : {&graph.input(), &graph.value_info(), &graph.output()})
-    for (const onnx::ValueInfoProto& info : *list)
-      if (info.name() == tensor && info.type().has_tensor_type() && info.type().tensor_type().has_shape())
-        return info.type().tensor_type().shape().dim_size();
-  return std::nullopt;
-}
-
 // ReduceMean's axes: the attribute (opset < 18) or the constant second input.
 std::optional<std::vector<int64_t>> mean_axes(const GraphIndex& index, const onnx::NodeProto& node) {
   if (node.input_size() < 2 || node.input(1).empty()) {
@@ -43,30 +33,41 @@ std::optional<std::vector<int64_t>> mean_axes(const GraphIndex& index, const onn
 
 }  // namespace
 
-bool qdq_is_global_mean(const onnx::GraphProto& graph, const GraphIndex& index, const onnx::NodeProto& node) {
+QdqDeclaredRanks qdq_declared_ranks(const onnx::GraphProto& graph) {
+  QdqDeclaredRanks ranks;
+  for (const auto* list : {&graph.input(), &graph.value_info(), &graph.output()})
+    for (const onnx::ValueInfoProto& info : *list)
+      if (info.type().has_tensor_type() && info.type().tensor_type().has_shape())
+        ranks.emplace(info.name(), info.type().tensor_type().shape().dim_size());
+  return ranks;
+}
+
+bool qdq_is_global_mean(const GraphIndex& index, const QdqDeclaredRanks& ranks, const onnx::NodeProto& node) {
   if (node.op_type() != "ReduceMean" || node.input_size() < 1 || node.output_size() != 1) return false;
   if (get_int_attribute(node, "keepdims", 1) != 1 || get_int_attribute(node, "noop_with_empty_axes", 0) != 0)
     return false;
-  const std::optional<int> rank = declared_rank(graph, node.input(0));
-  if (!rank || *rank < 3) return false;
+  const auto declared = ranks.find(node.input(0));
+  if (declared == ranks.end() || declared->second < 3) return false;
+  const int rank = declared->second;
   std::optional<std::vector<int64_t>> axes = mean_axes(index, node);
-  if (!axes) return false;
+  if (!axes || axes->size() != static_cast<size_t>(rank - 2)) return false;
   for (int64_t& axis : *axes) {
-    if (axis < -*rank || axis >= *rank) return false;
-    if (axis < 0) axis += *rank;
+    if (axis < -rank || axis >= rank) return false;
+    if (axis < 0) axis += rank;
   }
   std::sort(axes->begin(), axes->end());
-  std::vector<int64_t> spatial(static_cast<size_t>(*rank - 2));
-  for (size_t i = 0; i < spatial.size(); ++i) spatial[i] = static_cast<int64_t>(i) + 2;
-  return *axes == spatial;
+  for (size_t i = 0; i < axes->size(); ++i)
+    if ((*axes)[i] != static_cast<int64_t>(i) + 2) return false;
+  return true;
 }
 
 void qdq_global_pool_pass(onnx::GraphProto& graph, const QuantPlan& plan) {
   if (plan.tensor_ranges.empty()) return;
   const GraphIndex index(graph);
+  const QdqDeclaredRanks ranks = qdq_declared_ranks(graph);
   std::vector<onnx::NodeProto*> means;
   for (onnx::NodeProto& node : *graph.mutable_node())
-    if (qdq_is_global_mean(graph, index, node) && plan.tensor_ranges.count(node.input(0)) > 0 &&
+    if (qdq_is_global_mean(index, ranks, node) && plan.tensor_ranges.count(node.input(0)) > 0 &&
         plan.tensor_ranges.count(node.output(0)) > 0)
       means.push_back(&node);
   std::vector<std::string> axes;

@@ -106,6 +106,7 @@ std::string qdq_after_activations(const GraphIndex& index, std::string tensor) {
 std::vector<std::string> full_qdq_tensors(onnx::GraphProto& graph, const std::unordered_set<std::string>& integer_layers,
                                           bool activation_matmuls) {
   const GraphIndex index(graph);
+  const QdqDeclaredRanks ranks = qdq_declared_ranks(graph);
   std::unordered_set<std::string> quantized;  // tensors that carry quantized values
   std::vector<std::string> listed;
   std::unordered_set<std::string> seen;
@@ -134,7 +135,7 @@ std::vector<std::string> full_qdq_tensors(onnx::GraphProto& graph, const std::un
       if (quantized.count(node.input(0))) quantized.insert(node.output(0));
       continue;
     }
-    if (!integer_op(node) && !qdq_is_global_mean(graph, index, node)) continue;
+    if (!integer_op(node) && !qdq_is_global_mean(index, ranks, node)) continue;
     bool all_quantized = true;
     for (int i = 0; i < data_inputs(node) && all_quantized; ++i)
       all_quantized = !node.input(i).empty() && quantized.count(node.input(i)) > 0;
