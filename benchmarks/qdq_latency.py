@@ -16,8 +16,8 @@ is exported with the same exporter amct uses (torch.onnx.export(dynamo=True),
 with its graph optimizer, which amct turns off to keep its node names);
 ONNX Runtime fuses its BatchNorms at load time. Each latency is the median of
 --runs timed runs after warm-up, one session per model with --threads
-intra-op threads; the four models take turns run by run, so that a slow
-spell of the machine hits them alike. A workload whose packages or data are
+intra-op threads; the four models take turns in blocks of 5 runs, so that
+a slow spell of the machine hits them alike. A workload whose packages or data are
 missing is skipped (make bench installs them).
 """
 
@@ -232,9 +232,12 @@ def build_models(name, model, calib_inputs, input_names, dynamic_axes, workdir, 
     return float_path, base + "_qdq_model.onnx", base + "_layers_qdq_model.onnx", static_path
 
 
-def latencies_ms(paths, feed, threads, runs):
-    """Median latency of each model, measured in interleaved rounds (one run of
-    each model per round) so that a slow spell of the machine hits all alike."""
+def latencies_ms(paths, feed, threads, runs, block=5):
+    """Median latency of each model over `runs` timed runs, taken in rounds
+    of `block` runs per model so that a slow spell of the machine hits all
+    models alike. Each block starts with an untimed run: ONNX Runtime's
+    worker threads keep spinning a while after a run, and on a small model
+    the previous session's spinning threads would slow the next one down."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     sessions = [ort.InferenceSession(p, options, providers=["CPUExecutionProvider"]) for p in paths]
@@ -242,11 +245,13 @@ def latencies_ms(paths, feed, threads, runs):
         for _ in range(3):
             session.run(None, feed)
     times = [[] for _ in sessions]
-    for _ in range(runs):
+    while len(times[0]) < runs:
         for session, samples in zip(sessions, times):
-            start = time.perf_counter()
             session.run(None, feed)
-            samples.append((time.perf_counter() - start) * 1e3)
+            for _ in range(min(block, runs - len(samples))):
+                start = time.perf_counter()
+                session.run(None, feed)
+                samples.append((time.perf_counter() - start) * 1e3)
     return [statistics.median(samples) for samples in times]
 
 
