@@ -153,6 +153,12 @@ std::string qdq_after_activations(const GraphIndex& index, std::string tensor);
 // Removes the initializers and Constant nodes of `tensors` that nothing
 // reads any more (operands a pass replaced), in one pass over the graph.
 void qdq_drop_unread(onnx::GraphProto& graph, const std::vector<std::string>& tensors);
+// `tensor` before Identity and CastLike(x, like), which torch.onnx puts on
+// Clip's bounds, and the float Cast that CastLike becomes below opset 15.
+std::string qdq_uncast(const GraphIndex& index, std::string tensor);
+// The value of a constant floating-point scalar (through qdq_uncast), nullopt
+// for anything else.
+std::optional<float> qdq_constant_scalar(const GraphIndex& index, const std::string& tensor);
 // The values of a constant INT64 scalar or 1-D tensor (pads, axes); nullopt
 // when it holds anything else.
 std::optional<std::vector<int64_t>> qdq_int64_values(const onnx::TensorProto& tensor);

@@ -38,6 +38,22 @@ ModelBuilder block() {
   return b;
 }
 
+// x -> c1 -> Relu -> MaxPool (2x2, stride 2) -> p -> c2 -> `c2_output`;
+// the caller declares the graph outputs.
+ModelBuilder pooled_convs(const std::string& c2_output) {
+  ModelBuilder b;
+  b.input("x", {-1, 2, 4, 4});
+  b.initializer("c1.weight", {2, 2, 1, 1}, {0.5f, -0.25f, 1.0f, 0.1f});
+  b.initializer("c2.weight", {2, 2, 1, 1}, {0.2f, 0.3f, -0.4f, 0.5f});
+  b.layer("Conv", "c1", {"x", "c1.weight"}, "c1_out");
+  b.node("Relu", "relu", {"c1_out"}, {"r"});
+  onnx::NodeProto& pool = b.node("MaxPool", "pool", {"r"}, {"p"});
+  set_ints_attribute(pool, "kernel_shape", {2, 2});
+  set_ints_attribute(pool, "strides", {2, 2});
+  b.layer("Conv", "c2", {"p", "c2.weight"}, c2_output);
+  return b;
+}
+
 TEST(FullQdqTensors, ListsTheTensorsOfOpsWhoseInputsAreQuantized) {
   ModelBuilder b = block();
   const auto tensors = full_qdq_tensors(b.graph(), {"c1", "c2", "c3"}, false);
@@ -50,14 +66,8 @@ TEST(FullQdqTensors, ListsTheTensorsOfOpsWhoseInputsAreQuantized) {
   ModelBuilder c = block();
   EXPECT_EQ(full_qdq_tensors(c.graph(), {"c1", "c3"}, false), std::vector<std::string>{"a"});
   // A result that reaches layers only (through Relu, MaxPool) needs no range.
-  ModelBuilder d;
-  d.input("x", {-1, 2, 4, 4}).output("z", {-1, 2, 2, 2});
-  d.initializer("c1.weight", {2, 2, 1, 1}, {0.5f, -0.25f, 1.0f, 0.1f});
-  d.initializer("c2.weight", {2, 2, 1, 1}, {0.2f, 0.3f, -0.4f, 0.5f});
-  d.layer("Conv", "c1", {"x", "c1.weight"}, "c1_out");
-  d.node("Relu", "relu", {"c1_out"}, {"r"});
-  set_ints_attribute(d.node("MaxPool", "pool", {"r"}, {"p"}), "kernel_shape", {2, 2});
-  d.layer("Conv", "c2", {"p", "c2.weight"}, "z");
+  ModelBuilder d = pooled_convs("z");
+  d.output("z", {-1, 2, 2, 2});
   EXPECT_EQ(full_qdq_tensors(d.graph(), {"c1", "c2"}, false), std::vector<std::string>{});
   // A float op after the last conv: its result gets a grid (QLinearConv, then dequantized).
   d.node("ReduceMean", "mean", {"z"}, {"pooled"});
@@ -136,16 +146,8 @@ TEST(QdqTensorPass, QuantizesEachListedTensorOnceSharingTheLayersGrid) {
 // x -> c1 -> Relu -> MaxPool -> p ; p -> c2 -> b ; Add(p, b) -> y: a
 // residual block after a pooled conv (the Fashion-MNIST CNN).
 TEST(QdqTensorPass, ResultPooledIntoALayerAndAnAddIsRequantizedOnTheLayersGrid) {
-  ModelBuilder b;
-  b.input("x", {-1, 2, 4, 4}).output("y", {-1, 2, 2, 2});
-  b.initializer("c1.weight", {2, 2, 1, 1}, {0.5f, -0.25f, 1.0f, 0.1f});
-  b.initializer("c2.weight", {2, 2, 1, 1}, {0.2f, 0.3f, -0.4f, 0.5f});
-  b.layer("Conv", "c1", {"x", "c1.weight"}, "c1_out");
-  b.node("Relu", "relu1", {"c1_out"}, {"r"});
-  onnx::NodeProto& pool = b.node("MaxPool", "pool", {"r"}, {"p"});
-  set_ints_attribute(pool, "kernel_shape", {2, 2});
-  set_ints_attribute(pool, "strides", {2, 2});
-  b.layer("Conv", "c2", {"p", "c2.weight"}, "b");
+  ModelBuilder b = pooled_convs("b");
+  b.output("y", {-1, 2, 2, 2});
   b.node("Add", "add", {"p", "b"}, {"y"});
   const std::string dir = fresh_dir();
   save_onnx_model(b.model(), dir + "/modified.onnx");
@@ -165,7 +167,7 @@ TEST(QdqTensorPass, ResultPooledIntoALayerAndAnAddIsRequantizedOnTheLayersGrid) 
   const onnx::NodeProto& requant = node_named(qdq, "c1.output_quant");
   EXPECT_EQ(requant.input(0), "c1.output");
   EXPECT_EQ(requant.input(1), "c2.input_quant.scale");
-  EXPECT_EQ(node_named(qdq, "relu1").input(0), "c1_out");
+  EXPECT_EQ(node_named(qdq, "relu").input(0), "c1_out");
   EXPECT_EQ(node_named(qdq, "p.dequant").input(0), "c2.input_quant.output0");
   EXPECT_EQ(node_named(qdq, "add").input(0), "p.dequant.output0");
   // Without the ranges, p's float use by the Add leaves c1 without an output grid.

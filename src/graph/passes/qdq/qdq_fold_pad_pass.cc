@@ -70,13 +70,7 @@ onnx::NodeProto* sole_reader(const GraphIndex& index, const std::string& tensor)
 
 // A float Pad's fill is 0: absent, or a constant floating-point zero.
 bool fills_with_float_zero(const GraphIndex& index, const onnx::NodeProto& pad) {
-  if (pad.input_size() < 3 || pad.input(2).empty()) return true;
-  const onnx::TensorProto* fill = index.resolve_constant(pad.input(2));
-  if (!fill || tensor_numel(*fill) != 1) return false;
-  const auto type = fill->data_type();
-  if (type != onnx::TensorProto::FLOAT && type != onnx::TensorProto::FLOAT16 && type != onnx::TensorProto::DOUBLE)
-    return false;
-  return tensor_to_floats(*fill).at(0) == 0.0f;
+  return pad.input_size() < 3 || pad.input(2).empty() || qdq_constant_scalar(index, pad.input(2)) == 0.0f;
 }
 
 // The DequantizeLinear after `pad` whose result only `conv` reads as its

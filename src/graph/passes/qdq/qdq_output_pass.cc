@@ -31,7 +31,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -42,48 +41,12 @@
 namespace amct {
 namespace {
 
-// A Cast to a float type keeps a bound's value.
-bool is_float_cast(const onnx::NodeProto& node) {
-  if (node.op_type() != "Cast") return false;
-  const int64_t to = get_int_attribute(node, "to", 0);
-  return to == onnx::TensorProto::FLOAT || to == onnx::TensorProto::FLOAT16 || to == onnx::TensorProto::DOUBLE;
-}
-
-// `tensor` before Identity and CastLike(x, like), which torch.onnx puts on
-// Clip's bounds, and the float Cast that CastLike becomes below opset 15.
-std::string uncast(const GraphIndex& index, std::string tensor) {
-  for (int hops = 0; hops < 64 && !index.initializer(tensor); ++hops) {
-    const onnx::NodeProto* producer = index.producer(tensor);
-    if (!producer || (producer->op_type() != "Identity" && producer->op_type() != "CastLike" &&
-                      !is_float_cast(*producer)))
-      break;
-    tensor = producer->input(0);
-  }
-  return tensor;
-}
-
 // An initializer or Constant output (any of its value attributes).
 bool is_constant(const GraphIndex& index, const std::string& tensor) {
-  const std::string name = uncast(index, tensor);
+  const std::string name = qdq_uncast(index, tensor);
   if (index.initializer(name)) return true;
   const onnx::NodeProto* producer = index.producer(name);
   return producer && producer->op_type() == "Constant";
-}
-
-// The value of a constant floating-point scalar, nullopt for anything else.
-std::optional<float> constant_scalar(const GraphIndex& index, const std::string& tensor) {
-  const std::string name = uncast(index, tensor);
-  if (const onnx::TensorProto* value = index.resolve_constant(name)) {
-    const auto type = value->data_type();
-    if (tensor_numel(*value) != 1 || (type != onnx::TensorProto::FLOAT && type != onnx::TensorProto::FLOAT16 &&
-                                      type != onnx::TensorProto::DOUBLE))
-      return std::nullopt;
-    return tensor_to_floats(*value).at(0);
-  }
-  const onnx::NodeProto* producer = index.producer(name);
-  if (!producer || producer->op_type() != "Constant") return std::nullopt;
-  if (find_attribute(*producer, "value_float")) return get_float_attribute(*producer, "value_float", 0.0f);
-  return std::nullopt;
 }
 
 // Every input after the data one is absent or a constant.
@@ -108,7 +71,7 @@ bool pads_with_grid_values(const GraphIndex& index, const onnx::NodeProto& node)
   if (get_string_attribute(node, "mode", "constant") != "constant") return true;
   if (find_attribute(node, "value")) return get_float_attribute(node, "value", 0.0f) == 0.0f;  // opset < 11
   if (node.input_size() < 3 || node.input(2).empty()) return true;
-  return constant_scalar(index, node.input(2)) == 0.0f;
+  return qdq_constant_scalar(index, node.input(2)) == 0.0f;
 }
 
 // Ops y = f(x) with quantize(f(x)) == f(quantize(x)) for the same factors:
@@ -257,7 +220,7 @@ IntegerChain integer_chain(const GraphIndex& index, const QuantPlan& plan, const
     const std::string& op = next->op_type();
     if (op == "Clip") {
       for (int i = 1; i < next->input_size(); ++i)
-        if (!next->input(i).empty() && !constant_scalar(index, next->input(i))) return {};
+        if (!next->input(i).empty() && !qdq_constant_scalar(index, next->input(i))) return {};
       clip_or_pad = true;
     } else if (op == "Pad") {
       if (find_attribute(*next, "value") || next->input_size() < 2) return {};
@@ -321,7 +284,7 @@ void integer_chain_op(onnx::GraphProto& graph, const GraphIndex& index, onnx::No
     uint8_t bounds[3] = {0, 0, 255};
     for (int i = 1; i < node.input_size() && i < 3; ++i)
       if (!node.input(i).empty())
-        bounds[i] = quantize_scalar(*constant_scalar(index, node.input(i)), consumer.data_scale, zero_point);
+        bounds[i] = quantize_scalar(*qdq_constant_scalar(index, node.input(i)), consumer.data_scale, zero_point);
     if (bounds[1] == 0 && bounds[2] == 255) return to_identity();
     for (int i = 1; i < node.input_size() && i < 3; ++i) {
       if (node.input(i).empty()) continue;

@@ -59,6 +59,43 @@ const std::string& add_initializer(onnx::GraphProto& graph, onnx::TensorProto te
   return added->name();
 }
 
+namespace {
+
+// A Cast to a float type keeps a bound's value.
+bool is_float_cast(const onnx::NodeProto& node) {
+  if (node.op_type() != "Cast") return false;
+  const int64_t to = get_int_attribute(node, "to", 0);
+  return to == onnx::TensorProto::FLOAT || to == onnx::TensorProto::FLOAT16 || to == onnx::TensorProto::DOUBLE;
+}
+
+}  // namespace
+
+std::string qdq_uncast(const GraphIndex& index, std::string tensor) {
+  for (int hops = 0; hops < 64 && !index.initializer(tensor); ++hops) {
+    const onnx::NodeProto* producer = index.producer(tensor);
+    if (!producer || (producer->op_type() != "Identity" && producer->op_type() != "CastLike" &&
+                      !is_float_cast(*producer)))
+      break;
+    tensor = producer->input(0);
+  }
+  return tensor;
+}
+
+std::optional<float> qdq_constant_scalar(const GraphIndex& index, const std::string& tensor) {
+  const std::string name = qdq_uncast(index, tensor);
+  if (const onnx::TensorProto* value = index.resolve_constant(name)) {
+    const auto type = value->data_type();
+    if (tensor_numel(*value) != 1 || (type != onnx::TensorProto::FLOAT && type != onnx::TensorProto::FLOAT16 &&
+                                      type != onnx::TensorProto::DOUBLE))
+      return std::nullopt;
+    return tensor_to_floats(*value).at(0);
+  }
+  const onnx::NodeProto* producer = index.producer(name);
+  if (!producer || producer->op_type() != "Constant") return std::nullopt;
+  if (find_attribute(*producer, "value_float")) return get_float_attribute(*producer, "value_float", 0.0f);
+  return std::nullopt;
+}
+
 std::optional<std::vector<int64_t>> qdq_int64_values(const onnx::TensorProto& tensor) {
   if (tensor.data_type() != onnx::TensorProto::INT64 || tensor.dims_size() > 1) return std::nullopt;
   if (!tensor.raw_data().empty()) {

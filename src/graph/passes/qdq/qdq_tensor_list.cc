@@ -37,12 +37,15 @@ namespace {
 
 // Ops with integer kernels (or fusions) in ONNX Runtime's QDQ transformers,
 // and element-wise activations whose neighbours fuse when they are
-// quantized (HardSwish, HardSigmoid, Gelu have no kernel of their own).
-bool integer_op(const onnx::NodeProto& node) {
+// quantized (HardSwish, HardSigmoid, Gelu have no kernel of their own),
+// and a ReduceMean over the spatial axes, which the QDQ model has as
+// GlobalAveragePool.
+bool integer_op(const GraphIndex& index, const QdqDeclaredRanks& ranks, const onnx::NodeProto& node) {
   static const char* const kOps[] = {"Add",     "Mul",       "Concat",      "AveragePool", "GlobalAveragePool",
                                      "Sigmoid", "HardSigmoid", "HardSwish", "Gelu",        "Softmax",
                                      "Resize",  "LeakyRelu"};
-  return std::any_of(std::begin(kOps), std::end(kOps), [&](const char* op) { return node.op_type() == op; });
+  return std::any_of(std::begin(kOps), std::end(kOps), [&](const char* op) { return node.op_type() == op; }) ||
+         qdq_is_global_mean(index, ranks, node);
 }
 
 // The inputs an integer op reads values from; Resize's others are its
@@ -61,7 +64,7 @@ bool activation_matmul(const GraphIndex& index, const onnx::NodeProto& node) {
 // which qdq_tensor_pass puts on that layer's grid). Shape and Size read no
 // values. A result that reaches a graph output gets none: the model's output
 // stays float, unrounded, as in AMCT's models.
-bool needs_output_grid(const GraphIndex& index, const std::string& tensor,
+bool needs_output_grid(const GraphIndex& index, const QdqDeclaredRanks& ranks, const std::string& tensor,
                        const std::unordered_set<std::string>& integer_layers) {
   const auto layer_input = [&](const onnx::NodeProto* use, const std::string& t) {
     return integer_layers.count(use->name()) && use->input(0) == t;
@@ -77,7 +80,7 @@ bool needs_output_grid(const GraphIndex& index, const std::string& tensor,
     const bool read_by_layer = std::any_of(uses.begin(), uses.end(), [&](auto* use) { return layer_input(use, current); });
     for (const onnx::NodeProto* use : uses) {
       if (use->op_type() == "Shape" || use->op_type() == "Size" || layer_input(use, current)) continue;
-      if (read_by_layer && integer_op(*use)) continue;
+      if (read_by_layer && integer_op(index, ranks, *use)) continue;
       if (use->output_size() != 1 || use->input(0) != current || !qdq_commutes_with_quantization(index, *use))
         needs = true;
       else if (expanded.insert(use).second)
@@ -120,7 +123,7 @@ std::vector<std::string> full_qdq_tensors(onnx::GraphProto& graph, const std::un
       quantized.insert(result);
       if (node.op_type() == "Conv") {
         const std::string output = qdq_after_activations(index, result);
-        if (needs_output_grid(index, output, integer_layers)) list(output);
+        if (needs_output_grid(index, ranks, output, integer_layers)) list(output);
       }
       continue;
     }
@@ -135,7 +138,7 @@ std::vector<std::string> full_qdq_tensors(onnx::GraphProto& graph, const std::un
       if (quantized.count(node.input(0))) quantized.insert(node.output(0));
       continue;
     }
-    if (!integer_op(node) && !qdq_is_global_mean(index, ranks, node)) continue;
+    if (!integer_op(index, ranks, node)) continue;
     bool all_quantized = true;
     for (int i = 0; i < data_inputs(node) && all_quantized; ++i)
       all_quantized = !node.input(i).empty() && quantized.count(node.input(i)) > 0;
