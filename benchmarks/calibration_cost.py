@@ -11,10 +11,10 @@ since absolute times on shared machines are noisy.
 
     python benchmarks/calibration_cost.py [--batches 1 8 32] [--algo ifmr hfmg] [--model sixconv|effnet]
         [--builds before=/path/to/old/site-packages after=/path/to/new/site-packages] [--threads N]
-        [--markdown PATH]
+        [--json PATH]
 
---markdown also writes the tables as a Markdown file (make bench writes
-benchmarks/RESULTS-calibration-forwards.md).
+--json also writes the rows to a JSON file, which bench_ptq.py --side-results
+puts into RESULTS.md (make bench does).
 
 The calib/float CPU column divides process CPU times instead of wall times.
 With --threads 1 it stays meaningful on a loaded machine, where wall times of
@@ -37,6 +37,8 @@ import time
 import torch
 from torch import nn
 from torch.fx.experimental.optimization import fuse
+
+from bench_common.files import write_text_atomically
 
 
 class SixConvNet(nn.Module):
@@ -139,7 +141,7 @@ def main():
     parser.add_argument("--model", choices=["sixconv", "effnet"], default="sixconv")
     parser.add_argument("--builds", nargs="+", default=[], metavar="NAME=PATH")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    parser.add_argument("--markdown", metavar="PATH", help="also write the tables to this Markdown file")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows to this JSON file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -149,13 +151,8 @@ def main():
     builds = [b.split("=", 1) for b in args.builds] or [("", None)]
     title = "6-conv CNN" if args.model == "sixconv" else "EfficientNet-Lite0"
     shape = "x".join(map(str, workload_shape(args.model)))
-    markdown = [f"# Calibration forwards against float forwards, {title}", "",
-                f"Written by `python benchmarks/calibration_cost.py --model {args.model} --algo {' '.join(args.algo)}` "
-                f"on {time.strftime('%Y-%m-%d %H:%M')}, batches of {shape}, {torch.get_num_threads()} threads. "
-                "calib/float divides the wall time of the calibration forwards (the scale searches after the "
-                "last batch included) by that of the float forwards over the same batches, taken in turns in "
-                "one process; calib/folded divides by a float model with its BatchNorms folded, as the "
-                "calibration model's are.", ""]
+    out = {"kind": "calibration_forwards", "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "model": title,
+           "batch_shape": shape, "threads": torch.get_num_threads(), "algos": {}}
     for algo in args.algo:
         rows = []
         for n in args.batches:
@@ -163,36 +160,23 @@ def main():
                 env = dict(os.environ)
                 if path:
                     env["PYTHONPATH"] = os.pathsep.join([path] + [p for p in [env.get("PYTHONPATH")] if p])
-                out = subprocess.run([sys.executable, __file__, "--child", str(n), "--algo", algo, "--model",
-                                      args.model, "--threads", str(args.threads)], check=True, capture_output=True,
-                                     text=True, env=env).stdout
-                rows.append(dict(json.loads(out.strip().splitlines()[-1]), build=name))
+                child = [sys.executable, __file__, "--child", str(n), "--algo", algo, "--model", args.model,
+                         "--threads", str(args.threads)]
+                stdout = subprocess.run(child, check=True, capture_output=True, text=True, env=env).stdout
+                rows.append(dict(json.loads(stdout.strip().splitlines()[-1]), build=name))
         print(f"amct calibration ({algo}), {title}, batches {shape}, {torch.get_num_threads()} threads")
         print(f"{'build':>8} {'batch_num':>9} {'float fwd s':>11} {'BN-folded s':>11} {'calib fwd s':>11} "
               f"{'calib/float':>11} {'calib/folded':>12} {'calib/float CPU':>15} {'setup s':>8} {'save s':>7} "
               f"{'peak RSS MB':>11}")
-        markdown += [f"## {algo.upper()}", "", "| build | batch_num | float fwd s | BN-folded s | calib fwd s | "
-                     "calib/float | calib/folded | calib/float CPU | setup s | save s | peak RSS MB |",
-                     "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
-            cells = [r["build"] or "-", str(r["batch_num"]), f"{r['float_s']:.3f}", f"{r['folded_s']:.3f}",
-                     f"{r['calib_s']:.3f}", f"{r['calib_s'] / r['float_s']:.2f}", f"{r['calib_s'] / r['folded_s']:.2f}",
-                     f"{r['calib_cpu_s'] / r['float_cpu_s']:.2f}", f"{r['setup_s']:.2f}", f"{r['save_s']:.2f}",
-                     f"{r['peak_rss_mb']:.0f}"]
-            widths = [8, 9, 11, 11, 11, 11, 12, 15, 8, 7, 11]
-            print(" ".join(f"{c:>{w}}" for c, w in zip([r["build"]] + cells[1:], widths)))
-            markdown.append("| " + " | ".join(cells) + " |")
-        markdown.append("")
-    if args.markdown:
-        write_atomically(args.markdown, "\n".join(markdown))
+            print(f"{r['build']:>8} {r['batch_num']:>9} {r['float_s']:>11.3f} {r['folded_s']:>11.3f} "
+                  f"{r['calib_s']:>11.3f} {r['calib_s'] / r['float_s']:>11.2f} {r['calib_s'] / r['folded_s']:>12.2f} "
+                  f"{r['calib_cpu_s'] / r['float_cpu_s']:>15.2f} {r['setup_s']:>8.2f} {r['save_s']:>7.2f} "
+                  f"{r['peak_rss_mb']:>11.0f}")
+        out["algos"][algo] = rows
+    if args.json:
+        write_text_atomically(args.json, json.dumps(out, indent=1))
 
-
-def write_atomically(path, text):
-    """A failed run leaves the previous file whole."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def workload_shape(name):

@@ -7,7 +7,7 @@ MobileNetV3-Large, EfficientNet-B0 and ResNet-50 built from plain modules
 below (random weights, 224x224 inputs); then MiniLM's mean cosine (float vs
 full-INT8 QDQ) without and with quantize_activation_matmuls.
 
-    python3 benchmarks/qdq_latency.py [--runs N] [--threads T] [--only TITLES] [--skip-cosine] [--markdown PATH]
+    python3 benchmarks/qdq_latency.py [--runs N] [--threads T] [--only TITLES] [--skip-cosine] [--json PATH]
 
 Both QDQ models use 8-bit activations calibrated on the same batches;
 quantize_static gets per-channel INT8 weights and ONNX Runtime's recommended
@@ -18,8 +18,9 @@ ONNX Runtime fuses its BatchNorms at load time. Each latency is the median of
 --runs timed runs after warm-up, one session per model with --threads
 intra-op threads; the four models take turns in blocks of 5 runs, so that
 a slow spell of the machine hits them alike. A workload whose packages or data are
-missing is skipped (make bench installs them). --markdown also writes the
-table as a Markdown file (make bench writes benchmarks/RESULTS-qdq-latency.md).
+missing is skipped (make bench installs them). --json also writes the rows to
+a JSON file, which bench_ptq.py --side-results puts into RESULTS.md (make
+bench does).
 """
 
 import argparse
@@ -47,6 +48,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: 
 import amct_pytorch as amct  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common.files import write_text_atomically  # noqa: E402
 from bench_common.workloads import EfficientNetLite0, Fashion, MiniLM  # noqa: E402
 
 
@@ -320,19 +322,14 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--only", help="comma-separated case titles to run")
     parser.add_argument("--skip-cosine", action="store_true", help="skip the MiniLM attention-MatMul accuracy run")
-    parser.add_argument("--markdown", metavar="PATH", help="also write the table to this Markdown file")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows to this JSON file")
     args = parser.parse_args()
     heading = f"ONNX Runtime {ort.__version__}, CPU, {args.threads} threads, median of {args.runs} runs"
     print(heading)
-    markdown = ["# ONNX Runtime latency: amct's QDQ models against quantize_static's and float", "",
-                f"Written by `python3 benchmarks/qdq_latency.py --runs {args.runs}` on "
-                f"{time.strftime('%Y-%m-%d %H:%M')}; {heading}. full = amct's full-INT8 QDQ model, layers = its "
-                "layer-only QDQ model, static = onnxruntime.quantization.quantize_static's QDQ model; all ratios "
-                "of a row come from one run (see the script's docstring).", "",
-                "| model | batch | float ms | full ms | layers ms | static ms | full / static | full / float | "
-                "layers / float | static / float |", "|---|---|---|---|---|---|---|---|---|---|"]
     print(f"{'model':<26}{'batch':>6}{'float ms':>10}{'full ms':>9}{'layers ms':>10}{'static ms':>10}"
           f"{'full/static':>12}{'full/float':>11}{'layers/float':>13}{'static/float':>13}", flush=True)
+    out = {"kind": "qdq_latency", "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "onnxruntime": ort.__version__,
+           "threads": args.threads, "runs": args.runs, "rows": [], "skipped": {}}
     only = set(args.only.split(",")) if args.only else None
     with tempfile.TemporaryDirectory() as workdir:
         for title, case in CASES:
@@ -341,31 +338,23 @@ def main():
             paths, feeds = case(workdir)
             if paths is None:
                 print(f"{title:<26} skipped: {feeds}", flush=True)
-                markdown.append(f"| {title} | skipped: {feeds} | | | | | | | | |")
+                out["skipped"][title] = str(feeds)
                 continue
             for b, feed in feeds.items():
                 f, o, layer, s = latencies_ms(paths, feed, args.threads, args.runs)
                 print(f"{title:<26}{b:>6}{f:>10.2f}{o:>9.2f}{layer:>10.2f}{s:>10.2f}{o / s:>12.3f}{o / f:>11.3f}"
                       f"{layer / f:>13.3f}{s / f:>13.3f}", flush=True)
-                markdown.append(f"| {title} | {b} | {f:.2f} | {o:.2f} | {layer:.2f} | {s:.2f} | {o / s:.3f} | "
-                                f"{o / f:.3f} | {layer / f:.3f} | {s / f:.3f} |")
+                out["rows"].append({"model": title, "batch": b, "float_ms": f, "full_ms": o, "layers_ms": layer,
+                                    "static_ms": s})
         if not args.skip_cosine:
             cosines = minilm_matmul_cosines(workdir)
             if cosines:
-                line = (f"MiniLM mean cosine, full-INT8 QDQ: {cosines['without']:.4f} without the attention "
-                        f"MatMuls, {cosines['with']:.4f} with them (quantize_activation_matmuls)")
-                print(line, flush=True)
-                markdown += ["", line + "."]
-    if args.markdown:
-        write_atomically(args.markdown, "\n".join(markdown) + "\n")
+                print(f"MiniLM mean cosine, full-INT8 QDQ: {cosines['without']:.4f} without the attention MatMuls, "
+                      f"{cosines['with']:.4f} with them (quantize_activation_matmuls)", flush=True)
+                out["minilm_cosines"] = cosines
+    if args.json:
+        write_text_atomically(args.json, json.dumps(out, indent=1))
 
-
-def write_atomically(path, text):
-    """A failed run leaves the previous file whole."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

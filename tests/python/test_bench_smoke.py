@@ -92,6 +92,62 @@ def test_partial_results_get_their_own_files(tmp_path):
         report.merge_runs([results, results])
 
 
+def test_side_results_are_reported_with_their_targets(tmp_path):
+    """make bench's calibration_cost.py and qdq_latency.py results: their
+    tables, and issue 9's targets judged from them (met and missed)."""
+    from bench_common import report
+
+    forwards = {"kind": "calibration_forwards", "started": "t0", "model": "EfficientNet-Lite0",
+                "batch_shape": "4x3x224x224", "threads": 2,
+                "algos": {"ifmr": [{"batch_num": 32, "float_s": 2.0, "folded_s": 1.9, "calib_s": 3.2,
+                                    "peak_rss_mb": 600.0}],
+                          "hfmg": [{"batch_num": 32, "float_s": 2.0, "folded_s": 1.9, "calib_s": 2.5,
+                                    "peak_rss_mb": 610.0}]}}
+    latency = {"kind": "qdq_latency", "started": "t1", "onnxruntime": "1.0", "threads": 2, "runs": 40,
+               "rows": [{"model": "ResNet-50", "batch": 8, "float_ms": 100.0, "full_ms": 30.0, "layers_ms": 70.0,
+                         "static_ms": 31.0},
+                        {"model": "EfficientNet-B0", "batch": 8, "float_ms": 50.0, "full_ms": 45.0,
+                         "layers_ms": 200.0, "static_ms": 44.0},
+                        {"model": "all-MiniLM-L6-v2 seq 64", "batch": 8, "float_ms": 10.0, "full_ms": 9.0,
+                         "layers_ms": 9.0, "static_ms": 9.5}],
+               "skipped": {"MobileNetV3-Large": "no torch"}, "minilm_cosines": {"without": 0.9598, "with": 0.96}}
+    results = {"smoke": True, "batch_counts": [2], "machine": {"cores": 2}, "started": "now", "wall_s": 1.0,
+               "subset": None, "workloads": {}, "calibration_forwards": forwards, "qdq_latency": latency}
+    report.write(results, str(tmp_path), "RESULTS-side.md")
+    text = (tmp_path / "RESULTS-side.md").read_text()
+    assert "| IFMR | 32 | 2.000 | 3.200 | 1.60 | 1.68 | 600 |" in text
+    assert "| ResNet-50 | 8 | 100.00 | 30.00 | 70.00 | 31.00 | 0.97 | 0.30 | 0.70 | 0.31 |" in text
+    assert "| MobileNetV3-Large | skipped: no torch |" in text
+    assert "0.9598 with the attention MatMuls in float, 0.9600 with them quantized" in text
+    rows = [line for line in text.splitlines() if "(issue 9)" in line]
+    assert ("| EfficientNet-Lite0, 32 batches of 4x3x224x224 | calibration forwards (IFMR) <= 1.3x float forwards "
+            "(issue 9) | 1.60x | **no** |") in rows
+    assert ("| EfficientNet-Lite0, 32 batches of 4x3x224x224 | calibration forwards (HFMG) <= 1.3x float forwards "
+            "(issue 9) | 1.25x | yes |") in rows
+    assert "| EfficientNet-B0, batch 8 | full-INT8 QDQ latency <= 1x quantize_static's (issue 9) | 1.02x | **no** |" in rows
+    assert ("| ResNet-50 | full-INT8 QDQ latency <= 0.6x float, batch 8 (issue 9) | 0.30x (quantize_static 0.31x) "
+            "| yes |") in rows
+    assert ("| EfficientNet-B0 | full-INT8 QDQ latency <= 0.6x float, batch 8 (issue 9) | 0.90x "
+            "(quantize_static 0.88x) | **no** |") in rows
+    # MiniLM is held to the latency target against quantize_static only.
+    assert not [r for r in rows if r.startswith("| all-MiniLM-L6-v2 seq 64 | full-INT8 QDQ latency <= 0.6x")]
+    # A merged report of several runs drops them: each belongs to its own run.
+    other = dict(results, workloads={"minilm": {"name": "minilm", "title": "MiniLM", "skipped": "no model"}})
+    first = dict(results, workloads={"fashion": {"name": "fashion", "title": "Fashion", "skipped": "no data"}})
+    merged = report.merge_runs([first, other])
+    assert "calibration_forwards" not in merged and "qdq_latency" not in merged
+
+
+def test_bench_rejects_side_results_of_another_kind(tmp_path):
+    bad = tmp_path / "results.json"
+    bad.write_text(json.dumps({"kind": "something else"}))
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "bench_ptq.py"), "--smoke", "--workloads", "fashion",
+                           "--side-results", str(bad), "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert f"{bad}: not the --json output of calibration_cost.py or qdq_latency.py" in proc.stderr
+
+
 def test_only_the_search_tools_skip_the_smaller_batch_counts():
     from bench_common.tools import largest_count_only
 
