@@ -19,9 +19,11 @@
 // DequantizeLinear's output, the fill is the DequantizeLinear's own zero
 // point (0 before a QuantizeLinear), the pads are constant, non-negative and
 // on the spatial axes only, and the Conv pads explicitly (auto_pad NOTSET).
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "amct/onnx_graph.h"
@@ -99,6 +101,7 @@ void qdq_fold_pad_pass(onnx::GraphProto& graph, const QuantPlan&) {
   const GraphIndex index(graph);
   std::vector<std::string> folded;
   std::vector<std::string> operands;  // pads and fills, dropped once unread
+  std::unordered_set<std::string> reshaped;
   for (onnx::NodeProto& pad : *graph.mutable_node()) {
     if (pad.op_type() != "Pad" || pad.name().empty() || pad.output_size() != 1 || pad.input_size() < 2) continue;
     onnx::NodeProto* quant = nullptr;
@@ -110,6 +113,12 @@ void qdq_fold_pad_pass(onnx::GraphProto& graph, const QuantPlan&) {
     if (!pads) continue;
     set_ints_attribute(*conv, "pads", *pads);
     (quant ? quant : dequant)->set_input(0, pad.input(0));
+    // The tensors after the Pad keep their names but lose the padding: a
+    // declared shape of theirs would contradict what Runtime infers. The
+    // Pad's own output goes away.
+    reshaped.insert(pad.output(0));
+    reshaped.insert(dequant->output(0));
+    if (quant) reshaped.insert(quant->output(0));
     folded.push_back(pad.name());
     operands.push_back(pad.input(1));
     if (pad.input_size() > 2) operands.push_back(pad.input(2));
@@ -117,6 +126,10 @@ void qdq_fold_pad_pass(onnx::GraphProto& graph, const QuantPlan&) {
   if (folded.empty()) return;
   remove_nodes(graph, folded);
   qdq_drop_unread(graph, operands);
+  auto* infos = graph.mutable_value_info();
+  infos->erase(std::remove_if(infos->begin(), infos->end(),
+                              [&](const onnx::ValueInfoProto& info) { return reshaped.contains(info.name()); }),
+               infos->end());
 }
 
 }  // namespace amct
