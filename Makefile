@@ -116,7 +116,8 @@ BENCH_SIDE := benchmarks/cache/calibration_forwards.json benchmarks/cache/qdq_la
 
 bench: install .stamps/bench-deps
 	@mkdir -p benchmarks/cache
-	$(PYTHON) benchmarks/calibration_cost.py --model effnet --algo ifmr hfmg --json benchmarks/cache/calibration_forwards.json
+	$(PYTHON) benchmarks/calibration_cost.py --model effnet --algo ifmr hfmg \
+	  --json benchmarks/cache/calibration_forwards.json
 	$(PYTHON) benchmarks/qdq_latency.py --runs 40 --json benchmarks/cache/qdq_latency.json
 	$(PYTHON) benchmarks/bench_ptq.py --side-results $(BENCH_SIDE)
 

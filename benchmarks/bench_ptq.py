@@ -14,7 +14,9 @@ full report is not overwritten by a mix of runs.
 
 --side-results adds the JSON that benchmarks/calibration_cost.py --json and
 benchmarks/qdq_latency.py --json wrote just before (make bench runs all three),
-so that RESULTS.md states every target from one run.
+so that RESULTS.md states every target from one run. With --report-only it
+replaces the run's side results of the same kind (a re-measurement; the
+report gives its start time).
 
 For every workload and tool, one fresh process per calibration size
 (1, 8, 32 batches) measures the float forward time over the calibration
@@ -229,17 +231,6 @@ def main():
                         "the plots from the results JSON of earlier runs (several: runs on different workloads, "
                         "merged into one report that names each run)")
     args = parser.parse_args()
-    if args.report_only:
-        runs = []
-        for path in args.report_only:
-            with open(path) as f:
-                runs.append(json.load(f))
-        written = report.write(report.merge_runs(runs), args.out, args.results_name)
-        log(f"wrote {', '.join(os.path.relpath(p) for p in written)}")
-        return
-    if args.batch_counts is None:
-        args.batch_counts = [2] if args.smoke else [1, 8, 32]
-    args.batch_counts = sorted(set(args.batch_counts))
     side_results = {}
     for path in args.side_results:
         with open(path) as f:
@@ -247,6 +238,18 @@ def main():
         if side.get("kind") not in report.SIDE_KINDS:
             parser.error(f"{path}: not the --json output of calibration_cost.py or qdq_latency.py")
         side_results[side["kind"]] = side
+    if args.report_only:
+        runs = []
+        for path in args.report_only:
+            with open(path) as f:
+                runs.append(json.load(f))
+        # Side results given here replace those of the run (a re-measurement).
+        written = report.write(dict(report.merge_runs(runs), **side_results), args.out, args.results_name)
+        log(f"wrote {', '.join(os.path.relpath(p) for p in written)}")
+        return
+    if args.batch_counts is None:
+        args.batch_counts = [2] if args.smoke else [1, 8, 32]
+    args.batch_counts = sorted(set(args.batch_counts))
     args.latency_budget = 0.3 if args.smoke else 2.0
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

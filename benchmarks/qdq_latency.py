@@ -16,8 +16,8 @@ is exported with the same exporter amct uses (torch.onnx.export(dynamo=True),
 with its graph optimizer, which amct turns off to keep its node names);
 ONNX Runtime fuses its BatchNorms at load time. Each latency is the median of
 --runs timed runs after warm-up, one session per model with --threads
-intra-op threads; the four models take turns in blocks of 5 runs, so that
-a slow spell of the machine hits them alike. A workload whose packages or data are
+intra-op threads that do not spin between runs; the four models take turns
+in blocks of 5 runs, so that a slow spell of the machine hits them alike. A workload whose packages or data are
 missing is skipped (make bench installs them). --json also writes the rows to
 a JSON file, which bench_ptq.py --side-results puts into RESULTS.md (make
 bench does).
@@ -238,11 +238,15 @@ def build_models(name, model, calib_inputs, input_names, dynamic_axes, workdir, 
 def latencies_ms(paths, feed, threads, runs, block=5):
     """Median latency of each model over `runs` timed runs, taken in rounds
     of `block` runs per model so that a slow spell of the machine hits all
-    models alike. Each block starts with an untimed run: ONNX Runtime's
-    worker threads keep spinning a while after a run, and on a small model
-    the previous session's spinning threads would slow the next one down."""
+    models alike, each block after an untimed run. The worker threads do not
+    spin between runs: ONNX Runtime's spinning workers of one session kept
+    the cores busy through the next session's block, which made the model
+    timed after the float model up to 2.7x slower at batch 1 (EfficientNet-
+    Lite0: float 8.7 ms spinning, 3.2 ms not; each model alone in its own
+    process agrees with the non-spinning figures)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sessions = [ort.InferenceSession(p, options, providers=["CPUExecutionProvider"]) for p in paths]
     for session in sessions:
         for _ in range(3):

@@ -265,6 +265,12 @@ def _best_full_int8(entry, key):
     return best
 
 
+def _side_start(side, results):
+    """When side results were measured; said outright when that was after the main run."""
+    later = side["started"] > results["started"]
+    return side["started"] + (f" (after the main run, which started {results['started']})" if later else "")
+
+
 def calibration_forwards_table(side):
     lines = ["| algorithm | batches | float forwards (s) | calibration forwards (s) | calibration / float | "
              "calibration / BN-folded float | peak RSS (MB) |", "|---|---|---|---|---|---|---|"]
@@ -331,8 +337,11 @@ def write_markdown(results, path, plots):
                   "RESULTS.md (the full `make bench` run) is a different run, so compare across the two files "
                   "with care: the load of the machine differs (see Machine and versions).", ""]
     else:
+        remeasured = [kind for kind in SIDE_KINDS if kind in results
+                      and results[kind]["started"] > results["started"]]
         lines += [f"Written by `make bench` (`python benchmarks/bench_ptq.py`), started {results['started']}, "
-                  f"{results['wall_s'] / 60:.1f} minutes in all. Every number below comes from that one run.", ""]
+                  f"{results['wall_s'] / 60:.1f} minutes in all. Every number below comes from that one run"
+                  + (", except the sections that say they were measured after it." if remeasured else "."), ""]
     lines += [
               "Tools, all on the same float model, the same calibration batches and the same evaluation inputs:", "",
               "- **amct IFMR** (default config of `create_quant_config`) and **amct HFMG** (the config's "
@@ -428,7 +437,7 @@ def write_markdown(results, path, plots):
     forwards = results.get("calibration_forwards")
     if forwards:
         lines += [f"## Calibration forwards against float forwards, {forwards['model']}", "",
-                  f"`benchmarks/calibration_cost.py`, started {forwards['started']}: batches of "
+                  f"`benchmarks/calibration_cost.py`, started {_side_start(forwards, results)}: batches of "
                   f"{forwards['batch_shape']}, {forwards['threads']} threads, one fresh process per row. The "
                   "calibration forwards (the scale searches after the last batch included) and the float "
                   "forwards take turns batch by batch in that process; 'BN-folded float' is the float model "
@@ -437,9 +446,11 @@ def write_markdown(results, path, plots):
     latency = results.get("qdq_latency")
     if latency:
         lines += ["## ONNX Runtime latency of the QDQ models against quantize_static's", "",
-                  f"`benchmarks/qdq_latency.py --runs {latency['runs']}`, started {latency['started']}: ONNX "
-                  f"Runtime {latency['onnxruntime']}, {latency['threads']} threads, median of {latency['runs']} "
-                  "runs; the models of a row take turns in blocks of 5 runs. quantize_static gets per-channel "
+                  f"`benchmarks/qdq_latency.py --runs {latency['runs']}`, started "
+                  f"{_side_start(latency, results)}: ONNX Runtime {latency['onnxruntime']}, "
+                  f"{latency['threads']} threads that do not spin between runs, "
+                  f"median of {latency['runs']} runs; the models of a row take turns in blocks of 5 runs. "
+                  "quantize_static gets per-channel "
                   "INT8 weights and quant_pre_process first; the float model is exported with the exporter's "
                   "optimizer on. MobileNetV3-Large, EfficientNet-B0 and ResNet-50 are torchvision's layouts "
                   "built from plain modules with random weights.", ""]
@@ -511,9 +522,10 @@ def write_markdown(results, path, plots):
               "at few batches. A micro-benchmark of the scatter (one array of interleaved sums, two-phase "
               "binning, an AVX2 clone) found nothing faster.",
               "- **Whole calibration <= ORT's (export + quantize_static MinMax)**: both flows pay for one ONNX "
-              "export of the model, which dominates; amct then runs the user's torch forwards, which on MiniLM "
-              "cost more than ONNX Runtime's inference of the same batches, so the two end at par within the "
-              "machine's noise rather than below.",
+              "export of the model, which is most of the time. After it, amct runs the user's torch forwards "
+              "over the calibration batches, and ORT runs ONNX Runtime's inference of the exported model; on "
+              "MiniLM torch's forwards cost more (about 5 s for the 32 batches), which is where amct ends "
+              "above ORT.",
               "- **Accuracy at least the best peer's**: where amct's full-INT8 model of MiniLM trails PT2E, the "
               "two differ in the fourth decimal of the mean cosine over 838 evaluation quotes, a tie within "
               "the evaluation's resolution; per-channel Linear weights and per-tensor activations are what "

@@ -124,7 +124,8 @@ def test_side_results_are_reported_with_their_targets(tmp_path):
             "(issue 9) | 1.60x | **no** |") in rows
     assert ("| EfficientNet-Lite0, 32 batches of 4x3x224x224 | calibration forwards (HFMG) <= 1.3x float forwards "
             "(issue 9) | 1.25x | yes |") in rows
-    assert "| EfficientNet-B0, batch 8 | full-INT8 QDQ latency <= 1x quantize_static's (issue 9) | 1.02x | **no** |" in rows
+    assert ("| EfficientNet-B0, batch 8 | full-INT8 QDQ latency <= 1x quantize_static's (issue 9) | 1.02x "
+            "| **no** |") in rows
     assert ("| ResNet-50 | full-INT8 QDQ latency <= 0.6x float, batch 8 (issue 9) | 0.30x (quantize_static 0.31x) "
             "| yes |") in rows
     assert ("| EfficientNet-B0 | full-INT8 QDQ latency <= 0.6x float, batch 8 (issue 9) | 0.90x "
