@@ -65,7 +65,7 @@ def workload(name):
     """The model and the shape of one batch."""
     torch.manual_seed(0)
     if name == "effnet":
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        # Imported here: the bench-only model package need not be installed for sixconv.
         from bench_common.workloads import EfficientNetLite0
 
         return EfficientNetLite0().model(log=lambda *a: None), workload_shape(name)

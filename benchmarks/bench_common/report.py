@@ -295,6 +295,38 @@ def qdq_latency_table(side):
     return lines
 
 
+def side_sections(results):
+    """RESULTS.md's sections for the results make bench measures beside bench_ptq.py."""
+    lines = []
+    forwards = results.get("calibration_forwards")
+    if forwards:
+        lines += [f"## Calibration forwards against float forwards, {forwards['model']}", "",
+                  f"`benchmarks/calibration_cost.py`, started {_side_start(forwards, results)}: batches of "
+                  f"{forwards['batch_shape']}, {forwards['threads']} threads, one fresh process per row. The "
+                  "calibration forwards (the scale searches after the last batch included) and the float "
+                  "forwards take turns batch by batch in that process; 'BN-folded float' is the float model "
+                  "with its BatchNorms folded into the convs, as the calibration model's are.", ""]
+        lines += calibration_forwards_table(forwards) + [""]
+    latency = results.get("qdq_latency")
+    if latency:
+        lines += ["## ONNX Runtime latency of the QDQ models against quantize_static's", "",
+                  f"`benchmarks/qdq_latency.py --runs {latency['runs']}`, started "
+                  f"{_side_start(latency, results)}: ONNX Runtime {latency['onnxruntime']}, "
+                  f"{latency['threads']} threads that do not spin between runs, "
+                  f"median of {latency['runs']} runs; the models of a row take turns in blocks of 5 runs. "
+                  "quantize_static gets per-channel "
+                  "INT8 weights and quant_pre_process first; the float model is exported with the exporter's "
+                  "optimizer on. MobileNetV3-Large, EfficientNet-B0 and ResNet-50 are torchvision's layouts "
+                  "built from plain modules with random weights.", ""]
+        lines += qdq_latency_table(latency) + [""]
+        cosines = latency.get("minilm_cosines")
+        if cosines:
+            lines += [f"all-MiniLM-L6-v2, mean cosine between float and full-INT8 QDQ embeddings on 8 evaluation "
+                      f"batches: {cosines['without']:.4f} with the attention MatMuls in float, "
+                      f"{cosines['with']:.4f} with them quantized (`quantize_activation_matmuls`).", ""]
+    return lines
+
+
 def side_targets(results):
     """Issue 9's targets measured by calibration_cost.py and qdq_latency.py."""
     targets = []
@@ -434,32 +466,7 @@ def write_markdown(results, path, plots):
                     failures.append(f"- {tool_label(tool)}, {n} batches: `{_one_line(run['error'])[:1500]}`")
         if failures:
             lines += ["Failures (exact errors):", ""] + failures + [""]
-    forwards = results.get("calibration_forwards")
-    if forwards:
-        lines += [f"## Calibration forwards against float forwards, {forwards['model']}", "",
-                  f"`benchmarks/calibration_cost.py`, started {_side_start(forwards, results)}: batches of "
-                  f"{forwards['batch_shape']}, {forwards['threads']} threads, one fresh process per row. The "
-                  "calibration forwards (the scale searches after the last batch included) and the float "
-                  "forwards take turns batch by batch in that process; 'BN-folded float' is the float model "
-                  "with its BatchNorms folded into the convs, as the calibration model's are.", ""]
-        lines += calibration_forwards_table(forwards) + [""]
-    latency = results.get("qdq_latency")
-    if latency:
-        lines += ["## ONNX Runtime latency of the QDQ models against quantize_static's", "",
-                  f"`benchmarks/qdq_latency.py --runs {latency['runs']}`, started "
-                  f"{_side_start(latency, results)}: ONNX Runtime {latency['onnxruntime']}, "
-                  f"{latency['threads']} threads that do not spin between runs, "
-                  f"median of {latency['runs']} runs; the models of a row take turns in blocks of 5 runs. "
-                  "quantize_static gets per-channel "
-                  "INT8 weights and quant_pre_process first; the float model is exported with the exporter's "
-                  "optimizer on. MobileNetV3-Large, EfficientNet-B0 and ResNet-50 are torchvision's layouts "
-                  "built from plain modules with random weights.", ""]
-        lines += qdq_latency_table(latency) + [""]
-        cosines = latency.get("minilm_cosines")
-        if cosines:
-            lines += [f"all-MiniLM-L6-v2, mean cosine between float and full-INT8 QDQ embeddings on 8 evaluation "
-                      f"batches: {cosines['without']:.4f} with the attention MatMuls in float, "
-                      f"{cosines['with']:.4f} with them quantized (`quantize_activation_matmuls`).", ""]
+    lines += side_sections(results)
     targets += side_targets(results)
     lines += ["## Targets of issues 4, 8 and 9 (amct, best of its algorithms and artifacts)", "",
               "| workload | target | measured | met |", "|---|---|---|---|"]

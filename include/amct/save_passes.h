@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "amct/channel_map.h"
@@ -113,6 +114,8 @@ onnx::NodeProto& add_node(onnx::GraphProto& graph, const std::string& op_type, c
                           const std::vector<std::string>& inputs, const std::vector<std::string>& outputs);
 onnx::NodeProto& add_scalar_constant(onnx::GraphProto& graph, const std::string& name, float value);
 void remove_value_info(onnx::GraphProto& graph, const std::string& tensor);
+// The same for many tensors, in one pass over value_info.
+void remove_value_infos(onnx::GraphProto& graph, const std::unordered_set<std::string>& tensors);
 
 // ---- helpers shared by the QDQ passes ----
 
@@ -159,6 +162,9 @@ std::string qdq_uncast(const GraphIndex& index, std::string tensor);
 // The value of a constant floating-point scalar (through qdq_uncast), nullopt
 // for anything else.
 std::optional<float> qdq_constant_scalar(const GraphIndex& index, const std::string& tensor);
+// A constant-mode float Pad fills with 0: its `value` attribute (opset < 11)
+// is 0, or its fill input is absent or a constant zero (qdq_constant_scalar).
+bool qdq_fills_with_zero(const GraphIndex& index, const onnx::NodeProto& pad);
 // The values of a constant INT64 scalar or 1-D tensor (pads, axes); nullopt
 // when it holds anything else.
 std::optional<std::vector<int64_t>> qdq_int64_values(const onnx::TensorProto& tensor);

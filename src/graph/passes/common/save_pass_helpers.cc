@@ -125,10 +125,13 @@ onnx::NodeProto& add_scalar_constant(onnx::GraphProto& graph, const std::string&
   return node;
 }
 
-void remove_value_info(onnx::GraphProto& graph, const std::string& tensor) {
+void remove_value_info(onnx::GraphProto& graph, const std::string& tensor) { remove_value_infos(graph, {tensor}); }
+
+void remove_value_infos(onnx::GraphProto& graph, const std::unordered_set<std::string>& tensors) {
   auto* infos = graph.mutable_value_info();
-  for (int i = infos->size() - 1; i >= 0; --i)
-    if (infos->Get(i).name() == tensor) infos->DeleteSubrange(i, 1);
+  infos->erase(std::remove_if(infos->begin(), infos->end(),
+                              [&](const onnx::ValueInfoProto& info) { return tensors.contains(info.name()); }),
+               infos->end());
 }
 
 }  // namespace amct

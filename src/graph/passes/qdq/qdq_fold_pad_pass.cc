@@ -19,7 +19,6 @@
 // DequantizeLinear's output, the fill is the DequantizeLinear's own zero
 // point (0 before a QuantizeLinear), the pads are constant, non-negative and
 // on the spatial axes only, and the Conv pads explicitly (auto_pad NOTSET).
-#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -70,11 +69,6 @@ onnx::NodeProto* sole_reader(const GraphIndex& index, const std::string& tensor)
   return uses.size() == 1 ? uses.front() : nullptr;
 }
 
-// A float Pad's fill is 0: absent, or a constant floating-point zero.
-bool fills_with_float_zero(const GraphIndex& index, const onnx::NodeProto& pad) {
-  return pad.input_size() < 3 || pad.input(2).empty() || qdq_constant_scalar(index, pad.input(2)) == 0.0f;
-}
-
 // The DequantizeLinear after `pad` whose result only `conv` reads as its
 // data, with `quant` set when a QuantizeLinear of the float padding comes
 // first; nullptr when the pattern or its fill does not match.
@@ -83,7 +77,7 @@ onnx::NodeProto* dequant_before_conv(const GraphIndex& index, onnx::NodeProto& p
   if (!next || next->input_size() < 3 || next->input(0) != pad.output(0)) return nullptr;
   quant = nullptr;
   if (next->op_type() == "QuantizeLinear") {
-    if (!fills_with_float_zero(index, pad)) return nullptr;
+    if (!qdq_fills_with_zero(index, pad)) return nullptr;
     quant = next;
     next = sole_reader(index, quant->output(0));
     if (!next || next->op_type() != "DequantizeLinear" || next->input_size() < 3 ||
@@ -126,10 +120,7 @@ void qdq_fold_pad_pass(onnx::GraphProto& graph, const QuantPlan&) {
   if (folded.empty()) return;
   remove_nodes(graph, folded);
   qdq_drop_unread(graph, operands);
-  auto* infos = graph.mutable_value_info();
-  infos->erase(std::remove_if(infos->begin(), infos->end(),
-                              [&](const onnx::ValueInfoProto& info) { return reshaped.contains(info.name()); }),
-               infos->end());
+  remove_value_infos(graph, reshaped);
 }
 
 }  // namespace amct

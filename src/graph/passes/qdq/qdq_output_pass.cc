@@ -68,10 +68,7 @@ bool reads_no_values(const onnx::NodeProto& node, const std::string& tensor) {
 // point, an integer.
 bool pads_with_grid_values(const GraphIndex& index, const onnx::NodeProto& node) {
   if (!constant_operands(index, node)) return false;
-  if (get_string_attribute(node, "mode", "constant") != "constant") return true;
-  if (find_attribute(node, "value")) return get_float_attribute(node, "value", 0.0f) == 0.0f;  // opset < 11
-  if (node.input_size() < 3 || node.input(2).empty()) return true;
-  return qdq_constant_scalar(index, node.input(2)) == 0.0f;
+  return get_string_attribute(node, "mode", "constant") != "constant" || qdq_fills_with_zero(index, node);
 }
 
 // Ops y = f(x) with quantize(f(x)) == f(quantize(x)) for the same factors:

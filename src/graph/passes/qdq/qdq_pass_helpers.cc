@@ -96,6 +96,12 @@ std::optional<float> qdq_constant_scalar(const GraphIndex& index, const std::str
   return std::nullopt;
 }
 
+bool qdq_fills_with_zero(const GraphIndex& index, const onnx::NodeProto& pad) {
+  if (find_attribute(pad, "value")) return get_float_attribute(pad, "value", 0.0f) == 0.0f;
+  if (pad.input_size() < 3 || pad.input(2).empty()) return true;
+  return qdq_constant_scalar(index, pad.input(2)) == 0.0f;
+}
+
 std::optional<std::vector<int64_t>> qdq_int64_values(const onnx::TensorProto& tensor) {
   if (tensor.data_type() != onnx::TensorProto::INT64 || tensor.dims_size() > 1) return std::nullopt;
   if (!tensor.raw_data().empty()) {

@@ -77,7 +77,8 @@ bool needs_output_grid(const GraphIndex& index, const QdqDeclaredRanks& ranks, c
     pending.pop_back();
     if (index.is_graph_output(current)) return false;
     const auto& uses = index.consumers(current);
-    const bool read_by_layer = std::any_of(uses.begin(), uses.end(), [&](auto* use) { return layer_input(use, current); });
+    const bool read_by_layer =
+        std::any_of(uses.begin(), uses.end(), [&](auto* use) { return layer_input(use, current); });
     for (const onnx::NodeProto* use : uses) {
       if (use->op_type() == "Shape" || use->op_type() == "Size" || layer_input(use, current)) continue;
       if (read_by_layer && integer_op(index, ranks, *use)) continue;
